@@ -1,0 +1,260 @@
+"""VelocityPool: the Python SDK's entry point.
+
+    async with VelocityPool(node="vdb://127.0.0.1:2005", auth=token, ca="ca.crt") as vdb:
+        await vdb.set("session:0xF1", {"active": True}, ttl="2h")
+        await vdb.get("session:0xF1")          # -> {"active": True}
+        await vdb.incr("counters:req_total")   # -> 1
+
+A pool holds `pool_size` connections and spreads requests over them; each
+connection pipelines, so thousands of concurrent awaits are fine. A dead
+connection is replaced on next use. Reads are retried once on a fresh
+connection after a connection failure; writes are not (their outcome is
+unknown, and retrying INCR would count twice), they raise ConnectionError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from velocity.connection import Connection, ConnectionClosedError, Endpoint
+from velocity.durations import TtlLike, parse_ttl_ms
+from vproto import fastcodec as fc
+from vproto import messages as m
+from vproto.frame import Consistency, Opcode
+from vproto.values import decode_value, encode_value
+
+_MISSING = object()
+KeyLike = str | bytes
+
+
+def _key(key: KeyLike) -> bytes:
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    if isinstance(key, bytes | bytearray | memoryview):
+        return bytes(key)
+    raise TypeError(f"keys are str or bytes, not {type(key).__name__}")
+
+
+def _ttl(ttl: TtlLike | None) -> int:
+    return 0 if ttl is None else parse_ttl_ms(ttl)
+
+
+def make_ssl_context(ca: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+class VelocityPool:
+    def __init__(
+        self,
+        node: str = "vdb://127.0.0.1:2005",
+        auth: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
+        pool_size: int = 4,
+        *,
+        insecure: bool = False,
+        server_name: str | None = None,
+        timeout: float = 10.0,
+        client_name: str = "velocity-py",
+        compression: bool = True,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.endpoint = Endpoint.parse(node)
+        self.token = auth if auth is not None else os.environ.get("VDB_TOKEN")
+        self.insecure = insecure
+        self._ssl = None if insecure else make_ssl_context(ca)
+        self.server_name = server_name
+        self.timeout = timeout
+        self.client_name = client_name
+        self.compression = compression
+        self.pool_size = pool_size
+        self._conns: list[Connection | None] = [None] * pool_size
+        self._opening: list[asyncio.Future[Connection] | None] = [None] * pool_size
+        self._next = 0
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def connect(self) -> VelocityPool:
+        """Open every connection now (errors surface here rather than on first use)."""
+        await asyncio.gather(*(self._conn(i) for i in range(self.pool_size)))
+        return self
+
+    async def close(self) -> None:
+        self._closed = True
+        conns = [c for c in self._conns if c is not None]
+        self._conns = [None] * self.pool_size
+        for c in conns:
+            c.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+
+    async def __aenter__(self) -> VelocityPool:
+        return await self.connect()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _open(self) -> Connection:
+        return await Connection.open(
+            self.endpoint,
+            ssl_context=self._ssl,
+            server_name=self.server_name,
+            token=None if self.insecure else self.token,
+            client_name=self.client_name,
+            timeout=self.timeout,
+            compression=self.compression,
+        )
+
+    async def _conn(self, i: int) -> Connection:
+        if self._closed:
+            raise ConnectionClosedError("pool is closed")
+        c = self._conns[i]
+        if c is not None and c.is_open:
+            return c
+        pending = self._opening[i]
+        if pending is None:
+            pending = asyncio.ensure_future(self._open())
+            self._opening[i] = pending
+            try:
+                c = await pending
+            finally:
+                self._opening[i] = None
+            self._conns[i] = c
+            return c
+        return await asyncio.shield(pending)
+
+    async def _call(self, opcode: int, body: bytes, *, retry: bool, consistency: int = 0) -> bytes:
+        i = self._next
+        self._next = (i + 1) % self.pool_size
+        conn = await self._conn(i)
+        try:
+            return await asyncio.wait_for(conn.call(opcode, body, consistency), self.timeout)
+        except (ConnectionError, OSError):
+            if not retry:
+                raise
+        conn = await self._conn(i)
+        return await asyncio.wait_for(conn.call(opcode, body, consistency), self.timeout)
+
+    # -- single key ----------------------------------------------------------------
+
+    async def get(self, key: KeyLike, default: Any = None, *, stale_ok: bool = False) -> Any:
+        """The value, decoded to the type it was stored as; `default` when missing."""
+        body = await self._call(
+            Opcode.GET,
+            fc.encode_key_request(_key(key)),
+            retry=True,
+            consistency=Consistency.STALE_OK if stale_ok else Consistency.LINEARIZABLE,
+        )
+        found, kind, value = fc.decode_get_response(body)
+        return decode_value(kind, value) if found else default
+
+    async def set(
+        self, key: KeyLike, value: Any, ttl: TtlLike | None = None, *, nx: bool = False, xx: bool = False
+    ) -> bool:
+        """Store a value. nx: only if absent; xx: only if present. Returns whether it was written."""
+        if nx and xx:
+            raise ValueError("nx and xx exclude each other")
+        kind, data = encode_value(value)
+        body = fc.encode_set_request(_key(key), data, kind, _ttl(ttl), 1 if nx else 2 if xx else 0)
+        return fc.decode_bool(await self._call(Opcode.SET, body, retry=False))
+
+    async def delete(self, key: KeyLike) -> bool:
+        return fc.decode_bool(await self._call(Opcode.DEL, fc.encode_key_request(_key(key)), retry=False))
+
+    async def exists(self, key: KeyLike) -> bool:
+        return fc.decode_bool(await self._call(Opcode.EXISTS, fc.encode_key_request(_key(key)), retry=True))
+
+    async def incr(self, key: KeyLike, by: int = 1) -> int:
+        """Atomically add `by` (may be negative) and return the new value."""
+        if isinstance(by, bool) or not isinstance(by, int):
+            raise TypeError("by must be an int")
+        return fc.decode_i64(await self._call(Opcode.INCR, fc.encode_incr_request(_key(key), by), retry=False))
+
+    async def incrby(self, key: KeyLike, by: int) -> int:
+        return await self.incr(key, by)
+
+    async def decr(self, key: KeyLike, by: int = 1) -> int:
+        return await self.incr(key, -by)
+
+    decrby = decr
+
+    async def expire(self, key: KeyLike, ttl: TtlLike) -> bool:
+        body = m.ExpireRequest(_key(key), parse_ttl_ms(ttl)).encode()
+        return fc.decode_bool(await self._call(Opcode.EXPIRE, body, retry=False))
+
+    async def persist(self, key: KeyLike) -> bool:
+        return fc.decode_bool(await self._call(Opcode.PERSIST, fc.encode_key_request(_key(key)), retry=False))
+
+    async def pttl(self, key: KeyLike) -> int:
+        """Milliseconds left; -1 when the key has no expiry, -2 when it does not exist."""
+        return fc.decode_i64(await self._call(Opcode.TTL, fc.encode_key_request(_key(key)), retry=True))
+
+    async def ttl(self, key: KeyLike) -> float | None:
+        """Seconds left, or None when the key is missing or has no expiry."""
+        ms = await self.pttl(key)
+        return None if ms < 0 else ms / 1000
+
+    async def cas(self, key: KeyLike, expected: Any, value: Any, ttl: TtlLike | None = None) -> bool:
+        """Write `value` only if the current value equals `expected` (None: only if absent)."""
+        ekind, edata = (0, b"") if expected is None else encode_value(expected)
+        kind, data = encode_value(value)
+        req = m.CasRequest(_key(key), edata, ekind, expected is None, data, kind, _ttl(ttl))
+        return m.CasResponse.decode(await self._call(Opcode.CAS, req.encode(), retry=False)).applied
+
+    # -- multi key -------------------------------------------------------------------
+
+    async def mget(self, keys: Iterable[KeyLike], default: Any = None) -> list[Any]:
+        req = m.MGetRequest([m.Key(_key(k)) for k in keys])
+        resp = m.MGetResponse.decode(await self._call(Opcode.MGET, req.encode(), retry=True))
+        return [decode_value(e.kind, e.value) if e.found else default for e in resp.entries]
+
+    async def mset(self, mapping: Mapping[KeyLike, Any], ttl: TtlLike | None = None) -> None:
+        """Write every pair atomically: all of them or, on error, none."""
+        ttl_ms = _ttl(ttl)
+        entries = []
+        for k, v in mapping.items():
+            kind, data = encode_value(v)
+            entries.append(m.Entry(key=_key(k), kind=kind, value=data, ttl_ms=ttl_ms))
+        await self._call(Opcode.MSET, m.MSetRequest(entries).encode(), retry=False)
+
+    async def scan(self, prefix: KeyLike = b"", count: int = 100) -> AsyncIterator[str]:
+        """Every key with `prefix`, in byte order, fetched `count` at a time."""
+        p = _key(prefix)
+        cursor = b""
+        while True:
+            body = await self._call(Opcode.SCAN, m.ScanRequest(p, cursor, count).encode(), retry=True)
+            resp = m.ScanResponse.decode(body)
+            for k in resp.keys:
+                yield k.key.decode("utf-8", "surrogateescape")
+            if not resp.next_cursor:
+                return
+            cursor = resp.next_cursor
+
+    # -- admin -------------------------------------------------------------------------
+
+    async def ping(self, payload: bytes = b"") -> bytes:
+        body = await self._call(Opcode.PING, m.PingRequest(payload).encode(), retry=True)
+        return m.PingResponse.decode(body).payload
+
+    async def info(self, section: str | None = None) -> dict[str, Any]:
+        body = await self._call(Opcode.INFO, m.InfoRequest(section or "").encode(), retry=True)
+        result: dict[str, Any] = json.loads(m.InfoResponse.decode(body).json)
+        return result
+
+    def __repr__(self) -> str:
+        return f"VelocityPool({self.endpoint}, pool_size={self.pool_size})"
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    return Path(path).read_text().strip()

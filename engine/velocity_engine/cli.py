@@ -1,0 +1,100 @@
+"""`velocity-engine`: start a server (flags override env, which overrides --config)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from velocity_engine import __version__
+from velocity_engine.auth import TokenError
+from velocity_engine.config import ConfigError, EngineSettings, load_settings
+
+log = logging.getLogger("velocity_engine")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (required).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), help="TOML config file.")
+@click.option("--host", help="Address to listen on for V-Proto [127.0.0.1].")
+@click.option("--port", type=int, help="V-Proto port [2005].")
+@click.option("--metrics-host", help="Address for /metrics, /healthz, /readyz [127.0.0.1].")
+@click.option("--metrics-port", type=int, help="HTTP port for metrics and health [9105].")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), help="Server certificate (PEM).")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), help="Server key (PEM).")
+@click.option("--tls-san", multiple=True, help="Extra name for the generated certificate (repeatable).")
+@click.option("--auth-token-file", type=click.Path(path_type=Path, dir_okay=False), help="File with the token.")
+@click.option("--insecure", is_flag=True, default=None, help="Plaintext, no auth. Local experiments only.")
+@click.option("--max-frame-bytes", type=int, help="Largest accepted frame body.")
+@click.option("--max-value-bytes", type=int, help="Largest accepted value.")
+@click.option("--max-connections", type=int, help="Connection limit.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Log level [INFO].")
+@click.version_option(__version__, prog_name="velocity-engine")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, **flags: Any) -> None:
+    """Velocity key-value engine: V-Proto over TLS 1.3 with token auth.
+
+    Without --tls-cert/--tls-key it generates a CA and server certificate in
+    DATA_DIR/tls/; without --auth-token-file or VDB_TOKEN it generates a token
+    in DATA_DIR/auth-token.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not flags["tls_san"]:
+        flags["tls_san"] = None
+    try:
+        settings = load_settings(flags, config_file)
+    except ConfigError as exc:
+        click.echo(f"velocity-engine: {exc}", err=True)
+        sys.exit(2)
+    _setup_logging(settings.log_level)
+    try:
+        _run(settings)
+    except (TokenError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(1)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run(settings: EngineSettings) -> None:
+    import uvloop
+
+    from velocity_engine.server import Server
+
+    async def amain() -> None:
+        server = Server(settings)
+        await server.start()
+        _print_connect_hint(server)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    uvloop.run(amain())
+
+
+def _print_connect_hint(server: Any) -> None:
+    s = server.settings
+    endpoint = f"vdb://{'127.0.0.1' if s.host in ('0.0.0.0', '::') else s.host}:{server.port}"
+    if s.insecure:
+        hint = f"velocityctl --endpoint {endpoint} --insecure ping"
+    else:
+        parts = [f"velocityctl --endpoint {endpoint}"]
+        if server.tls.ca is not None:
+            parts.append(f"--ca {server.tls.ca}")
+        if server.token_path is not None:
+            parts.append(f"--token-file {server.token_path}")
+        hint = " ".join(parts) + " ping"
+    print(f"Velocity is ready. Connect with:\n  {hint}", flush=True)

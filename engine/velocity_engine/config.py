@@ -1,0 +1,126 @@
+"""Engine settings: one validated model, three sources.
+
+Precedence, highest first: command-line flags, environment variables
+(`VELOCITY_<FIELD>`, plus `VDB_TOKEN` for the token itself), the TOML config
+file (`--config`, which the operator mounts), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message says which setting and why."""
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VELOCITY_", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(description="Directory for data, generated TLS material and the auth token.")
+    host: str = Field("127.0.0.1", description="Address the V-Proto listener binds to.")
+    port: int = Field(2005, ge=0, le=65535, description="V-Proto TCP port (0 picks a free port).")
+    metrics_host: str = Field("127.0.0.1", description="Address of the HTTP listener (/metrics, /healthz, /readyz).")
+    metrics_port: int = Field(9105, ge=0, le=65535, description="HTTP port for metrics and health (0 picks a free port).")
+    insecure: bool = Field(False, description="Serve plaintext without auth. For local experiments only.")
+    tls_cert: Path | None = Field(None, description="Server certificate (PEM). Generated into DATA_DIR/tls when unset.")
+    tls_key: Path | None = Field(None, description="Server private key (PEM).")
+    tls_san: tuple[str, ...] = Field((), description="Extra DNS names or IPs for a generated server certificate.")
+    auth_token_file: Path | None = Field(None, description="File holding the auth token; generated when unset.")
+    max_frame_bytes: int = Field(16 * MiB, ge=1024, le=1024 * MiB, description="Largest accepted frame body.")
+    max_key_bytes: int = Field(64 * 1024, ge=1, description="Largest accepted key.")
+    max_value_bytes: int = Field(8 * MiB, ge=1, description="Largest accepted value.")
+    max_connections: int = Field(10_000, ge=1, description="Connections beyond this get a BUSY error.")
+    frame_timeout_s: float = Field(30.0, gt=0, description="A frame started but not finished within this is dropped.")
+    handshake_timeout_s: float = Field(10.0, gt=0, description="Time allowed for TLS and HELLO.")
+    write_buffer_high_bytes: int = Field(4 * MiB, ge=64 * 1024, description="Pause reading a client above this backlog.")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="How long shutdown waits for in-flight replies.")
+    active_expiry_hz: float = Field(10.0, gt=0, le=1000, description="Active expiry cycles per second.")
+    active_expiry_budget_ms: float = Field(1.0, gt=0, description="CPU time one active expiry cycle may use.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity.")
+    token: str | None = Field(None, exclude=True, repr=False, description="Auth token (from VDB_TOKEN).")
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.max_value_bytes + self.max_key_bytes > self.max_frame_bytes:
+            raise ValueError("max_key_bytes + max_value_bytes must fit in max_frame_bytes")
+        if self.insecure and (self.tls_cert or self.auth_token_file or self.token):
+            raise ValueError("--insecure cannot be combined with TLS or token settings")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TokenEnv(settings_cls), _FileSource(settings_cls))
+
+
+_file_values: dict[str, Any] = {}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Values from the TOML config file (set by load_settings)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _file_values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_file_values)
+
+
+class _TokenEnv(PydanticBaseSettingsSource):
+    """VDB_TOKEN, the name every Velocity tool shares for the token."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        token = os.environ.get("VDB_TOKEN")
+        return {"token": token} if token else {}
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> EngineSettings:
+    """Build settings from flags (overrides), environment and an optional TOML file."""
+    global _file_values
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            with config_file.open("rb") as fh:
+                file_values = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+        file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
+    _file_values = file_values
+    try:
+        return EngineSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _file_values = {}
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""Request handlers: decode a body, run the command, encode the reply frame.
+
+One method per opcode, looked up in a 256-entry table. Handlers raise
+VelocityError subclasses for anything the client did wrong; the connection
+turns those into ERROR frames. Hot opcodes use vproto.fastcodec.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from velocity_engine import __version__
+from velocity_engine.auth import token_matches
+from velocity_engine.keyspace import Keyspace
+from velocity_engine.storage.base import Record
+from vproto import fastcodec as fc
+from vproto import messages as m
+from vproto.errors import (
+    AuthFailedError,
+    InvalidArgumentError,
+    KeyTooLargeError,
+    NoAuthError,
+    UnknownOpcodeError,
+    UnsupportedVersionError,
+    ValueTooLargeError,
+    VelocityError,
+)
+from vproto.frame import (
+    COMPRESSION_THRESHOLD,
+    FEATURE_ZSTD,
+    HEADER,
+    MAGIC,
+    PROTOCOL_VERSION,
+    RESPONSE_BIT,
+    TRAILER,
+    Compression,
+    Opcode,
+    compress_body,
+    decompress_body,
+    flag_compression,
+    validate_flags,
+)
+
+if TYPE_CHECKING:
+    from velocity_engine.server import Server
+
+_pack_head = HEADER.pack
+_pack_crc = TRAILER.pack
+_crc32 = zlib.crc32
+_ZSTD_FLAG = Compression.ZSTD << 2
+
+
+@dataclass(slots=True)
+class Session:
+    """Per-connection protocol state."""
+
+    authed: bool = False
+    zstd: bool = False
+    client_name: str = ""
+
+
+def frame(opcode: int, body: bytes, flags: int = 0) -> bytes:
+    head = _pack_head(MAGIC, opcode, flags, len(body))
+    return b"".join((head, body, _pack_crc(_crc32(body, _crc32(head)))))
+
+
+def error_frame(exc: VelocityError) -> bytes:
+    return frame(
+        Opcode.ERROR,
+        m.ErrorResponse(int(exc.code), exc.message[:1024], exc.primary, exc.retry_after_ms).encode(),
+    )
+
+
+Handler = Callable[[Session, bytes], bytes]
+
+
+class Dispatcher:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.ks: Keyspace = server.keyspace
+        s = server.settings
+        self.max_key = s.max_key_bytes
+        self.max_value = s.max_value_bytes
+        self.max_body = s.max_frame_bytes
+        self.auth_required = not s.insecure
+        self.table: list[Handler | None] = [None] * 256
+        for op in Opcode:
+            fn = getattr(self, f"op_{op.name.lower()}", None)
+            if fn is not None:
+                self.table[op] = fn
+
+    # Called by the connection for every frame. Returns the reply frame.
+    def handle(self, session: Session, opcode: int, flags: int, body: bytes) -> bytes:
+        if flags:
+            validate_flags(flags)
+            if flag_compression(flags):
+                body = decompress_body(body, self.max_body)
+        fn = self.table[opcode]
+        if fn is None:
+            raise UnknownOpcodeError(f"unknown opcode 0x{opcode:02x}")
+        if not session.authed and opcode != Opcode.HELLO:
+            if self.auth_required:
+                raise NoAuthError("send HELLO with a valid token first")
+            session.authed = True
+        reply = fn(session, body)
+        if session.zstd and len(reply) > COMPRESSION_THRESHOLD:
+            return frame(opcode | RESPONSE_BIT, compress_body(reply), _ZSTD_FLAG)
+        return frame(opcode | RESPONSE_BIT, reply)
+
+    # -- checks ---------------------------------------------------------------
+
+    def _key(self, key: bytes) -> bytes:
+        if not key:
+            raise InvalidArgumentError("key must not be empty")
+        if len(key) > self.max_key:
+            raise KeyTooLargeError(f"key of {len(key)} bytes exceeds the limit of {self.max_key}")
+        return key
+
+    def _value(self, value: bytes) -> bytes:
+        if len(value) > self.max_value:
+            raise ValueTooLargeError(f"value of {len(value)} bytes exceeds the limit of {self.max_value}")
+        return value
+
+    # -- handshake and admin -----------------------------------------------
+
+    def op_hello(self, session: Session, body: bytes) -> bytes:
+        req = m.HelloRequest.decode(body)
+        if req.protocol_version != PROTOCOL_VERSION:
+            raise UnsupportedVersionError(
+                f"client speaks protocol {req.protocol_version}; this server speaks {PROTOCOL_VERSION}"
+            )
+        if self.auth_required and not token_matches(self.server.token or "", req.token):
+            self.server.stats.auth_failures += 1
+            raise AuthFailedError("invalid token")
+        session.authed = True
+        session.zstd = bool(req.features & FEATURE_ZSTD)
+        session.client_name = req.client_name[:128]
+        return m.HelloResponse(
+            protocol_version=PROTOCOL_VERSION,
+            server_version=__version__,
+            node_id=self.server.node_id,
+            role=0,
+            max_frame_bytes=self.max_body,
+            max_key_bytes=self.max_key,
+            max_value_bytes=self.max_value,
+            features=FEATURE_ZSTD if session.zstd else 0,
+        ).encode()
+
+    def op_ping(self, session: Session, body: bytes) -> bytes:
+        return m.PingResponse(m.PingRequest.decode(body).payload).encode()
+
+    def op_info(self, session: Session, body: bytes) -> bytes:
+        section = m.InfoRequest.decode(body).section
+        info = self.server.info()
+        if section:
+            if section not in info:
+                raise InvalidArgumentError(f"no INFO section {section!r}; have {', '.join(sorted(info))}")
+            info = {section: info[section]}
+        return m.InfoResponse(json.dumps(info, separators=(",", ":"))).encode()
+
+    # -- single key ------------------------------------------------------------
+
+    def op_get(self, session: Session, body: bytes) -> bytes:
+        rec = self.ks.lookup(self._key(fc.decode_key_request(body)))
+        if rec is None:
+            return fc.GET_NOT_FOUND
+        return fc.encode_get_response(True, rec.kind, rec.value)
+
+    def op_set(self, session: Session, body: bytes) -> bytes:
+        key, value, kind, ttl_ms, cond = fc.decode_set_request(body)
+        applied = self.ks.set(self._key(key), kind, self._value(value), ttl_ms, cond)
+        return fc.SET_APPLIED if applied else fc.SET_NOT_APPLIED
+
+    def op_del(self, session: Session, body: bytes) -> bytes:
+        return fc.BOOL_TRUE if self.ks.delete(self._key(fc.decode_key_request(body))) else fc.BOOL_FALSE
+
+    def op_exists(self, session: Session, body: bytes) -> bytes:
+        return fc.BOOL_TRUE if self.ks.exists(self._key(fc.decode_key_request(body))) else fc.BOOL_FALSE
+
+    def op_incr(self, session: Session, body: bytes) -> bytes:
+        key, delta = fc.decode_incr_request(body)
+        return fc.encode_incr_response(self.ks.incr(self._key(key), delta))
+
+    def op_expire(self, session: Session, body: bytes) -> bytes:
+        req = m.ExpireRequest.decode(body)
+        return fc.BOOL_TRUE if self.ks.expire(self._key(req.key), req.ttl_ms) else fc.BOOL_FALSE
+
+    def op_persist(self, session: Session, body: bytes) -> bytes:
+        return fc.BOOL_TRUE if self.ks.persist(self._key(fc.decode_key_request(body))) else fc.BOOL_FALSE
+
+    def op_ttl(self, session: Session, body: bytes) -> bytes:
+        return m.TtlResponse(self.ks.ttl(self._key(fc.decode_key_request(body)))).encode()
+
+    def op_cas(self, session: Session, body: bytes) -> bytes:
+        r = m.CasRequest.decode(body)
+        applied, cur = self.ks.cas(
+            self._key(r.key), r.expected, r.expected_kind, r.expect_absent, self._value(r.value), r.kind, r.ttl_ms
+        )
+        if applied or cur is None:
+            return m.CasResponse(applied=applied).encode()
+        return m.CasResponse(applied=False, found=True, kind=cur.kind, value=cur.value).encode()
+
+    # -- multi key ---------------------------------------------------------------
+
+    def op_mget(self, session: Session, body: bytes) -> bytes:
+        keys = [self._key(k.key) for k in m.MGetRequest.decode(body).keys]
+        recs = self.ks.mget(keys)
+        return m.MGetResponse([_entry(k, r) for k, r in zip(keys, recs, strict=True)]).encode()
+
+    def op_mset(self, session: Session, body: bytes) -> bytes:
+        entries = m.MSetRequest.decode(body).entries
+        if not entries:
+            raise InvalidArgumentError("MSET needs at least one entry")
+        self.ks.mset([(self._key(e.key), e.kind, self._value(e.value), e.ttl_ms) for e in entries])
+        return fc.BOOL_TRUE
+
+    def op_scan(self, session: Session, body: bytes) -> bytes:
+        req = m.ScanRequest.decode(body)
+        keys, cursor = self.ks.scan(req.prefix, req.cursor, req.count)
+        return m.ScanResponse([m.Key(k) for k in keys], cursor).encode()
+
+
+def _entry(key: bytes, rec: Record | None) -> m.Entry:
+    if rec is None:
+        return m.Entry(key=key)
+    return m.Entry(key=key, found=True, kind=rec.kind, value=rec.value)
