@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.engine_proc import EngineProcess  # noqa: E402
+from tests.support.engine_proc import EngineProcess
 
 
 @pytest.fixture

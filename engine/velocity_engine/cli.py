@@ -36,7 +36,7 @@ log = logging.getLogger("velocity_engine")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Log level [INFO].")
 @click.version_option(__version__, prog_name="velocity-engine")
 @click.pass_context
-def main(ctx: click.Context, config_file: Path | None, **flags: Any) -> None:
+def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
     """Velocity key-value engine: V-Proto over TLS 1.3 with token auth.
 
     Without --tls-cert/--tls-key it generates a CA and server certificate in

@@ -28,8 +28,10 @@ class EngineSettings(BaseSettings):
     data_dir: Path = Field(description="Directory for data, generated TLS material and the auth token.")
     host: str = Field("127.0.0.1", description="Address the V-Proto listener binds to.")
     port: int = Field(2005, ge=0, le=65535, description="V-Proto TCP port (0 picks a free port).")
-    metrics_host: str = Field("127.0.0.1", description="Address of the HTTP listener (/metrics, /healthz, /readyz).")
-    metrics_port: int = Field(9105, ge=0, le=65535, description="HTTP port for metrics and health (0 picks a free port).")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address of the HTTP listener (/metrics, /healthz, /readyz)."
+    )
+    metrics_port: int = Field(9105, ge=0, le=65535, description="HTTP port for metrics and health (0: any free port).")
     insecure: bool = Field(False, description="Serve plaintext without auth. For local experiments only.")
     tls_cert: Path | None = Field(None, description="Server certificate (PEM). Generated into DATA_DIR/tls when unset.")
     tls_key: Path | None = Field(None, description="Server private key (PEM).")
@@ -41,7 +43,9 @@ class EngineSettings(BaseSettings):
     max_connections: int = Field(10_000, ge=1, description="Connections beyond this get a BUSY error.")
     frame_timeout_s: float = Field(30.0, gt=0, description="A frame started but not finished within this is dropped.")
     handshake_timeout_s: float = Field(10.0, gt=0, description="Time allowed for TLS and HELLO.")
-    write_buffer_high_bytes: int = Field(4 * MiB, ge=64 * 1024, description="Pause reading a client above this backlog.")
+    write_buffer_high_bytes: int = Field(
+        4 * MiB, ge=64 * 1024, description="Pause reading a client above this backlog."
+    )
     shutdown_grace_s: float = Field(10.0, ge=0, description="How long shutdown waits for in-flight replies.")
     active_expiry_hz: float = Field(10.0, gt=0, le=1000, description="Active expiry cycles per second.")
     active_expiry_budget_ms: float = Field(1.0, gt=0, description="CPU time one active expiry cycle may use.")

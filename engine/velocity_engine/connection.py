@@ -15,12 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from velocity_engine.dispatch import Dispatcher, Session, error_frame
-from velocity_engine.storage.base import StorageError
 from vproto.errors import (
-    FATAL_CODES,
     BusyError,
     InternalError,
     ShuttingDownError,
@@ -29,6 +26,9 @@ from vproto.errors import (
     WritesRefusedError,
 )
 from vproto.frame import FrameDecoder
+
+from velocity_engine.dispatch import Dispatcher, Session, error_frame
+from velocity_engine.storage.base import StorageError
 
 if TYPE_CHECKING:
     from velocity_engine.server import Server
@@ -55,11 +55,12 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's SSL transport is not a subclass
+        # uvloop's SSL transport is not an asyncio.Transport subclass, but has its methods.
+        self.transport = t = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         s = self.server.settings
-        transport.set_write_buffer_limits(high=s.write_buffer_high_bytes)
+        t.set_write_buffer_limits(high=s.write_buffer_high_bytes)
         if self.server.shutting_down:
             self._fatal(ShuttingDownError("server is shutting down"))
             return
@@ -122,7 +123,7 @@ class Connection(asyncio.Protocol):
             except VelocityError as exc:
                 stats.errors[exc.code] += 1
                 out.append(error_frame(exc))
-                if exc.code in FATAL_CODES:
+                if exc.fatal:  # not the bare code: a malformed body (PROTOCOL) is not fatal
                     fatal = exc
                     break
             except StorageError as exc:

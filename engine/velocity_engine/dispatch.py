@@ -13,10 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from velocity_engine import __version__
-from velocity_engine.auth import token_matches
-from velocity_engine.keyspace import Keyspace
-from velocity_engine.storage.base import Record
 from vproto import fastcodec as fc
 from vproto import messages as m
 from vproto.errors import (
@@ -44,6 +40,11 @@ from vproto.frame import (
     flag_compression,
     validate_flags,
 )
+
+from velocity_engine import __version__
+from velocity_engine.auth import token_matches
+from velocity_engine.keyspace import Keyspace
+from velocity_engine.storage.base import Record
 
 if TYPE_CHECKING:
     from velocity_engine.server import Server

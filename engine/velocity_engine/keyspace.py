@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from velocity_engine.storage.base import Mutation, Record, Storage
 from vproto.errors import InvalidArgumentError, NotIntegerError, OverflowError_, WrongTypeError
 from vproto.values import INT64_MAX, INT64_MIN, ValueKind, decode_int, encode_int
+
+from velocity_engine.storage.base import Mutation, Record, Storage
 
 SET_ALWAYS, SET_IF_ABSENT, SET_IF_PRESENT = 0, 1, 2
 TTL_MISSING, TTL_NONE = -2, -1
@@ -149,10 +150,9 @@ class Keyspace:
     ) -> tuple[bool, Record | None]:
         """Write only if the current value matches; returns (applied, current when not)."""
         rec = self.lookup(key)
-        if expect_absent:
-            ok = rec is None
-        else:
-            ok = rec is not None and rec.value == expected and rec.kind == expected_kind
+        ok = rec is None if expect_absent else (
+            rec is not None and rec.value == expected and rec.kind == expected_kind
+        )
         if not ok:
             return False, rec
         self.storage.apply(((key, Record(kind, value, self._expire_at(ttl_ms))),))

@@ -17,7 +17,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-
 from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 
@@ -103,11 +102,16 @@ class EngineCollector(Collector):
             err.add_metric([code.name], s.errors[code])
         yield err
         yield GaugeMetricFamily("velocity_connections", "Open client connections.", value=s.connections)
-        yield CounterMetricFamily("velocity_connections_accepted", "Connections accepted.", value=s.connections_total)
         yield CounterMetricFamily(
-            "velocity_connections_rejected", "Connections refused at the connection limit.", value=s.connections_rejected
+            "velocity_connections_accepted", "Connections accepted.", value=s.connections_total
         )
-        yield CounterMetricFamily("velocity_auth_failures", "HELLOs with a wrong or missing token.", value=s.auth_failures)
+        yield CounterMetricFamily(
+            "velocity_connections_rejected", "Connections refused at the connection limit.",
+            value=s.connections_rejected,
+        )
+        yield CounterMetricFamily(
+            "velocity_auth_failures", "HELLOs with a wrong or missing token.", value=s.auth_failures
+        )
         yield CounterMetricFamily("velocity_received_bytes", "Bytes received from clients.", value=s.bytes_in)
         yield CounterMetricFamily("velocity_sent_bytes", "Bytes sent to clients.", value=s.bytes_out)
         for name, (kind, help_text, value) in self.gauges().items():

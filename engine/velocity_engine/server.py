@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from vproto.frame import PROTOCOL_VERSION
+
 from velocity_engine import __version__
 from velocity_engine.auth import load_or_create_token
 from velocity_engine.config import EngineSettings
@@ -29,7 +31,6 @@ from velocity_engine.keyspace import Keyspace
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, rss_bytes
 from velocity_engine.storage import MemoryStorage, Storage
 from velocity_engine.tls import TlsFiles, certificate_expiry, default_names, ensure_generated, server_context
-from vproto.frame import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 

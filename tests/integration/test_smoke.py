@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.engine_proc import EngineProcess
 from velocity import VelocityPool
+
+from tests.support.engine_proc import EngineProcess
 
 
 def test_product_page_example(engine: EngineProcess) -> None:

@@ -12,6 +12,7 @@ printed when a start fails so the reason is visible.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -137,10 +138,8 @@ class EngineProcess:
     def kill(self) -> None:
         """SIGKILL the whole process group (no chance to flush anything)."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(10)
 
     def log(self) -> str:

@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 import click
+from vproto import fastcodec as fc
+from vproto.frame import Opcode
 
 from velocity.connection import Connection
 from velocity.pool import VelocityPool
-from vproto import fastcodec as fc
-from vproto.frame import Opcode
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -26,7 +26,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 async def run_bench(pool: VelocityPool, ops: list[str], requests: int, connections: int, pipeline: int,
                     data_size: int, keyspace: int, progress: bool = True) -> list[dict[str, Any]]:
     await pool.connect()
-    conns: list[Connection] = [await pool._conn(i) for i in range(connections)]  # noqa: SLF001
+    conns: list[Connection] = [await pool._conn(i) for i in range(connections)]
     value = b"x" * data_size
     results = []
     try:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from vproto.errors import VelocityError
 
 from velocity.durations import parse_ttl_ms
 from velocity.pool import VelocityPool
-from vproto.errors import VelocityError
 
 T = TypeVar("T")
 

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import ssl
 from dataclasses import dataclass
+from typing import cast
 
 from vproto import messages as m
 from vproto.errors import ProtocolError, VelocityError, error_from_wire
@@ -60,7 +61,8 @@ class _Protocol(asyncio.Protocol):
         self.error: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's SSL transport is not a subclass
+        # uvloop's SSL transport is not an asyncio.Transport subclass, but has its methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -73,7 +75,7 @@ class _Protocol(asyncio.Protocol):
             if not waiting:
                 self._fail(ProtocolError("reply received with no request outstanding"))
                 return
-            opcode, fut = waiting.popleft()
+            _, fut = waiting.popleft()
             if not fut.done():
                 fut.set_result(frame)
 
@@ -116,11 +118,11 @@ class Connection:
         compression: bool = True,
     ) -> Connection:
         loop = asyncio.get_running_loop()
-        kwargs = {}
-        if ssl_context is not None:
-            kwargs["server_hostname"] = server_name or endpoint.host
+        hostname = (server_name or endpoint.host) if ssl_context is not None else None
         _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(max_body), endpoint.host, endpoint.port, ssl=ssl_context, **kwargs),
+            loop.create_connection(
+                lambda: _Protocol(max_body), endpoint.host, endpoint.port, ssl=ssl_context, server_hostname=hostname
+            ),
             timeout,
         )
         conn = cls(proto, endpoint)

@@ -23,12 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from velocity.connection import Connection, ConnectionClosedError, Endpoint
-from velocity.durations import TtlLike, parse_ttl_ms
 from vproto import fastcodec as fc
 from vproto import messages as m
 from vproto.frame import Consistency, Opcode
 from vproto.values import decode_value, encode_value
+
+from velocity.connection import Connection, ConnectionClosedError, Endpoint
+from velocity.durations import TtlLike, parse_ttl_ms
 
 _MISSING = object()
 KeyLike = str | bytes

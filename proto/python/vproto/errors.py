@@ -52,9 +52,21 @@ class VelocityError(Exception):
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
 
+    @property
+    def fatal(self) -> bool:
+        """Whether the server closes the connection after answering this error."""
+        return self.code in FATAL_CODES
+
 
 class ProtocolError(VelocityError):
     code = ErrorCode.PROTOCOL
+
+    @property
+    def fatal(self) -> bool:
+        # Spec section 6: a malformed *body* leaves the framing intact, so it is
+        # answered and the connection continues. Framing errors and reserved
+        # flags raise FrameError (vproto.frame), which is fatal.
+        return False
 
 
 class BadCrcError(VelocityError):
@@ -85,7 +97,7 @@ class WrongTypeError(VelocityError):
     code = ErrorCode.WRONG_TYPE
 
 
-class OverflowError_(VelocityError):  # noqa: N801 - avoid shadowing the builtin
+class OverflowError_(VelocityError):
     code = ErrorCode.OVERFLOW
 
 
@@ -121,7 +133,7 @@ class UnsupportedVersionError(VelocityError):
     code = ErrorCode.UNSUPPORTED_VERSION
 
 
-class TimeoutError_(VelocityError):  # noqa: N801 - avoid shadowing the builtin
+class TimeoutError_(VelocityError):
     code = ErrorCode.TIMEOUT
 
 

@@ -16,22 +16,25 @@ Layouts below are written in forward (memory) order; `p*` are alignment pads.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from vproto.errors import ProtocolError
 from vproto.messages import (
     BoolResponse,
     GetResponse,
     IncrRequest,
+    IncrResponse,
     KeyRequest,
     SetRequest,
     SetResponse,
 )
 
-_u32 = struct.Struct("<I").unpack_from
-_i32 = struct.Struct("<i").unpack_from
-_u16 = struct.Struct("<H").unpack_from
-_hh = struct.Struct("<HH").unpack_from
-_q = struct.Struct("<q").unpack_from
+_Unpack = Callable[[bytes, int], tuple[int]]
+_u32: _Unpack = struct.Struct("<I").unpack_from
+_i32: _Unpack = struct.Struct("<i").unpack_from
+_u16: _Unpack = struct.Struct("<H").unpack_from
+_hh: Callable[[bytes, int], tuple[int, int]] = struct.Struct("<HH").unpack_from
+_q: _Unpack = struct.Struct("<q").unpack_from
 _u32p = struct.Struct("<I").pack
 _ZEROS = b"\x00" * 8
 
@@ -150,20 +153,16 @@ SET_NOT_APPLIED = SetResponse(False).encode()
 BOOL_TRUE = BoolResponse(True).encode()
 BOOL_FALSE = BoolResponse(False).encode()
 
-# IncrResponse{value != 0}: root=12 | vtable(6: 6, 12, 4) | pad2? ... computed once.
-_INCR_RESP_ZERO = b""  # filled below
-
-
+# IncrResponse{value}: its only field is 8 bytes at a fixed place, so the
+# reference encoding of a probe value is the template for every non-zero value.
 def _incr_response_template() -> tuple[bytes, int]:
-    from vproto.messages import IncrResponse
-
     probe = IncrResponse(0x0102030405060708).encode()
     at = probe.index(struct.pack("<q", 0x0102030405060708))
     return probe, at
 
 
 _INCR_TEMPLATE, _INCR_AT = _incr_response_template()
-_INCR_ZERO = __import__("vproto.messages", fromlist=["IncrResponse"]).IncrResponse(0).encode()
+_INCR_ZERO: bytes = IncrResponse(0).encode()
 
 
 def encode_incr_response(value: int) -> bytes:
@@ -176,8 +175,13 @@ def encode_incr_response(value: int) -> bytes:
 # ---- decoders ---------------------------------------------------------------
 
 
-def _table(body: bytes) -> tuple[int, int, int, int]:
-    """(table pos, vtable pos, vtable length, object length), all checked."""
+# Unpackers for a vtable with k field slots: (vtable length, object length, *k offsets).
+_VT = [struct.Struct(f"<HH{k}H").unpack_from for k in range(9)]
+_NO_SLOTS = [(0,) * k for k in range(9)]
+
+
+def _fields(body: bytes, nslots: int) -> tuple[int, int, tuple[int, ...]]:
+    """(table pos, object length, offsets of the first nslots fields; 0 = absent), all checked."""
     n = len(body)
     if n < 8:
         raise ProtocolError(f"body of {n} bytes is too short")
@@ -190,82 +194,94 @@ def _table(body: bytes) -> tuple[int, int, int, int]:
     vtlen, objlen = _hh(body, vt)
     if vtlen < 4 or vtlen & 1 or vt + vtlen > n or objlen < 4 or root + objlen > n:
         raise ProtocolError("malformed vtable")
-    return root, vt, vtlen, objlen
+    k = (vtlen - 4) >> 1
+    if k >= nslots:
+        return root, objlen, _VT[nslots](body, vt)[2:]
+    return root, objlen, _VT[k](body, vt)[2:] + _NO_SLOTS[nslots - k]
 
 
-def _fpos(body: bytes, tab: tuple[int, int, int, int], slot: int, size: int) -> int:
-    root, vt, vtlen, objlen = tab
-    o = 4 + 2 * slot
-    if o >= vtlen:
-        return 0
-    off = _u16(body, vt + o)[0]
+def _vec(body: bytes, root: int, objlen: int, off: int) -> bytes:
+    """The [ubyte] vector a field at `off` points to (b"" when absent)."""
     if not off:
-        return 0
-    if off < 4 or off + size > objlen:
-        raise ProtocolError(f"field {slot} lies outside its table")
-    return root + off
-
-
-def _bytes(body: bytes, tab: tuple[int, int, int, int], slot: int) -> bytes:
-    p = _fpos(body, tab, slot, 4)
-    if not p:
         return b""
+    if off < 4 or off + 4 > objlen:
+        raise ProtocolError("vector field lies outside its table")
+    p = root + off
     v = p + _u32(body, p)[0]
     if v + 4 > len(body):
-        raise ProtocolError(f"field {slot} points outside the body")
+        raise ProtocolError("vector offset points outside the body")
     end = v + 4 + _u32(body, v)[0]
     if end > len(body):
-        raise ProtocolError(f"vector in field {slot} runs past the body")
+        raise ProtocolError("vector runs past the body")
     return body[v + 4 : end]
 
 
-def _u8(body: bytes, tab: tuple[int, int, int, int], slot: int) -> int:
-    p = _fpos(body, tab, slot, 1)
-    return body[p] if p else 0
+def _byte(body: bytes, root: int, objlen: int, off: int) -> int:
+    if not off:
+        return 0
+    if off < 4 or off >= objlen:
+        raise ProtocolError("field lies outside its table")
+    return body[root + off]
 
 
-def _i64(body: bytes, tab: tuple[int, int, int, int], slot: int, default: int) -> int:
-    p = _fpos(body, tab, slot, 8)
-    return int(_q(body, p)[0]) if p else default
+def _long(body: bytes, root: int, objlen: int, off: int, default: int) -> int:
+    if not off:
+        return default
+    if off < 4 or off + 8 > objlen:
+        raise ProtocolError("field lies outside its table")
+    return _q(body, root + off)[0]
 
 
 def decode_key_request(body: bytes) -> bytes:
     if not body:
         return b""
-    return _bytes(body, _table(body), 0)
+    root, objlen, (k,) = _fields(body, 1)
+    return _vec(body, root, objlen, k)
 
 
 def decode_set_request(body: bytes) -> tuple[bytes, bytes, int, int, int]:
     """(key, value, kind, ttl_ms, condition)"""
     if not body:
         return b"", b"", 0, 0, 0
-    t = _table(body)
-    return _bytes(body, t, 0), _bytes(body, t, 1), _u8(body, t, 2), _i64(body, t, 3, 0), _u8(body, t, 4)
+    root, objlen, (k, v, kind, ttl, cond) = _fields(body, 5)
+    return (
+        _vec(body, root, objlen, k),
+        _vec(body, root, objlen, v),
+        _byte(body, root, objlen, kind),
+        _long(body, root, objlen, ttl, 0),
+        _byte(body, root, objlen, cond),
+    )
 
 
 def decode_incr_request(body: bytes) -> tuple[bytes, int]:
     if not body:
         return b"", 1
-    t = _table(body)
-    return _bytes(body, t, 0), _i64(body, t, 1, 1)
+    root, objlen, (k, delta) = _fields(body, 2)
+    return _vec(body, root, objlen, k), _long(body, root, objlen, delta, 1)
 
 
 def decode_get_response(body: bytes) -> tuple[bool, int, bytes]:
     if not body:
         return False, 0, b""
-    t = _table(body)
-    return bool(_u8(body, t, 0)), _u8(body, t, 1), _bytes(body, t, 2)
+    root, objlen, (found, kind, value) = _fields(body, 3)
+    return (
+        bool(_byte(body, root, objlen, found)),
+        _byte(body, root, objlen, kind),
+        _vec(body, root, objlen, value),
+    )
 
 
 def decode_bool(body: bytes) -> bool:
     """BoolResponse.value / SetResponse.applied (both slot 0)."""
     if not body:
         return False
-    return bool(_u8(body, _table(body), 0))
+    root, objlen, (off,) = _fields(body, 1)
+    return bool(_byte(body, root, objlen, off))
 
 
 def decode_i64(body: bytes, default: int = 0) -> int:
     """IncrResponse.value / TtlResponse.ttl_ms (both slot 0)."""
     if not body:
         return default
-    return _i64(body, _table(body), 0, default)
+    root, objlen, (off,) = _fields(body, 1)
+    return _long(body, root, objlen, off, default)

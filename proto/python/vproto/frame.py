@@ -88,7 +88,12 @@ def flag_compression(flags: int) -> int:
 
 
 class FrameError(ProtocolError):
-    """Framing is lost (bad magic): the connection must close."""
+    """Framing is lost (bad magic) or a frame breaks the rules of its header
+    (reserved flags): the connection must close."""
+
+    @property
+    def fatal(self) -> bool:
+        return True
 
 
 def encode_frame(opcode: int, flags: int, body: bytes) -> bytes:
@@ -99,12 +104,13 @@ def encode_frame(opcode: int, flags: int, body: bytes) -> bytes:
 
 
 def validate_flags(flags: int) -> None:
+    # FrameError, not a plain ProtocolError: reserved flags are fatal (spec section 2).
     if flags & _RESERVED_MASK:
-        raise ProtocolError(f"reserved flag bits set: 0x{flags:02x}")
+        raise FrameError(f"reserved flag bits set: 0x{flags:02x}")
     if flag_consistency(flags) > Consistency.STALE_OK:
-        raise ProtocolError(f"unknown consistency level {flag_consistency(flags)}")
+        raise FrameError(f"unknown consistency level {flag_consistency(flags)}")
     if flag_compression(flags) > Compression.ZSTD:
-        raise ProtocolError(f"unknown compression {flag_compression(flags)}")
+        raise FrameError(f"unknown compression {flag_compression(flags)}")
 
 
 _zstd_c = None

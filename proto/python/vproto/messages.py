@@ -91,7 +91,7 @@ class Message:
             elif typ == "str":
                 kwargs[attr] = t.string(slot)
             elif isinstance(typ, type):
-                kwargs[attr] = [typ.from_table(sub) for sub in t.tables(slot)]
+                kwargs[attr] = [typ.from_table(sub) for sub in t.tables(slot)]  # type: ignore[attr-defined]
             else:
                 kwargs[attr] = t.scalar(slot, typ, default)
         return cls(**kwargs)

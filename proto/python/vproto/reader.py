@@ -12,13 +12,14 @@ defaults (handy for PING and INFO).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from vproto.errors import ProtocolError
 
-_U8 = struct.Struct("<B").unpack_from
-_U16 = struct.Struct("<H").unpack_from
-_U32 = struct.Struct("<I").unpack_from
-_I32 = struct.Struct("<i").unpack_from
+_Unpack = Callable[[bytes, int], tuple[int]]
+_U16: _Unpack = struct.Struct("<H").unpack_from
+_U32: _Unpack = struct.Struct("<I").unpack_from
+_I32: _Unpack = struct.Struct("<i").unpack_from
 
 _SCALARS = {
     "bool": struct.Struct("<?"),
