@@ -10,6 +10,12 @@ PORT ?= 2005
 METRICS_PORT ?= 9105
 PYTEST_ARGS ?=
 
+# Test tiers; mk/*.mk files append their own (TEST_TARGETS += test-foo).
+TEST_TARGETS := test-unit test-integration
+
+# Extra workflows (Kubernetes harness, images, dashboards, ...) live in mk/.
+-include mk/*.mk
+
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration lint typecheck generate check-generated vectors bench clean
 
@@ -28,7 +34,7 @@ run: install ## Start the engine on 127.0.0.1:$(PORT) with data, TLS material an
 	@mkdir -p $(DATA_DIR)
 	$(VENV)/bin/velocity-engine --data-dir $(DATA_DIR) --port $(PORT) --metrics-port $(METRICS_PORT)
 
-test: install check-generated lint test-unit test-integration ## Everything: lint, types, unit and integration tests
+test: install check-generated lint $(TEST_TARGETS) ## Everything: lint, types, unit and integration tests
 
 test-unit: install ## Unit tests (no processes, no network)
 	$(PY) -m pytest tests/proto tests/unit $(PYTEST_ARGS)
@@ -53,5 +59,3 @@ bench: install ## Velocity against Redis on this machine (writes docs/benchmarks
 
 clean: ## Remove the venv and local data
 	rm -rf $(VENV) .velocity .pytest_cache .mypy_cache .ruff_cache
-
--include mk/*.mk
