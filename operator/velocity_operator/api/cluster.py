@@ -1,0 +1,415 @@
+"""VelocityCluster (short name vc): a Velocity deployment with storage, TLS and backups."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from .common import ApiModel, Condition, Quantity, cel
+from .destination import DNS_SUBDOMAIN_PATTERN, BackupDestination
+
+__all__ = [
+    "MAX_REPLICAS",
+    "BackupSpec",
+    "BootstrapSpec",
+    "CertManagerSpec",
+    "CertificateStatus",
+    "ClaimRetentionPolicy",
+    "ClusterPhase",
+    "EngineConfig",
+    "FromBackup",
+    "IssuerRef",
+    "LastBackupStatus",
+    "ResourceRequirements",
+    "StorageSpec",
+    "TLSSpec",
+    "VelocityClusterSpec",
+    "VelocityClusterStatus",
+    "VolumeSpec",
+]
+
+MAX_REPLICAS = 16
+
+# Five cron fields, or one of the @ shortcuts CronJob understands.
+CRON_RULE = (
+    r"self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    r"[0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+)$')"
+)
+
+
+class VolumeSpec(ApiModel):
+    """Size of one of the persistent volumes each pod gets."""
+
+    size: Quantity = Field(
+        default="1Gi",
+        description="Requested size of the volume, for example 1Gi. It can grow (when the "
+        "StorageClass allows expansion) but never shrink: a smaller value is refused in "
+        "status and the volume keeps its size.",
+    )
+
+
+class ClaimRetentionPolicy(ApiModel):
+    """What happens to the pods' PersistentVolumeClaims when pods go away."""
+
+    when_scaled: Literal["Retain", "Delete"] = Field(
+        default="Retain",
+        description="Retain (default) keeps the claims of pods removed by scaling down, so "
+        "scaling up again finds their data; Delete removes them.",
+    )
+    when_deleted: Literal["Retain", "Delete"] = Field(
+        default="Retain",
+        description="Retain (default) keeps the claims when the VelocityCluster is deleted; "
+        "Delete removes them with it.",
+    )
+
+
+class StorageSpec(ApiModel):
+    """Persistent storage: one volume for the append-only log, one for snapshots."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.storageClassName) == has(oldSelf.storageClassName) && "
+                    "(!has(self.storageClassName) || "
+                    "self.storageClassName == oldSelf.storageClassName)",
+                    "storage.storageClassName is immutable: create a new cluster (for example "
+                    "restored from a backup) to move to another StorageClass",
+                    reason="FieldValueForbidden",
+                )
+            ]
+        }
+    )
+
+    storage_class_name: str | None = Field(
+        default=None,
+        description="StorageClass of both volumes. Omit it to use the cluster's default "
+        "StorageClass. Immutable after creation.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    aof: VolumeSpec = Field(
+        default_factory=lambda: VolumeSpec(),
+        description="The volume holding the append-only log (the write path), mounted at "
+        "/data. Defaults to 1Gi.",
+        json_schema_extra={"default": {}},
+    )
+    snapshots: VolumeSpec = Field(
+        default_factory=lambda: VolumeSpec(),
+        description="The volume holding snapshots of the data set, mounted at "
+        "/data/snapshots. Defaults to 1Gi.",
+        json_schema_extra={"default": {}},
+    )
+    claim_retention: ClaimRetentionPolicy = Field(
+        default_factory=lambda: ClaimRetentionPolicy(),
+        description="Whether the pods' PersistentVolumeClaims are kept when scaling down or "
+        "deleting the cluster. Both default to Retain.",
+        json_schema_extra={"default": {}},
+    )
+
+
+class IssuerRef(ApiModel):
+    """A cert-manager Issuer or ClusterIssuer."""
+
+    name: str = Field(description="Name of the issuer.", min_length=1, max_length=253)
+    kind: Literal["Issuer", "ClusterIssuer"] = Field(
+        default="Issuer", description="Issuer (in the cluster's namespace) or ClusterIssuer."
+    )
+    group: str = Field(
+        default="cert-manager.io", description="API group of the issuer.", max_length=253
+    )
+
+
+class CertManagerSpec(ApiModel):
+    """Have cert-manager issue the server certificate instead of the operator."""
+
+    issuer_ref: IssuerRef = Field(
+        description="The issuer that signs the server certificate. Its CA must be included "
+        "as ca.crt in the issued Secret (true for CA and self-signed issuers)."
+    )
+
+
+class TLSSpec(ApiModel):
+    """Transport security of client connections."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.enabled || (!has(self.secretName) && !has(self.certManager))",
+                    "tls.secretName and tls.certManager need tls.enabled: true",
+                ),
+                cel(
+                    "!(has(self.secretName) && has(self.certManager))",
+                    "set at most one of tls.secretName and tls.certManager",
+                ),
+            ]
+        }
+    )
+
+    enabled: bool = Field(
+        default=True,
+        description="Serve TLS 1.3 and require the auth token (default true). false serves "
+        "plaintext without authentication: only for local experiments.",
+    )
+    secret_name: str | None = Field(
+        default=None,
+        description="Bring your own certificate: a kubernetes.io/tls Secret in the same "
+        "namespace with tls.crt, tls.key and ca.crt. Its SANs must cover the Service and "
+        "pod names (see docs/operator/certificates.md). Omit to let the operator issue and "
+        "rotate certificates from its own CA.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    cert_manager: CertManagerSpec | None = Field(
+        default=None,
+        description="Have cert-manager issue and renew the server certificate "
+        "(requires cert-manager to be installed).",
+    )
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of the engine container, as in a Pod's resources field."""
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None,
+        description="Minimum resources the scheduler reserves, for example "
+        "{cpu: 100m, memory: 256Mi}. Defaults to cpu 100m and memory 128Mi.",
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None,
+        description="Maximum resources the container may use, for example {memory: 1Gi}. "
+        "Defaults to memory 1Gi and no CPU limit.",
+    )
+
+
+class EngineConfig(ApiModel):
+    """Engine settings written to the pods' config file. Changing them rolls the pods."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        default=None, description="Log verbosity of the engine. Defaults to INFO."
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Client connections per pod beyond which new ones get a BUSY error. "
+        "Defaults to 10000.",
+    )
+    max_value_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        le=512 * 1024 * 1024,
+        description="Largest value a client may store, in bytes. Defaults to 8 MiB.",
+    )
+
+
+class BackupSpec(ApiModel):
+    """Scheduled backups of the cluster, each one a VelocityBackup owned by the cluster."""
+
+    schedule: str = Field(
+        description="When to take a backup, as a cron expression in UTC with five fields "
+        "(minute hour day-of-month month day-of-week), for example \"0 * * * *\" for "
+        "hourly, or @hourly, @daily, @weekly, @monthly, @yearly.",
+        min_length=1,
+        max_length=128,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    CRON_RULE,
+                    "backup.schedule must be a cron expression with five fields such as "
+                    "\"0 * * * *\", or one of @hourly, @daily, @weekly, @monthly, @yearly",
+                )
+            ]
+        },
+    )
+    retention: int = Field(
+        default=7,
+        ge=1,
+        le=1000,
+        description="How many completed scheduled backups to keep; older ones are deleted "
+        "with their files. Defaults to 7. Backups created by hand are never deleted.",
+    )
+    suspend: bool = Field(
+        default=False, description="Stop taking scheduled backups while true; existing ones stay."
+    )
+    destination: BackupDestination | None = Field(
+        default=None,
+        description="Where scheduled backups are stored. Defaults to a PersistentVolumeClaim "
+        "named CLUSTER-backups that the operator creates with size backup.volumeSize.",
+    )
+    volume_size: Quantity = Field(
+        default="5Gi",
+        description="Size of the CLUSTER-backups claim created when no destination is "
+        "given. Defaults to 5Gi.",
+    )
+
+
+class FromBackup(ApiModel):
+    """A completed VelocityBackup to restore from."""
+
+    name: str = Field(
+        description="Name of a VelocityBackup in the same namespace whose phase is Completed.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+
+
+class BootstrapSpec(ApiModel):
+    """How a new cluster gets its initial data. Only settable at creation."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self == oldSelf", "spec.bootstrap is immutable", reason="FieldValueForbidden")
+            ]
+        }
+    )
+
+    from_backup: FromBackup = Field(
+        description="Start every pod from the snapshot of this backup instead of empty."
+    )
+
+
+class VelocityClusterSpec(ApiModel):
+    """The desired state of a Velocity cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.bootstrap) == has(oldSelf.bootstrap)",
+                    "spec.bootstrap can only be set when the cluster is created",
+                    reason="FieldValueForbidden",
+                )
+            ]
+        }
+    )
+
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Number of pods. Pod 0 is the primary (see status.currentPrimary); the "
+        "others are replicas. Scaling down removes replicas one at a time, never the "
+        "primary. Defaults to 1.",
+    )
+    image: str | None = Field(
+        default=None,
+        description="Container image of the engine. Defaults to the image the operator was "
+        "configured with (velocity/engine:dev). Changing it rolls the pods one at a time, "
+        "the primary last.",
+        min_length=1,
+        max_length=512,
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None,
+        description="When the kubelet pulls the image. Defaults to IfNotPresent.",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description="CPU and memory of the engine container. Defaults to requests "
+        "{cpu: 100m, memory: 128Mi} and limits {memory: 1Gi}.",
+    )
+    storage: StorageSpec = Field(
+        default_factory=lambda: StorageSpec(),
+        description="Persistent volumes of each pod: the append-only log and snapshots.",
+        json_schema_extra={"default": {}},
+    )
+    tls: TLSSpec = Field(
+        default_factory=lambda: TLSSpec(),
+        description="TLS of client connections. Enabled by default with certificates from a "
+        "CA the operator creates; clients trust the ca.crt of the Secret CLUSTER-ca.",
+        json_schema_extra={"default": {}},
+    )
+    config: EngineConfig | None = Field(
+        default=None, description="Engine settings. Unset ones keep the engine's defaults."
+    )
+    pod_anti_affinity: Literal["Preferred", "Required", "None"] = Field(
+        default="Preferred",
+        description="Spread pods over nodes: Preferred (default) when possible, Required "
+        "always (pods stay Pending without enough nodes), None not at all.",
+    )
+    node_selector: dict[str, str] | None = Field(
+        default=None, description="Labels a node must have for the pods to be scheduled on it."
+    )
+    backup: BackupSpec | None = Field(
+        default=None, description="Scheduled backups. Omit for none; VelocityBackups work regardless."
+    )
+    bootstrap: BootstrapSpec | None = Field(
+        default=None,
+        description="Restore a new cluster from a backup. Only settable when the cluster is "
+        "created.",
+    )
+
+
+ClusterPhase = Literal["Pending", "Provisioning", "Ready", "Scaling", "Updating", "Degraded"]
+
+
+class CertificateStatus(ApiModel):
+    """The server certificate in use."""
+
+    secret_name: str = Field(description="Secret holding the server certificate.")
+    not_after: dt.datetime | None = Field(
+        default=None, description="When the server certificate expires."
+    )
+    renew_after: dt.datetime | None = Field(
+        default=None, description="When the operator will replace it (operator-issued only)."
+    )
+
+
+class LastBackupStatus(ApiModel):
+    """The most recent backup of this cluster that finished."""
+
+    name: str = Field(description="Name of the VelocityBackup.")
+    phase: str = Field(description="Completed or Failed.")
+    completion_time: dt.datetime | None = Field(default=None, description="When it finished.")
+    location: str | None = Field(default=None, description="Where the snapshot file was stored.")
+
+
+class VelocityClusterStatus(ApiModel):
+    """The observed state of a Velocity cluster, written by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last acted on."
+    )
+    phase: ClusterPhase | None = Field(
+        default=None,
+        description="A one-word summary: Pending, Provisioning, Ready, Scaling, Updating or "
+        "Degraded. Use the conditions for decisions.",
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Ready (all pods serve), Progressing (a change is being rolled out), "
+        "Degraded (something needs attention; see its reason) and BackupSucceeded (the "
+        "latest backup finished).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int | None = Field(default=None, description="Number of pods that exist.")
+    ready_replicas: int | None = Field(default=None, description="Number of pods that are ready.")
+    updated_replicas: int | None = Field(
+        default=None, description="Number of pods running the current spec."
+    )
+    selector: str | None = Field(
+        default=None, description="Label selector of the pods, for the scale subresource."
+    )
+    current_primary: str | None = Field(
+        default=None,
+        description="The pod that accepts writes. Pod 0 until replication with failover "
+        "arrives.",
+    )
+    image: str | None = Field(default=None, description="The engine image the pods are set to run.")
+    certificate: CertificateStatus | None = Field(
+        default=None, description="The server certificate in use and its expiry."
+    )
+    last_backup: LastBackupStatus | None = Field(
+        default=None, description="The most recent backup that finished."
+    )
+    last_scheduled_backup_time: dt.datetime | None = Field(
+        default=None, description="When the schedule last created a VelocityBackup."
+    )
