@@ -173,7 +173,11 @@ def get(opts: Options, key: str) -> None:
     _out(value)
 
 
-@main.command()
+# Negative amounts ("incr KEY -1") are numbers, not options.
+_NUMERIC_ARGS = {"ignore_unknown_options": True}
+
+
+@main.command(context_settings=_NUMERIC_ARGS)
 @click.argument("key")
 @click.argument("by", type=int, default=1)
 @pass_opts
@@ -182,7 +186,7 @@ def incr(opts: Options, key: str, by: int) -> None:
     click.echo(run(opts, lambda p: p.incr(key, by)))
 
 
-@main.command()
+@main.command(context_settings=_NUMERIC_ARGS)
 @click.argument("key")
 @click.argument("by", type=int, default=1)
 @pass_opts
