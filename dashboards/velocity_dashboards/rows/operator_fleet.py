@@ -1,0 +1,21 @@
+"""Operator: managed clusters by phase, backups, and the certificates it manages."""
+
+from __future__ import annotations
+
+from velocity_dashboards.model import Panel, Row, Target
+from velocity_dashboards.promql import op_sel
+
+
+def row() -> Row:
+    return Row("Clusters, backups and certificates", (
+        Panel("Managed clusters by phase", "VelocityClusters the operator manages, by status phase.",
+              (Target(f"sum by (phase) ({op_sel('velocity_operator_managed_clusters')})", "{{phase}}"),),
+              stacked=True),
+        Panel("Backups by result", "Backups finished in the last hour, by result.",
+              (Target(f"sum by (result) (increase({op_sel('velocity_operator_backups_total')}[1h]))",
+                      "{{result}}"),)),
+        Panel("Cluster certificates expire in", "Time until each VelocityCluster's certificate expires.",
+              (Target("min by (cluster, namespace) "
+                      f"({op_sel('velocity_operator_certificate_expiry_timestamp_seconds')}) - time()",
+                      "{{namespace}}/{{cluster}}"),), unit="dtdurations"),
+    ))

@@ -1,0 +1,28 @@
+# Observability (issue 7, docs/observability.md): Grafana dashboards and Prometheus alert
+# rules built as code, and the tier that proves them against promtool, a live engine and a
+# real Prometheus. Included by the Makefile.
+
+TEST_TARGETS += test-dashboards
+
+DASHBOARDS_GEN := PYTHONPATH=dashboards $(PY) -m velocity_dashboards
+
+.PHONY: dashboards check-dashboards prometheus-tools test-dashboards
+
+dashboards: install ## Regenerate dashboards/*.json and manifests/monitoring/{prometheusrule,grafana-dashboards}.yaml
+	$(DASHBOARDS_GEN)
+
+check-dashboards: install ## Fail if the committed dashboards or monitoring manifests differ from the generator
+	$(DASHBOARDS_GEN) --check
+
+# Debian's prometheus package brings both `prometheus` and `promtool`; installed only when
+# one is missing, so reruns cost nothing.
+prometheus-tools: ## Install Debian's prometheus + promtool if missing (needs root/apt)
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+		echo "installing Debian's prometheus (prometheus + promtool)"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@promtool --version | head -n 1
+
+test-dashboards: install prometheus-tools ## Dashboards/alerts: drift, promtool, exported metrics, live Prometheus
+	$(PY) -m pytest tests/dashboards $(PYTEST_ARGS)

@@ -1,0 +1,72 @@
+"""Every metric a dashboard or alert uses is exported by a running Velocity process.
+
+Names that no Velocity process exports come from Prometheus itself or the kubelet; they
+are allowed only through EXTERNAL below, and every entry there must still be in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from velocity_dashboards.inventory import Query, all_queries
+
+from tests.dashboards.conftest import REPO_ROOT
+from tests.support.engine_proc import EngineProcess
+
+EXTERNAL = {
+    "up": "written by Prometheus for every scrape target",
+    "kubelet_volume_stats_available_bytes": "kubelet volume stats (volume filling)",
+    "kubelet_volume_stats_capacity_bytes": "kubelet volume stats (volume filling)",
+    "kubelet_volume_stats_used_bytes": "kubelet volume stats (volume usage panel)",
+}
+
+
+def exported_sample_names(text: str) -> set[str]:
+    """Sample names as a query sees them (`x_total`, `x_bucket`, `x_sum`, ...)."""
+    return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def _velocity_queries() -> list[Query]:
+    return [q for q in all_queries(REPO_ROOT) if not q.origin.startswith("velocity-operator")]
+
+
+def test_every_metric_used_is_exported_by_a_running_engine(tmp_path: Path) -> None:
+    with EngineProcess(tmp_path / "engine") as eng:
+        async def touch() -> None:  # one request, so nothing depends on a lazily created series
+            async with eng.pool() as vdb:
+                await vdb.set("k", "v")
+
+        asyncio.run(touch())
+        exported = exported_sample_names(eng.metrics())
+    assert "velocity_requests_total" in exported
+    missing = {
+        f"{q.origin}: {name}"
+        for q in _velocity_queries()
+        for name in q.metric_names()
+        if name not in exported and name not in EXTERNAL
+    }
+    assert not missing, "metrics used but not exported by the engine:\n" + "\n".join(sorted(missing))
+
+
+def test_the_external_allowlist_has_no_stale_entries() -> None:
+    used = {name for q in all_queries(REPO_ROOT) for name in q.metric_names()}
+    assert set(EXTERNAL) <= used
+
+
+def test_exported_sample_names_parses_the_exposition_format() -> None:
+    text = (
+        "# TYPE velocity_requests counter\n"
+        'velocity_requests_total{op="get"} 3\n'
+        "# TYPE velocity_request_duration_seconds histogram\n"
+        'velocity_request_duration_seconds_bucket{op="get",le="+Inf"} 3\n'
+        'velocity_request_duration_seconds_sum{op="get"} 0.1\n'
+        'velocity_request_duration_seconds_count{op="get"} 3\n'
+    )
+    assert exported_sample_names(text) == {
+        "velocity_requests_total",
+        "velocity_request_duration_seconds_bucket",
+        "velocity_request_duration_seconds_sum",
+        "velocity_request_duration_seconds_count",
+    }

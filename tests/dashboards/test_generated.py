@@ -1,0 +1,61 @@
+"""The committed dashboards and manifests are exactly what the generator produces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from velocity_dashboards import catalog, grafana
+from velocity_dashboards.__main__ import drifted, main
+from velocity_dashboards.artifacts import artifacts
+from velocity_dashboards.rules import RULES_FILE
+
+from tests.dashboards.conftest import REPO_ROOT
+
+
+def test_committed_files_match_the_generator() -> None:
+    assert drifted(REPO_ROOT) == [], "generated files are stale: run `make dashboards` and commit"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    (tmp_path / RULES_FILE).parent.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / RULES_FILE, tmp_path / RULES_FILE)
+    assert main(["--root", str(tmp_path)]) == 0
+    assert main(["--root", str(tmp_path), "--check"]) == 0
+    board = tmp_path / "dashboards" / catalog.cluster_dashboard().file_name
+    board.write_text(board.read_text().replace("Requests", "Requets", 1))
+    assert drifted(tmp_path) == [Path("dashboards") / board.name]
+    assert main(["--root", str(tmp_path), "--check"]) == 1
+
+
+def test_every_dashboard_has_the_standard_variables() -> None:
+    for d in catalog.dashboards():
+        rendered = grafana.render(d)
+        names = [v["name"] for v in rendered["templating"]["list"]]
+        assert names[0] == "datasource"
+        if d.uid == "velocity-cluster":
+            assert names[1:] == ["cluster", "namespace", "pod"]
+
+
+def test_layout_has_no_overlaps_and_unique_ids() -> None:
+    for d in catalog.dashboards():
+        panels = grafana.render(d)["panels"]
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids))
+        cells: set[tuple[int, int]] = set()
+        for p in panels:
+            g = p["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= grafana.GRID_WIDTH, p["title"]
+            mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not cells & mine, f"{p['title']} overlaps another panel"
+            cells |= mine
+
+
+def test_configmap_carries_the_same_dashboards() -> None:
+    files = artifacts(REPO_ROOT)
+    configmap = files[Path("manifests/monitoring/grafana-dashboards.yaml")]
+    for d in catalog.dashboards():
+        board = json.loads(files[Path("dashboards") / d.file_name])
+        assert board["uid"] == d.uid
+        assert f"  {d.file_name}: |\n" in configmap
