@@ -206,6 +206,12 @@ class EngineConfig(ApiModel):
         le=512 * 1024 * 1024,
         description="Largest value a client may store, in bytes. Defaults to 8 MiB.",
     )
+    appendfsync: Literal["always", "everysec", "no"] | None = Field(
+        default=None,
+        description="When the write-ahead log is synced to disk: always (before each reply), "
+        "everysec (at most one second of writes lost on a crash) or no (left to the OS). "
+        "Defaults to everysec.",
+    )
 
 
 class BackupSpec(ApiModel):

@@ -1,0 +1,88 @@
+"""The engine's config file (ConfigMap NAME-config, key velocity.toml).
+
+Keys are the engine's settings (engine/velocity_engine/config.py, EngineSettings), which
+forbids unknown keys: only settings the engine defines may appear here. Paths point at
+the mounts the StatefulSet builder creates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .. import names
+from ..api.cluster import VelocityClusterSpec
+from .meta import Owner, object_meta
+
+__all__ = [
+    "AUTH_DIR",
+    "CONFIG_DIR",
+    "CONFIG_KEY",
+    "DATA_DIR",
+    "SNAPSHOTS_DIR",
+    "TLS_DIR",
+    "config_hash",
+    "config_map",
+    "engine_settings",
+    "render_toml",
+]
+
+CONFIG_KEY = "velocity.toml"
+CONFIG_DIR = "/etc/velocity/config"
+TLS_DIR = "/etc/velocity/tls"
+AUTH_DIR = "/etc/velocity/auth"
+DATA_DIR = "/data"
+SNAPSHOTS_DIR = "/data/snapshots"
+
+
+def engine_settings(spec: VelocityClusterSpec) -> dict[str, Any]:
+    """The engine settings for `spec`, keyed by EngineSettings field names."""
+    settings: dict[str, Any] = {
+        "data_dir": DATA_DIR,
+        "host": "0.0.0.0",  # pods are reached through Services, not loopback
+        "port": names.CLIENT_PORT,
+        "metrics_host": "0.0.0.0",
+        "metrics_port": names.METRICS_PORT,
+    }
+    if spec.tls.enabled:
+        settings["tls_cert"] = f"{TLS_DIR}/tls.crt"
+        settings["tls_key"] = f"{TLS_DIR}/tls.key"
+        settings["auth_token_file"] = f"{AUTH_DIR}/token"
+    else:
+        settings["insecure"] = True
+    if spec.config is not None:
+        settings.update(spec.config.model_dump(exclude_none=True))
+    return settings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise TypeError(f"no TOML form for engine setting value {value!r}")
+
+
+def render_toml(settings: dict[str, Any]) -> str:
+    """Flat TOML, one `key = value` per line, keys sorted so the hash is stable."""
+    lines = ["# Written by the Velocity operator from the VelocityCluster spec; edits are overwritten."]
+    lines += [f"{key} = {_toml_value(settings[key])}" for key in sorted(settings)]
+    return "\n".join(lines) + "\n"
+
+
+def config_map(owner: Owner, spec: VelocityClusterSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(owner, names.config_map(owner.name)),
+        "data": {CONFIG_KEY: render_toml(engine_settings(spec))},
+    }
+
+
+def config_hash(config_map_obj: dict[str, Any]) -> str:
+    """A short digest of the config, put on the pod template so a change rolls the pods."""
+    text = config_map_obj["data"][CONFIG_KEY]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

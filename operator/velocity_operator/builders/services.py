@@ -1,0 +1,50 @@
+"""The client Service NAME (port 2005) and the headless Service NAME-headless (pod DNS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import names
+from .meta import Owner, object_meta
+
+__all__ = ["client_service", "headless_service"]
+
+
+def _ports(metrics: bool) -> list[dict[str, Any]]:
+    ports: list[dict[str, Any]] = [
+        {"name": "vproto", "port": names.CLIENT_PORT, "targetPort": "vproto", "protocol": "TCP"}
+    ]
+    if metrics:
+        ports.append({"name": "metrics", "port": names.METRICS_PORT, "targetPort": "metrics",
+                      "protocol": "TCP"})
+    return ports
+
+
+def client_service(owner: Owner) -> dict[str, Any]:
+    """What SDKs connect to: every ready pod (the primary only once replication exists)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(owner, names.service(owner.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector(owner.name),
+            "ports": _ports(metrics=True),
+        },
+    }
+
+
+def headless_service(owner: Owner) -> dict[str, Any]:
+    """Stable pod names NAME-i.NAME-headless; not-ready pods are published so that
+    replicas can find each other while they start."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(owner, names.headless_service(owner.name)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": names.selector(owner.name),
+            "ports": _ports(metrics=False),
+        },
+    }

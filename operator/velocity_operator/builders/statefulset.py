@@ -1,0 +1,276 @@
+"""The StatefulSet that runs the engine pods, with one claim template per volume.
+
+Pod 0 is the primary. Rolling updates go from the highest ordinal down (StatefulSet
+RollingUpdate order), so replicas are updated first and the primary last; each step
+waits for the pod's readiness probe (/readyz). Config and certificate changes reach
+the pods through hashes in the pod template's annotations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import names
+from ..api.cluster import ResourceRequirements, VelocityClusterSpec
+from .config import AUTH_DIR, CONFIG_DIR, CONFIG_KEY, DATA_DIR, SNAPSHOTS_DIR, TLS_DIR
+from .meta import Owner, object_meta
+
+__all__ = [
+    "CONFIG_HASH_ANNOTATION",
+    "DEFAULT_IMAGE",
+    "DEFAULT_RESOURCES",
+    "ENGINE_CONTAINER",
+    "RESTORE_DIR",
+    "RUN_AS",
+    "TLS_HASH_ANNOTATION",
+    "RestoreSource",
+    "claim_sizes",
+    "restore_of",
+    "statefulset",
+]
+
+DEFAULT_IMAGE = "velocity/engine:dev"
+ENGINE_CONTAINER = "engine"
+RUN_AS = 10001  # the "velocity" user of the engine image
+CONFIG_HASH_ANNOTATION = "vdb.io/config-hash"
+TLS_HASH_ANNOTATION = "vdb.io/tls-hash"
+RESTORE_DIR = "/restore"
+
+# Restore only into an empty data directory: the engine refuses --restore-from otherwise,
+# and a restarted pod must keep the data it has written since. The snapshots volume's
+# mount point, lost+found and generated TLS files do not count as data.
+_RESTORE_SCRIPT = (
+    'if [ -z "$(ls -A /data | grep -v -x -e snapshots -e lost+found -e tls -e auth-token)" ]; '
+    'then exec velocity-engine "$@" --restore-from "$VELOCITY_RESTORE_FILE"; fi; '
+    'exec velocity-engine "$@"'
+)
+
+
+@dataclass(frozen=True)
+class RestoreSource:
+    """A snapshot file on a PersistentVolumeClaim that new pods start from."""
+
+    claim_name: str
+    path: str  # relative to the volume root
+
+
+DEFAULT_RESOURCES: dict[str, dict[str, Any]] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+def _resources(res: ResourceRequirements | None) -> dict[str, Any]:
+    if res is None:
+        return {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    out: dict[str, Any] = {}
+    requests = res.requests if res.requests is not None else DEFAULT_RESOURCES["requests"]
+    limits = res.limits if res.limits is not None else DEFAULT_RESOURCES["limits"]
+    if requests:
+        out["requests"] = {k: str(v) for k, v in requests.items()}
+    if limits:
+        out["limits"] = {k: str(v) for k, v in limits.items()}
+    return out
+
+
+def _affinity(spec: VelocityClusterSpec, cluster: str) -> dict[str, Any] | None:
+    term = {
+        "labelSelector": {"matchLabels": names.selector(cluster)},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    if spec.pod_anti_affinity == "Required":
+        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    if spec.pod_anti_affinity == "Preferred":
+        return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": term}
+        ]}}
+    return None
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "metrics", "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _claim_template(volume: str, size: str, storage_class: str | None,
+                    owner: Owner) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+    }
+    if storage_class is not None:
+        spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": volume, "labels": names.labels(owner.name)},
+        "spec": spec,
+    }
+
+
+def claim_sizes(existing: dict[str, Any]) -> dict[str, str]:
+    """The storage request of each claim template of an existing StatefulSet."""
+    sizes = {}
+    for template in existing.get("spec", {}).get("volumeClaimTemplates", []):
+        size = template.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+        if size is not None:
+            sizes[template["metadata"]["name"]] = str(size)
+    return sizes
+
+
+def restore_of(existing: dict[str, Any]) -> RestoreSource | None:
+    """The restore source an existing StatefulSet's pods were built with, if any."""
+    pod_spec = existing.get("spec", {}).get("template", {}).get("spec", {})
+    claim = next((v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes", [])
+                  if v.get("name") == "restore" and "persistentVolumeClaim" in v), None)
+    env = next((e.get("value", "") for c in pod_spec.get("containers", []) for e in c.get("env", [])
+                if e.get("name") == "VELOCITY_RESTORE_FILE"), None)
+    if claim is None or env is None:
+        return None
+    return RestoreSource(claim_name=claim, path=env.removeprefix(f"{RESTORE_DIR}/"))
+
+
+def statefulset(
+    owner: Owner,
+    spec: VelocityClusterSpec,
+    *,
+    default_image: str = DEFAULT_IMAGE,
+    config_hash: str,
+    tls_hash: str | None = None,
+    fixed_claim_sizes: dict[str, str] | None = None,
+    restore: RestoreSource | None = None,
+) -> dict[str, Any]:
+    """The desired StatefulSet.
+
+    `fixed_claim_sizes` are the sizes of an existing StatefulSet's claim templates:
+    templates are immutable, so once created they are repeated verbatim (volume growth
+    is applied to the PVCs themselves by the controller). `restore` (from
+    spec.bootstrap.fromBackup) makes pods with an empty data directory start from a snapshot.
+    """
+    cluster = owner.name
+    sizes = {names.AOF_VOLUME: str(spec.storage.aof.size),
+             names.SNAPSHOTS_VOLUME: str(spec.storage.snapshots.size)}
+    if fixed_claim_sizes:
+        sizes.update(fixed_claim_sizes)
+
+    mounts = [
+        {"name": names.AOF_VOLUME, "mountPath": DATA_DIR},
+        {"name": names.SNAPSHOTS_VOLUME, "mountPath": SNAPSHOTS_DIR},
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": names.config_map(cluster)}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    if spec.tls.enabled:
+        tls_secret = spec.tls.secret_name or names.tls_secret(cluster)
+        mounts += [
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+        ]
+        volumes += [
+            {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}},
+            {"name": "auth", "secret": {"secretName": names.auth_secret(cluster), "defaultMode": 0o440}},
+        ]
+
+    env: list[dict[str, Any]] = [
+        {"name": "VELOCITY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+    engine_args = ["--data-dir", DATA_DIR, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"]
+    command = ["velocity-engine"]
+    if restore is not None:
+        mounts.append({"name": "restore", "mountPath": RESTORE_DIR, "readOnly": True})
+        volumes.append({"name": "restore", "persistentVolumeClaim": {
+            "claimName": restore.claim_name, "readOnly": True}})
+        env.append({"name": "VELOCITY_RESTORE_FILE", "value": f"{RESTORE_DIR}/{restore.path}"})
+        command = ["/bin/sh", "-c", _RESTORE_SCRIPT, "velocity-engine"]
+
+    annotations = {
+        CONFIG_HASH_ANNOTATION: config_hash,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(names.METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    if tls_hash is not None:
+        annotations[TLS_HASH_ANNOTATION] = tls_hash
+
+    container: dict[str, Any] = {
+        "name": ENGINE_CONTAINER,
+        "image": spec.image or default_image,
+        "imagePullPolicy": spec.image_pull_policy or "IfNotPresent",
+        "command": command,
+        "args": engine_args,
+        "ports": [
+            {"name": "vproto", "containerPort": names.CLIENT_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": names.METRICS_PORT, "protocol": "TCP"},
+        ],
+        "env": env,
+        "resources": _resources(spec.resources),
+        "volumeMounts": mounts,
+        # /healthz proves the event loop runs; /readyz that the engine serves (data loaded).
+        "startupProbe": _probe("/healthz", period=2, failures=150),
+        "livenessProbe": _probe("/healthz", period=10, failures=3),
+        "readinessProbe": _probe("/readyz", period=2, failures=2),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,  # the engine never talks to the API server
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    affinity = _affinity(spec, cluster)
+    if affinity is not None:
+        pod_spec["affinity"] = affinity
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+
+    retention = spec.storage.claim_retention
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": object_meta(owner, names.statefulset(cluster)),
+        "spec": {
+            "replicas": spec.replicas,
+            "serviceName": names.headless_service(cluster),
+            # Parallel: pods start together (no replication yet, nothing to order); rolling
+            # updates still go one pod at a time, highest ordinal (a replica) first.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenScaled": retention.when_scaled,
+                "whenDeleted": retention.when_deleted,
+            },
+            "selector": {"matchLabels": names.selector(cluster)},
+            "template": {
+                "metadata": {"labels": names.labels(cluster), "annotations": annotations},
+                "spec": pod_spec,
+            },
+            "volumeClaimTemplates": [
+                _claim_template(names.AOF_VOLUME, sizes[names.AOF_VOLUME],
+                                spec.storage.storage_class_name, owner),
+                _claim_template(names.SNAPSHOTS_VOLUME, sizes[names.SNAPSHOTS_VOLUME],
+                                spec.storage.storage_class_name, owner),
+            ],
+        },
+    }

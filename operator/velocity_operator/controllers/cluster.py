@@ -1,0 +1,133 @@
+"""Reconcile one VelocityCluster: secrets, config, Services, PDB, StatefulSet, then status.
+
+Every write is a server-side apply of the full desired object (idempotent: re-running
+changes nothing), except create-once objects (token, CA) which are only created when
+missing. Called on create, update, resume and by a timer, so drift is corrected within
+one timer interval and an operator restart converges from whatever state it finds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import names
+from ..api.cluster import VelocityClusterSpec
+from ..builders import config as config_builder
+from ..builders import pdb as pdb_builder
+from ..builders import services as service_builder
+from ..builders import statefulset as sts_builder
+from ..builders.meta import Owner
+from ..builders.status import Problem, cluster_status
+from ..conditions import Reason
+from ..kube import Kube
+from .actions import Action, Settings
+from .restore import restore_source
+from .storage import reconcile_storage
+from .tls import ensure_auth_token, ensure_tls
+
+__all__ = ["ClusterResult", "owner_of", "reconcile_cluster", "refresh_status"]
+
+
+@dataclass
+class ClusterResult:
+    status: dict[str, Any]
+    actions: list[Action] = field(default_factory=list)
+
+
+def owner_of(body: dict[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings,
+                            now: dt.datetime) -> ClusterResult:
+    """Bring the cluster's objects to the spec of `body`; returns the status to write."""
+    spec = VelocityClusterSpec.model_validate(body.get("spec") or {})
+    owner = owner_of(body)
+    actions: list[Action] = []
+    problems: list[Problem] = []
+
+    if spec.tls.enabled:
+        await ensure_auth_token(kube, owner, actions)
+    tls = await ensure_tls(kube, owner, spec, now, actions)
+
+    config_map = config_builder.config_map(owner, spec)
+    await kube.apply(config_map)
+    await kube.apply(service_builder.client_service(owner))
+    await kube.apply(service_builder.headless_service(owner))
+    await kube.apply(pdb_builder.pod_disruption_budget(owner))
+
+    existing = await kube.get("apps/v1", "StatefulSet", owner.namespace, names.statefulset(owner.name))
+    fixed_sizes = sts_builder.claim_sizes(existing) if existing else {}
+    if existing is not None:
+        pods = max(int(existing.get("status", {}).get("replicas", 0)), int(existing["spec"]["replicas"]))
+        problems += await reconcile_storage(kube, owner, spec, fixed_sizes, pods, actions)
+
+    restore = None
+    if spec.bootstrap is not None:
+        # Once the pods run, keep the source they were created with (the backup may be
+        # deleted later; changing the template would only roll the pods for nothing).
+        restore = sts_builder.restore_of(existing) if existing else None
+        if restore is None:
+            restore = await restore_source(kube, owner.namespace, spec)
+    desired = sts_builder.statefulset(
+        owner, spec, default_image=settings.default_image,
+        config_hash=config_builder.config_hash(config_map), tls_hash=tls.tls_hash,
+        fixed_claim_sizes=fixed_sizes, restore=restore,
+    )
+    _describe_changes(existing, desired, actions)
+    applied = await kube.apply(desired)
+
+    for problem in problems:
+        actions.append(Action(problem.reason, problem.message, warning=True))
+    status = cluster_status(
+        cluster=owner.name, spec=spec, generation=int(body["metadata"].get("generation", 1)),
+        statefulset=applied, previous=dict(body.get("status") or {}), now=now,
+        image=spec.image or settings.default_image, problems=problems, certificate=tls.certificate,
+    )
+    return ClusterResult(status, actions)
+
+
+async def refresh_status(kube: Kube, body: dict[str, Any], settings: Settings,
+                         now: dt.datetime) -> dict[str, Any]:
+    """Status from the StatefulSet as it is now, without writing anything else (used when
+    the StatefulSet reports progress, so Ready is seen within seconds)."""
+    spec = VelocityClusterSpec.model_validate(body.get("spec") or {})
+    owner = owner_of(body)
+    previous = dict(body.get("status") or {})
+    sts = await kube.get("apps/v1", "StatefulSet", owner.namespace, names.statefulset(owner.name))
+    problems = [
+        Problem(c.get("reason", Reason.RECONCILE_FAILED), c.get("message", ""))
+        for c in previous.get("conditions") or []
+        if c.get("type") == "Degraded" and c.get("status") == "True"
+    ]
+    return cluster_status(
+        cluster=owner.name, spec=spec, generation=int(previous.get("observedGeneration") or 1),
+        statefulset=sts, previous=previous, now=now, image=spec.image or settings.default_image,
+        problems=problems, certificate=None,
+    ) | ({"certificate": previous["certificate"]} if "certificate" in previous else {})
+
+
+def _describe_changes(existing: dict[str, Any] | None, desired: dict[str, Any], actions: list[Action]) -> None:
+    """Events for the changes this apply makes to the StatefulSet."""
+    if existing is None:
+        actions.append(Action("StatefulSetCreated", f"created StatefulSet {desired['metadata']['name']} "
+                                                    f"with {desired['spec']['replicas']} pods"))
+        return
+    old_replicas, new_replicas = existing["spec"].get("replicas"), desired["spec"]["replicas"]
+    if old_replicas != new_replicas:
+        actions.append(Action("Scaling", f"scaling from {old_replicas} to {new_replicas} pods"))
+    old_tpl = existing["spec"]["template"]
+    new_tpl = desired["spec"]["template"]
+    old_image = old_tpl["spec"]["containers"][0].get("image")
+    new_image = new_tpl["spec"]["containers"][0]["image"]
+    if old_image != new_image:
+        actions.append(Action("RollingUpdate", f"image {old_image} -> {new_image}: rolling one pod at a time"))
+    old_ann = old_tpl["metadata"].get("annotations") or {}
+    new_ann = new_tpl["metadata"]["annotations"]
+    for key, what in ((sts_builder.CONFIG_HASH_ANNOTATION, "engine config"),
+                      (sts_builder.TLS_HASH_ANNOTATION, "server certificate")):
+        if old_ann.get(key) is not None and old_ann.get(key) != new_ann.get(key):
+            actions.append(Action("RollingUpdate", f"{what} changed: rolling one pod at a time"))

@@ -1,0 +1,108 @@
+"""TLS material of a cluster: the operator's CA, the server certificate and its rotation.
+
+The CA (NAME-ca-key, NAME-ca) is created once and kept; the server certificate (NAME-tls)
+is re-issued when renewal is due or its SANs no longer match. A new certificate changes
+the pod template's TLS hash, which rolls the pods one at a time (readiness-gated), so
+clients always find a serving pod. Bring-your-own Secrets (spec.tls.secretName) are only
+read, never written.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from .. import names, tlsutil
+from ..api.cluster import VelocityClusterSpec
+from ..builders import secrets
+from ..builders.meta import Owner
+from ..builders.status import CertificateInfo
+from ..kube import Kube
+from .actions import Action
+
+__all__ = ["TlsState", "ensure_auth_token", "ensure_tls"]
+
+
+@dataclass(frozen=True)
+class TlsState:
+    """What the StatefulSet and status need to know about the certificate in use."""
+
+    tls_hash: str | None
+    certificate: CertificateInfo | None
+
+
+def _data(secret: dict[str, object] | None, key: str) -> bytes | None:
+    if not secret:
+        return None
+    data = secret.get("data") or {}
+    assert isinstance(data, dict)
+    value = data.get(key)
+    return base64.b64decode(value) if isinstance(value, str) else None
+
+
+async def ensure_auth_token(kube: Kube, owner: Owner, actions: list[Action]) -> None:
+    """Create NAME-auth with a random token once; an existing token is never replaced
+    (clients hold it), and it is never logged."""
+    existing = await kube.get("v1", "Secret", owner.namespace, names.auth_secret(owner.name))
+    if existing is not None and _data(existing, secrets.TOKEN_KEY):
+        return
+    created = await kube.create(secrets.auth_secret(owner, secrets.new_token()))
+    if created is not None:
+        actions.append(Action("TokenCreated", f"created auth token Secret {names.auth_secret(owner.name)}"))
+
+
+async def _ensure_ca(kube: Kube, owner: Owner, now: dt.datetime, actions: list[Action]) -> tlsutil.IssuedCert:
+    key_secret = await kube.get("v1", "Secret", owner.namespace, names.ca_key_secret(owner.name))
+    cert_pem, key_pem = _data(key_secret, "tls.crt"), _data(key_secret, "tls.key")
+    if cert_pem is None or key_pem is None:
+        ca = tlsutil.issue_ca(f"velocity-{owner.namespace}-{owner.name}-ca", now=now)
+        if await kube.create(secrets.ca_key_secret(owner, ca)) is None:
+            # Another reconcile won the race: use its CA, never two.
+            key_secret = await kube.get("v1", "Secret", owner.namespace, names.ca_key_secret(owner.name))
+            cert_pem, key_pem = _data(key_secret, "tls.crt"), _data(key_secret, "tls.key")
+            assert cert_pem is not None and key_pem is not None
+            ca = tlsutil.IssuedCert(cert_pem, key_pem)
+        else:
+            actions.append(Action("CACreated", f"created certificate authority {names.ca_secret(owner.name)}"))
+    else:
+        ca = tlsutil.IssuedCert(cert_pem, key_pem)
+    # NAME-ca (the trust anchor clients read) always mirrors the CA certificate.
+    await kube.apply(secrets.ca_secret(owner, ca))
+    return ca
+
+
+def _hash(pem: bytes) -> str:
+    return hashlib.sha256(pem).hexdigest()[:16]
+
+
+async def ensure_tls(kube: Kube, owner: Owner, spec: VelocityClusterSpec, now: dt.datetime,
+                     actions: list[Action]) -> TlsState:
+    if not spec.tls.enabled:
+        return TlsState(None, None)
+    if spec.tls.secret_name is not None:
+        byo = await kube.get("v1", "Secret", owner.namespace, spec.tls.secret_name)
+        cert = _data(byo, "tls.crt")
+        if cert is None:
+            raise LookupError(f"spec.tls.secretName {spec.tls.secret_name}: Secret missing or has no tls.crt")
+        return TlsState(_hash(cert), CertificateInfo(spec.tls.secret_name, tlsutil.not_after(cert), None))
+
+    ca = await _ensure_ca(kube, owner, now, actions)
+    tls_name = names.tls_secret(owner.name)
+    current = await kube.get("v1", "Secret", owner.namespace, tls_name)
+    cert_pem = _data(current, "tls.crt")
+    wanted = secrets.server_dns_names(owner.name, owner.namespace)
+    why = "missing" if cert_pem is None else tlsutil.needs_renewal(cert_pem, ca.cert_pem, wanted, now=now)
+    if why is not None:
+        server = tlsutil.issue_server(ca, wanted, now=now)
+        await kube.apply(secrets.tls_secret(owner, server, ca.cert_pem))
+        cert_pem = server.cert_pem
+        reason = "CertificateIssued" if why == "missing" else "CertificateRotated"
+        actions.append(Action(reason, f"issued server certificate {tls_name} ({why}), valid until "
+                                      f"{tlsutil.not_after(cert_pem):%Y-%m-%d}"))
+    assert cert_pem is not None
+    return TlsState(
+        _hash(cert_pem),
+        CertificateInfo(tls_name, tlsutil.not_after(cert_pem), tlsutil.renew_at(cert_pem)),
+    )

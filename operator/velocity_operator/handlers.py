@@ -1,0 +1,183 @@
+"""kopf handlers: a few lines each, calling the controllers and writing what they return.
+
+Registered on import (kopf's default registry). The shared state (API client, metrics,
+settings) lives in the `Runtime` that main() passes to kopf as its memo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from . import tlsutil
+from .api.crd import BACKUP, CLUSTER, GROUP, VERSION
+from .controllers import Action, Settings
+from .controllers.backup import FINISHED, reconcile_backup
+from .controllers.cluster import reconcile_cluster, refresh_status
+from .controllers.restore import BackupNotReadyError
+from .controllers.schedule import reconcile_schedule
+from .kube import ApiError, Kube, connect
+from .metrics import OperatorMetrics, error_reason
+from .names import FIELD_MANAGER
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("velocity_operator")
+
+CLUSTER_TIMER_S = 30.0  # drift correction, certificate rotation and schedules
+BACKUP_TIMER_S = 5.0  # polls running backup Jobs
+
+
+@dataclass
+class Runtime:
+    """What every handler needs; one per operator process (kopf memo)."""
+
+    settings: Settings
+    metrics: OperatorMetrics
+    kubeconfig: str | None = None
+    kube: Kube | None = field(default=None, repr=False)
+
+    def api(self) -> Kube:
+        if self.kube is None:
+            raise RuntimeError("the operator's API client is not connected yet (startup did not run)")
+        return self.kube
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime = memo.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _post(body: Any, actions: list[Action]) -> None:
+    for action in actions:
+        log.info("%s/%s: %s", body["metadata"]["name"], action.reason, action.message)
+        kopf.event(body, type="Warning" if action.warning else "Normal", reason=action.reason,
+                   message=action.message)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    # Progress and diff-base in annotations under vdb.io: status belongs to the schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    runtime = _runtime(memo)
+    runtime.kube = await connect(runtime.kubeconfig)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    if runtime.kube is not None:
+        await runtime.kube.close()
+
+
+async def _write_cluster_status(runtime: Runtime, body: Any, status: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    await runtime.api().merge_patch(CLUSTER.api_version, CLUSTER.kind, meta["namespace"], meta["name"],
+                                    {"status": status}, subresource="status")
+    runtime.metrics.set_phase(meta["namespace"], meta["name"], status.get("phase"))
+    not_after = (status.get("certificate") or {}).get("notAfter")
+    if not_after:
+        expiry = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00")).timestamp()
+        runtime.metrics.certificate_expiry.labels(meta["name"], meta["namespace"]).set(expiry)
+
+
+async def _reconcile_cluster(body: Any, memo: Any, *, schedule: bool) -> None:
+    runtime = _runtime(memo)
+    with runtime.metrics.reconciling("VelocityCluster"):
+        try:
+            result = await reconcile_cluster(runtime.api(), dict(body), runtime.settings, _now())
+            if schedule:
+                result.status |= await reconcile_schedule(runtime.api(), dict(body), _now(), result.actions)
+        except BackupNotReadyError as exc:
+            kopf.event(body, type="Warning", reason="WaitingForBackup", message=str(exc))
+            raise kopf.TemporaryError(str(exc), delay=10) from None
+        except (ApiError, tlsutil.CertificateError, LookupError) as exc:
+            kopf.event(body, type="Warning", reason="ReconcileFailed", message=str(exc))
+            raise kopf.TemporaryError(f"{error_reason(exc)}: {exc}", delay=15) from None
+        _post(body, result.actions)
+        await _write_cluster_status(runtime, body, result.status)
+
+
+@kopf.on.create(GROUP, VERSION, CLUSTER.plural)
+@kopf.on.update(GROUP, VERSION, CLUSTER.plural)
+@kopf.on.resume(GROUP, VERSION, CLUSTER.plural)
+async def cluster_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await _reconcile_cluster(body, memo, schedule=False)
+
+
+@kopf.timer(GROUP, VERSION, CLUSTER.plural, interval=CLUSTER_TIMER_S, initial_delay=CLUSTER_TIMER_S)
+async def cluster_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await _reconcile_cluster(body, memo, schedule=True)
+
+
+@kopf.on.delete(GROUP, VERSION, CLUSTER.plural, optional=True)
+async def cluster_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
+    # Owned objects go with the cluster (ownerReferences); only forget its metrics.
+    _runtime(memo).metrics.set_phase(body["metadata"]["namespace"], body["metadata"]["name"], None)
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels={"app.kubernetes.io/managed-by": FIELD_MANAGER})
+async def statefulset_event(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Pods became (un)ready: refresh the owning cluster's status within seconds."""
+    owner = next((o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == CLUSTER.kind), None)
+    if owner is None:
+        return
+    runtime = _runtime(memo)
+    namespace = body["metadata"]["namespace"]
+    cluster = await runtime.api().get(CLUSTER.api_version, CLUSTER.kind, namespace, owner["name"])
+    if cluster is None or cluster["metadata"].get("uid") != owner.get("uid"):
+        return
+    status = await refresh_status(runtime.api(), cluster, runtime.settings, _now())
+    if status != cluster.get("status"):
+        await _write_cluster_status(runtime, cluster, status)
+
+
+async def _reconcile_backup(body: Any, memo: Any) -> None:
+    runtime = _runtime(memo)
+    if (body.get("status") or {}).get("phase") in FINISHED:
+        return
+    with runtime.metrics.reconciling("VelocityBackup"):
+        try:
+            result = await reconcile_backup(runtime.api(), dict(body), runtime.settings, _now())
+        except ApiError as exc:
+            kopf.event(body, type="Warning", reason="ReconcileFailed", message=str(exc))
+            raise kopf.TemporaryError(f"{exc.reason}: {exc}", delay=10) from None
+        _post(body, result.actions)
+        meta = body["metadata"]
+        await runtime.api().merge_patch(BACKUP.api_version, BACKUP.kind, meta["namespace"], meta["name"],
+                                        {"status": result.status}, subresource="status")
+        if result.finished:
+            runtime.metrics.backups.labels(result.status["phase"]).inc()
+        if result.cluster_patch is not None:
+            await runtime.api().merge_patch(CLUSTER.api_version, CLUSTER.kind, meta["namespace"],
+                                            body["spec"]["cluster"], {"status": result.cluster_patch},
+                                            subresource="status")
+
+
+@kopf.on.create(GROUP, VERSION, BACKUP.plural)
+@kopf.on.resume(GROUP, VERSION, BACKUP.plural)
+async def backup_created(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await _reconcile_backup(body, memo)
+
+
+def _backup_running(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in FINISHED
+
+
+@kopf.timer(GROUP, VERSION, BACKUP.plural, interval=BACKUP_TIMER_S, when=_backup_running)
+async def backup_timer(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await _reconcile_backup(body, memo)

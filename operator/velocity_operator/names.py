@@ -1,0 +1,127 @@
+"""Names and labels of everything the operator creates for a VelocityCluster.
+
+The object names are a contract with users and SDKs (issue 6): Service `NAME`, headless
+Service `NAME-headless`, Secrets `NAME-auth` (key `token`), `NAME-ca` (key `ca.crt`) and
+`NAME-tls`. Everything else here is the operator's own choice.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AOF_VOLUME",
+    "CLIENT_PORT",
+    "FIELD_MANAGER",
+    "GROUP",
+    "METRICS_PORT",
+    "SNAPSHOTS_VOLUME",
+    "auth_secret",
+    "backup_job",
+    "backups_claim",
+    "ca_key_secret",
+    "ca_secret",
+    "claim",
+    "config_map",
+    "headless_service",
+    "labels",
+    "pod",
+    "pod_dns_names",
+    "selector",
+    "selector_string",
+    "service",
+    "service_dns_names",
+    "statefulset",
+    "tls_secret",
+]
+
+GROUP = "vdb.io"
+FIELD_MANAGER = "velocity-operator"
+CLIENT_PORT = 2005
+METRICS_PORT = 9105
+AOF_VOLUME = "aof"
+SNAPSHOTS_VOLUME = "snapshots"
+CLUSTER_DOMAIN = "cluster.local"
+
+
+def service(cluster: str) -> str:
+    return cluster
+
+
+def headless_service(cluster: str) -> str:
+    return f"{cluster}-headless"
+
+
+def statefulset(cluster: str) -> str:
+    return cluster
+
+
+def auth_secret(cluster: str) -> str:
+    return f"{cluster}-auth"
+
+
+def ca_secret(cluster: str) -> str:
+    """The CA certificate clients trust (key ca.crt); holds no private key."""
+    return f"{cluster}-ca"
+
+
+def ca_key_secret(cluster: str) -> str:
+    """The CA's private key: kept apart from NAME-ca so that reading the trust anchor
+    never grants the power to mint server certificates."""
+    return f"{cluster}-ca-key"
+
+
+def tls_secret(cluster: str) -> str:
+    return f"{cluster}-tls"
+
+
+def config_map(cluster: str) -> str:
+    return f"{cluster}-config"
+
+
+def backups_claim(cluster: str) -> str:
+    return f"{cluster}-backups"
+
+
+def backup_job(backup: str) -> str:
+    return f"{backup}-snapshot"
+
+
+def pod(cluster: str, ordinal: int) -> str:
+    return f"{cluster}-{ordinal}"
+
+
+def claim(volume: str, cluster: str, ordinal: int) -> str:
+    """The PVC the StatefulSet controller creates from a volume claim template."""
+    return f"{volume}-{cluster}-{ordinal}"
+
+
+def labels(cluster: str) -> dict[str, str]:
+    """Labels on every object of the cluster."""
+    return {
+        **selector(cluster),
+        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+        "app.kubernetes.io/part-of": "velocity",
+    }
+
+
+def selector(cluster: str) -> dict[str, str]:
+    """Labels that select the cluster's pods (immutable in a StatefulSet: never change)."""
+    return {"app.kubernetes.io/name": "velocity", "app.kubernetes.io/instance": cluster}
+
+
+def selector_string(cluster: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(cluster).items())
+
+
+def service_dns_names(cluster: str, namespace: str) -> list[str]:
+    """Every name a client may use for the client and headless Services."""
+    names = []
+    for svc in (service(cluster), headless_service(cluster)):
+        names += [svc, f"{svc}.{namespace}", f"{svc}.{namespace}.svc",
+                  f"{svc}.{namespace}.svc.{CLUSTER_DOMAIN}"]
+    return names
+
+
+def pod_dns_names(cluster: str, namespace: str) -> list[str]:
+    """Wildcards covering each pod's stable name under the headless Service."""
+    headless = headless_service(cluster)
+    return [f"*.{headless}.{namespace}.svc", f"*.{headless}.{namespace}.svc.{CLUSTER_DOMAIN}"]

@@ -1,0 +1,50 @@
+"""The operator's metric names are a contract with the dashboards."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+from velocity_operator.kube import ApiError
+from velocity_operator.metrics import OperatorMetrics
+
+CONTRACT = {
+    "velocity_operator_reconciles_total": {"resource", "result"},
+    "velocity_operator_reconcile_duration_seconds": {"resource"},
+    "velocity_operator_reconcile_errors_total": {"resource", "reason"},
+    "velocity_operator_managed_clusters": {"phase"},
+    "velocity_operator_backups_total": {"result"},
+    "velocity_operator_certificate_expiry_timestamp_seconds": {"cluster", "namespace"},
+}
+
+
+def test_names_and_labels_match_the_contract() -> None:
+    m = OperatorMetrics()
+    with m.reconciling("VelocityCluster"):
+        pass
+    with pytest.raises(ApiError), m.reconciling("VelocityCluster"):
+        raise ApiError("PATCH", "/x", 409, "Conflict", "busy")
+    m.set_phase("prod", "alpha", "Ready")
+    m.backups.labels("Completed").inc()
+    m.certificate_expiry.labels("alpha", "prod").set(1.7e9)
+    found = {}
+    for family in m.registry.collect():
+        for sample in family.samples:
+            if sample.name.startswith("velocity_operator_"):
+                base = family.name if family.type != "counter" else family.name + "_total"
+                found.setdefault(base, set()).update(k for k in sample.labels if k != "le")
+    assert found == CONTRACT
+    text = generate_latest(m.registry).decode()
+    assert 'velocity_operator_reconcile_errors_total{reason="Conflict",resource="VelocityCluster"} 1.0' in text
+    assert 'velocity_operator_reconciles_total{resource="VelocityCluster",result="success"} 1.0' in text
+    assert 'velocity_operator_managed_clusters{phase="Ready"} 1.0' in text
+
+
+def test_phase_gauge_follows_clusters() -> None:
+    m = OperatorMetrics()
+    m.set_phase("a", "x", "Provisioning")
+    m.set_phase("a", "y", "Provisioning")
+    m.set_phase("a", "x", "Ready")
+    m.set_phase("a", "y", None)
+    text = generate_latest(m.registry).decode()
+    assert 'velocity_operator_managed_clusters{phase="Ready"} 1.0' in text
+    assert 'velocity_operator_managed_clusters{phase="Provisioning"} 0.0' in text
