@@ -54,6 +54,8 @@ def artifacts(root: Path) -> dict[Path, str]:
         "metadata": {
             "name": "velocity-dashboards",
             "labels": {"grafana_dashboard": "1", "app.kubernetes.io/part-of": "velocity"},
+            # The sidecar's folder annotation (its folderAnnotation setting must name it).
+            "annotations": {"grafana_folder": "Velocity"},
         },
         "data": configmap_data,
     })
