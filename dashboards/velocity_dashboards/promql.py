@@ -43,9 +43,13 @@ def sel(metric: str, *extra: str) -> str:
     return f"{metric}{{{_matchers(STANDARD_LABELS, extra)}}}"
 
 
-def op_sel(metric: str, *extra: str) -> str:
-    """Selector for the operator's own series: its namespace and pod, no Velocity cluster."""
-    return f"{metric}{{{_matchers(('namespace', 'pod'), extra)}}}"
+def op_sel(metric: str, *extra: str, labels: tuple[str, ...] = ("namespace", "pod")) -> str:
+    """Selector for the operator's series: by default its own namespace and pod.
+
+    Series that carry a VelocityCluster's `namespace` themselves (scraped with
+    honorLabels) pass `labels=("pod",)` so the operator's namespace does not filter them.
+    """
+    return f"{metric}{{{_matchers(labels, extra)}}}"
 
 
 def rate(selector: str, fn: str = "rate") -> str:

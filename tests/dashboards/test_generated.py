@@ -36,6 +36,8 @@ def test_every_dashboard_has_the_standard_variables() -> None:
         assert names[0] == "datasource"
         if d.uid == "velocity-cluster":
             assert names[1:] == ["cluster", "namespace", "pod"]
+        else:  # the operator's own namespace and pod
+            assert names[1:] == ["namespace", "pod"]
 
 
 def test_layout_has_no_overlaps_and_unique_ids() -> None:

@@ -1,4 +1,8 @@
-"""Operator: managed clusters by phase, backups, and the certificates it manages."""
+"""Operator: managed clusters by phase, backups, and the certificates it manages.
+
+Result and phase values are the operator's (operator/velocity_operator/metrics.py):
+backups end `Completed` or `Failed`.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ def row() -> Row:
         Panel("Managed clusters by phase", "VelocityClusters the operator manages, by status phase.",
               (Target(f"sum by (phase) ({op_sel('velocity_operator_managed_clusters')})", "{{phase}}"),),
               stacked=True),
-        Panel("Backups by result", "Backups finished in the last hour, by result.",
+        Panel("Backups by result", "Backups finished in the last hour, by result (Completed, Failed).",
               (Target(f"sum by (result) (increase({op_sel('velocity_operator_backups_total')}[1h]))",
                       "{{result}}"),)),
-        Panel("Cluster certificates expire in", "Time until each VelocityCluster's certificate expires.",
+        Panel("Cluster certificates expire in",
+              "Time until each VelocityCluster's server certificate expires, as the operator issued it. "
+              "Its cluster/namespace labels name the VelocityCluster, so only $pod filters it.",
               (Target("min by (cluster, namespace) "
-                      f"({op_sel('velocity_operator_certificate_expiry_timestamp_seconds')}) - time()",
-                      "{{namespace}}/{{cluster}}"),), unit="dtdurations"),
+                      f"({op_sel('velocity_operator_certificate_expiry_timestamp_seconds', labels=('pod',))})"
+                      " - time()", "{{namespace}}/{{cluster}}"),), unit="dtdurations"),
     ))
