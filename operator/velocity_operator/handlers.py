@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +29,11 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger("velocity_operator")
 
-CLUSTER_TIMER_S = 30.0  # drift correction, certificate rotation and schedules
-BACKUP_TIMER_S = 5.0  # polls running backup Jobs
+# Drift correction, certificate rotation and schedules run every CLUSTER_TIMER_S; running
+# backup Jobs are polled every BACKUP_TIMER_S. Read once at import (kopf registers timers
+# then); tests shorten the resync through the environment.
+CLUSTER_TIMER_S = float(os.environ.get("VELOCITY_OPERATOR_RESYNC_SECONDS", "30"))
+BACKUP_TIMER_S = 5.0
 
 
 @dataclass

@@ -167,8 +167,8 @@ class TLSSpec(ApiModel):
     )
     cert_manager: CertManagerSpec | None = Field(
         default=None,
-        description="Have cert-manager issue and renew the server certificate "
-        "(requires cert-manager to be installed).",
+        description="Have cert-manager issue and renew the server certificate (requires "
+        "cert-manager). Reserved: this operator version still uses its own CA when it is set.",
     )
 
 
@@ -237,8 +237,9 @@ class BackupSpec(ApiModel):
         default=7,
         ge=1,
         le=1000,
-        description="How many completed scheduled backups to keep; older ones are deleted "
-        "with their files. Defaults to 7. Backups created by hand are never deleted.",
+        description="How many completed scheduled backups to keep; older VelocityBackups are "
+        "deleted (their files stay on the volume for now). Defaults to 7. Backups created by "
+        "hand are never deleted.",
     )
     suspend: bool = Field(
         default=False, description="Stop taking scheduled backups while true; existing ones stay."

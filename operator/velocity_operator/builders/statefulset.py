@@ -263,7 +263,9 @@ def statefulset(
             },
             "selector": {"matchLabels": names.selector(cluster)},
             "template": {
-                "metadata": {"labels": names.labels(cluster), "annotations": annotations},
+                # component=engine: what the monitoring overlay's PodMonitor selects.
+                "metadata": {"labels": {**names.labels(cluster), "app.kubernetes.io/component": "engine"},
+                             "annotations": annotations},
                 "spec": pod_spec,
             },
             "volumeClaimTemplates": [
