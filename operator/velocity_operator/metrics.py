@@ -96,8 +96,17 @@ class OperatorMetrics:
 
 
 def error_reason(exc: BaseException) -> str:
-    """A low-cardinality label for an error: the API reason if there is one, else the type."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason.isidentifier():
-        return reason
+    """A low-cardinality label for an error: the API reason if there is one, else the type.
+
+    Handlers re-raise failures as kopf.TemporaryError (to set the retry delay); the
+    original exception is its __context__, and that is what the label names.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, str) and reason.isidentifier():
+            return reason
+        if seen.__context__ is None:
+            return type(seen).__name__
+        seen = seen.__context__
     return type(exc).__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 from velocity_operator.kube import ApiError
-from velocity_operator.metrics import OperatorMetrics
+from velocity_operator.metrics import OperatorMetrics, error_reason
 
 CONTRACT = {
     "velocity_operator_reconciles_total": {"resource", "result"},
@@ -48,3 +48,14 @@ def test_phase_gauge_follows_clusters() -> None:
     text = generate_latest(m.registry).decode()
     assert 'velocity_operator_managed_clusters{phase="Ready"} 1.0' in text
     assert 'velocity_operator_managed_clusters{phase="Provisioning"} 0.0' in text
+
+
+def test_error_reason_looks_through_the_retry_wrapper() -> None:
+    try:
+        try:
+            raise ApiError("PATCH", "/x", 403, "Forbidden", "no")
+        except ApiError:
+            raise RuntimeError("retry later") from None
+    except RuntimeError as exc:
+        assert error_reason(exc) == "Forbidden"
+    assert error_reason(ValueError("x")) == "ValueError"
