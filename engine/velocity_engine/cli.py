@@ -14,6 +14,7 @@ import click
 from velocity_engine import __version__
 from velocity_engine.auth import TokenError
 from velocity_engine.config import ConfigError, EngineSettings, load_settings
+from velocity_engine.storage.errors import CorruptionError, RestoreError
 
 log = logging.getLogger("velocity_engine")
 
@@ -33,6 +34,12 @@ log = logging.getLogger("velocity_engine")
 @click.option("--max-frame-bytes", type=int, help="Largest accepted frame body.")
 @click.option("--max-value-bytes", type=int, help="Largest accepted value.")
 @click.option("--max-connections", type=int, help="Connection limit.")
+@click.option("--storage", type=click.Choice(["lsm", "memory"]), help="lsm: durable (default); memory: volatile.")
+@click.option(
+    "--appendfsync", type=click.Choice(["always", "everysec", "no"]),
+    help="WAL sync policy [everysec]; always: replies wait for the sync (group commit).",
+)
+@click.option("--memtable-bytes", type=int, help="Memtable size that triggers a flush [64 MiB].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Log level [INFO].")
 @click.version_option(__version__, prog_name="velocity-engine")
 @click.pass_context
@@ -55,9 +62,17 @@ def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
     _setup_logging(settings.log_level)
     try:
         _run(settings)
-    except (TokenError, OSError) as exc:
+    except (TokenError, OSError, RestoreError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(1)
+    except CorruptionError as exc:
+        log.error(
+            "cannot start: %s\nRefusing to start rather than serve wrong or incomplete data. "
+            "Run `velocity-engine check --data-dir %s` for details and `--repair` to cut the data off "
+            "at the damage (losing what follows it).",
+            exc, settings.data_dir,
+        )
+        sys.exit(3)
 
 
 def _setup_logging(level: str) -> None:
@@ -98,3 +113,15 @@ def _print_connect_hint(server: Any) -> None:
             parts.append(f"--token-file {server.token_path}")
         hint = " ".join(parts) + " ping"
     print(f"Velocity is ready. Connect with:\n  {hint}", flush=True)
+
+
+@main.command()
+@click.option("--data-dir", "check_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="Data directory to check.")
+@click.option("--repair", is_flag=True, help="Cut the WAL off at the first damage (what follows is lost).")
+def check(check_dir: Path, repair: bool) -> None:
+    """Check the WAL, manifest and SSTables of a stopped engine; explain any damage."""
+    from velocity_engine.storage.check import check_data_dir
+
+    ok = check_data_dir(check_dir, repair=repair, echo=click.echo)
+    sys.exit(0 if ok else 1)

@@ -49,6 +49,23 @@ class EngineSettings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0, description="How long shutdown waits for in-flight replies.")
     active_expiry_hz: float = Field(10.0, gt=0, le=1000, description="Active expiry cycles per second.")
     active_expiry_budget_ms: float = Field(1.0, gt=0, description="CPU time one active expiry cycle may use.")
+    storage: Literal["lsm", "memory"] = Field(
+        "lsm", description="lsm: durable (WAL, SSTables) in DATA_DIR/storage; memory: volatile, for tests."
+    )
+    appendfsync: Literal["always", "everysec", "no"] = Field(
+        "everysec",
+        description="When the WAL is synced: always (before each reply, group commit), everysec, or no (the OS).",
+    )
+    memtable_bytes: int = Field(
+        64 * MiB, ge=64 * 1024, description="Memtable size that triggers a flush to an SSTable."
+    )
+    block_cache_bytes: int = Field(32 * MiB, ge=0, description="Bound on cached SSTable blocks.")
+    compaction_rate_bytes: int = Field(
+        64 * MiB, ge=1024 * 1024, description="Bytes per second compaction may write (keeps p99 steady)."
+    )
+    restore_from: Path | None = Field(
+        None, description="Snapshot file to restore into an empty DATA_DIR before starting."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity.")
     token: str | None = Field(None, exclude=True, repr=False, description="Auth token (from VDB_TOKEN).")
 

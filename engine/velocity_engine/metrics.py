@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import resource
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -74,9 +74,15 @@ def _bucket_quantile(buckets: list[int], total: int, frac: float) -> float:
 class EngineCollector(Collector):
     """Turns Stats and live gauges into metric families at scrape time."""
 
-    def __init__(self, stats: Stats, gauges: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        gauges: Callable[[], dict[str, Any]],
+        families: Callable[[], Iterable[Any]] | None = None,
+    ) -> None:
         self.stats = stats
         self.gauges = gauges
+        self.families = families  # extra ready-made metric families (storage: labels, histograms)
 
     def collect(self) -> Iterator[Any]:
         s = self.stats
@@ -119,6 +125,8 @@ class EngineCollector(Collector):
                 yield CounterMetricFamily(name, help_text, value=value)
             else:
                 yield GaugeMetricFamily(name, help_text, value=value)
+        if self.families is not None:
+            yield from self.families()
 
 
 def _fmt(bound: float) -> str:

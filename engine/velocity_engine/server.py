@@ -29,7 +29,9 @@ from velocity_engine.expiry import active_expiry_loop
 from velocity_engine.httpd import AdminHttp
 from velocity_engine.keyspace import Keyspace
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, rss_bytes
-from velocity_engine.storage import MemoryStorage, Storage
+from velocity_engine.storage import Storage
+from velocity_engine.storage.exported_metrics import storage_metric_families
+from velocity_engine.storage.opening import open_storage
 from velocity_engine.tls import TlsFiles, certificate_expiry, default_names, ensure_generated, server_context
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class Server:
         self.started = time.time()
         self.node_id = _node_id(settings.data_dir)
         self.stats = Stats()
-        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.storage: Storage = storage if storage is not None else open_storage(settings)
         self.keyspace = Keyspace(self.storage)
         self.token: str | None = None
         self.token_path: Path | None = None
@@ -79,7 +81,9 @@ class Server:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         ctx = self.prepare_security()
-        registry = make_registry(EngineCollector(self.stats, self._gauges))
+        registry = make_registry(
+            EngineCollector(self.stats, self._gauges, lambda: storage_metric_families(self.storage))
+        )
         self._http = AdminHttp(registry, self._readiness)
         self.metrics_port = await self._http.start(s.metrics_host, s.metrics_port)
         loop = asyncio.get_running_loop()
@@ -201,7 +205,8 @@ class Server:
                 "bytes_out": stats.bytes_out,
             },
             "latency": stats.latency_quantiles(),
-            "storage": st,
+            "storage": {k: v for k, v in st.items() if k != "persistence"},
+            "persistence": st.get("persistence", {"appendfsync": "none", "last_fsync_ms": 0}),
             "limits": {
                 "max_frame_bytes": self.settings.max_frame_bytes,
                 "max_key_bytes": self.settings.max_key_bytes,

@@ -36,6 +36,7 @@ def durable_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[E
 async def _load_then_kill(eng: EngineProcess, rnd: int, kill_after: int) -> tuple[dict[str, tuple[int, float]], int]:
     """Write until `kill_after` acks, SIGKILL, return {key: (acked value, ack time)} and the acked INCR total."""
     acked: dict[str, tuple[int, float]] = {}
+    acks = [0]
     incr_acked = [0]
     pool = eng.pool(pool_size=4, timeout=5.0)
     await pool.connect()
@@ -47,12 +48,15 @@ async def _load_then_kill(eng: EngineProcess, rnd: int, kill_after: int) -> tupl
             key = f"r{rnd}:w{w}:{i % 40}"  # overwrites as well as new keys
             await pool.set(key, i)
             acked[key] = (i, time.monotonic())
+            acks[0] += 1
             if i % 5 == 0:
                 n = await pool.incr(f"counter:{rnd}", 1)
                 incr_acked[0] = max(incr_acked[0], n)
 
     tasks = [asyncio.create_task(writer(w)) for w in range(WRITERS)]
-    while len(acked) < kill_after and not any(t.done() for t in tasks):
+    deadline = time.monotonic() + 30
+    while acks[0] < kill_after and not any(t.done() for t in tasks):
+        assert time.monotonic() < deadline, f"only {acks[0]} writes acknowledged in 30 s"
         await asyncio.sleep(0.001)
     eng.kill()
     results = await asyncio.gather(*tasks, return_exceptions=True)
