@@ -13,13 +13,15 @@ def row() -> Row:
               (Target(f"sum by (pod) ({rate(sel('velocity_wal_appends_total'))})", "{{pod}}"),), unit="ops"),
         Panel("Log bytes written", "Bytes appended to the write-ahead log per second.",
               (Target(f"sum by (pod) ({rate(sel('velocity_wal_bytes_total'))})", "{{pod}}"),), unit="Bps"),
-        Panel("fsync latency p50 / p99", "Duration of each log fsync; replies to durable writes wait for it.",
+        Panel("fsync latency p50 / p99", "Duration of each log fdatasync; under appendfsync always the replies "
+              "wait for it (group commit).",
               (Target(f"histogram_quantile(0.5, sum by (le, pod) ({fsync}))", "p50 {{pod}}"),
                Target(f"histogram_quantile(0.99, sum by (le, pod) ({fsync}))", "p99 {{pod}}")),
               unit="s"),
-        Panel("fsync lag", "Age of the oldest appended but not yet synced record.",
+        Panel("fsync lag", "Age of the oldest applied write not yet synced (about 1s at most under "
+              "appendfsync everysec; unbounded under `no`, where the OS decides).",
               (Target(f"max by (pod) ({sel('velocity_wal_fsync_lag_seconds')})", "{{pod}}"),), unit="s"),
-        Panel("Writes refused", "1 while a pod refuses writes after a disk or fsync failure.",
+        Panel("Writes refused", "1 once a failed write or fsync made the pod refuse writes (until restarted).",
               (Target(f"max by (pod) ({sel('velocity_writes_refused')})", "{{pod}}"),), max=1,
               thresholds=(Threshold("green"), Threshold("red", 1))),
     ))
