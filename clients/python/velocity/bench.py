@@ -1,11 +1,24 @@
-"""The load loop behind `velocityctl bench` (a Python client, so it measures
-the server and this SDK together; bench/ has a native load generator)."""
+"""The load loop behind `velocityctl bench`.
+
+It is a Python client, so it measures the server and this SDK together: on a
+small machine the client, not the server, is usually the limit. bench/ has a
+native load generator (vbench) and the Velocity-vs-Redis comparison.
+
+Load shape, as redis-benchmark: every connection writes a batch of
+`pipeline` requests, then awaits all their replies; a request's latency runs
+from the batch being written to its own reply. Keys are drawn uniformly from
+`keyspace` keys (`bench:NNNNNNNN`; INCR uses `bench:ctr:NNNNNNNN` so that it
+never meets a SET value that is not an integer).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import sys
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
@@ -15,79 +28,108 @@ from vproto.frame import Opcode
 from velocity.connection import Connection
 from velocity.pool import VelocityPool
 
+OPCODES = {"get": Opcode.GET, "set": Opcode.SET, "incr": Opcode.INCR}
+_PROGRESS_EVERY_S = 0.1  # redraw the bar at most this often: drawing costs as much as requests
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+
+@dataclass
+class BenchResult:
+    op: str
+    requests: int
+    errors: int
+    seconds: float
+    ops_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 1]) of an ascending list; 0.0 when empty."""
     if not sorted_values:
         return 0.0
-    i = min(len(sorted_values) - 1, int(q * len(sorted_values)))
-    return sorted_values[i]
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
 
 
-async def run_bench(pool: VelocityPool, ops: list[str], requests: int, connections: int, pipeline: int,
-                    data_size: int, keyspace: int, progress: bool = True) -> list[dict[str, Any]]:
+async def run_bench(
+    pool: VelocityPool,
+    ops: list[str],
+    requests: int,
+    connections: int,
+    pipeline: int,
+    data_size: int,
+    keyspace: int,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run each op in `ops` in turn over `connections` connections of `pool`; closes the pool.
+    One dict per op (BenchResult's fields), as `velocityctl bench --json` prints them."""
     await pool.connect()
-    conns: list[Connection] = [await pool._conn(i) for i in range(connections)]
-    value = b"x" * data_size
-    results = []
     try:
-        for op in ops:
-            results.append(await _one(conns, op, requests, pipeline, value, keyspace, progress))
+        conns: list[Connection] = [await pool._conn(i) for i in range(connections)]
+        value = b"x" * data_size
+        return [(await _one(conns, op, requests, pipeline, value, keyspace, progress)).as_dict() for op in ops]
     finally:
         await pool.close()
-    return results
 
 
-async def _one(conns: list[Connection], op: str, requests: int, pipeline: int, value: bytes, keyspace: int,
-               progress: bool) -> dict[str, Any]:
+async def _one(
+    conns: list[Connection], op: str, requests: int, pipeline: int, value: bytes, keyspace: int, progress: bool
+) -> BenchResult:
+    opcode = OPCODES[op]
+    rnd = random.Random(42)
+    # Request bodies are built before timing starts: the loop below only sends them.
+    if op == "set":
+        bodies = [fc.encode_set_request(b"bench:%08d" % i, value) for i in range(keyspace)]
+    elif op == "incr":
+        bodies = [fc.encode_key_request(b"bench:ctr:%08d" % i) for i in range(keyspace)]  # INCR by 1
+    else:
+        bodies = [fc.encode_key_request(b"bench:%08d" % i) for i in range(keyspace)]
     latencies: list[float] = []
     errors = 0
     remaining = requests
     done = 0
-    rnd = random.Random(42)
-    keys = [f"bench:{i:08d}".encode() for i in range(keyspace)]
-    opcode = {"get": Opcode.GET, "set": Opcode.SET, "incr": Opcode.INCR}[op]
-
-    def body() -> bytes:
-        k = keys[rnd.randrange(keyspace)]
-        if op == "set":
-            return fc.encode_set_request(k, value)
-        if op == "incr":
-            return fc.encode_incr_request(k.replace(b"bench:", b"bench:ctr:"), 1)
-        return fc.encode_key_request(k)
-
-    bar = click.progressbar(length=requests, label=f"{op.upper():5}", file=None) if progress else None
+    bar = click.progressbar(length=requests, label=f"{op.upper():5}", file=sys.stderr) if progress else None
+    shown = 0
+    last_draw = 0.0
 
     async def worker(conn: Connection) -> None:
-        nonlocal remaining, errors, done
+        nonlocal remaining, errors, done, shown, last_draw
+        clock = time.perf_counter
         while remaining > 0:
             batch = min(pipeline, remaining)
             remaining -= batch
-            t0 = time.perf_counter()
-            futs = [conn.send(opcode, body()) for _ in range(batch)]
+            t0 = clock()
+            futs = [conn.send(opcode, bodies[rnd.randrange(keyspace)]) for _ in range(batch)]
             for fut in futs:
                 rop, _, _ = await fut
-                latencies.append(time.perf_counter() - t0)
-                if rop == Opcode.ERROR:
+                latencies.append(clock() - t0)
+                if rop != opcode | 0x80:  # an ERROR frame (or anything unexpected)
                     errors += 1
             done += batch
-            if bar is not None:
-                bar.update(batch)
+            if bar is not None and clock() - last_draw >= _PROGRESS_EVERY_S:
+                bar.update(done - shown)
+                shown, last_draw = done, clock()
 
     t_start = time.perf_counter()
     if bar is not None:
         with bar:
             await asyncio.gather(*(worker(c) for c in conns))
+            bar.update(done - shown)
     else:
         await asyncio.gather(*(worker(c) for c in conns))
     elapsed = time.perf_counter() - t_start
     latencies.sort()
-    return {
-        "op": op,
-        "requests": done,
-        "errors": errors,
-        "seconds": round(elapsed, 3),
-        "ops_per_sec": done / elapsed if elapsed else 0.0,
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
-        "p999_ms": _percentile(latencies, 0.999) * 1000,
-    }
+    return BenchResult(
+        op=op,
+        requests=done,
+        errors=errors,
+        seconds=round(elapsed, 3),
+        ops_per_sec=done / elapsed if elapsed else 0.0,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        p999_ms=percentile(latencies, 0.999) * 1000,
+    )

@@ -16,9 +16,11 @@ Layouts below are written in forward (memory) order; `p*` are alignment pads.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable
 
-from vproto.errors import ProtocolError
+from vproto.errors import BadCrcError, FrameTooLargeError, ProtocolError
+from vproto.frame import HEADER, HEADER_SIZE, MAGIC, TRAILER_SIZE, FrameError
 from vproto.messages import (
     BoolResponse,
     GetResponse,
@@ -37,6 +39,8 @@ _hh: Callable[[bytes, int], tuple[int, int]] = struct.Struct("<HH").unpack_from
 _q: _Unpack = struct.Struct("<q").unpack_from
 _u32p = struct.Struct("<I").pack
 _ZEROS = b"\x00" * 8
+_HEADER_UNPACK = HEADER.unpack_from
+_crc32 = zlib.crc32
 
 # ---- encoders ---------------------------------------------------------------
 
@@ -232,9 +236,38 @@ def _long(body: bytes, root: int, objlen: int, off: int, default: int) -> int:
     return _q(body, root + off)[0]
 
 
+# Canonical-layout shortcuts. Every SDK we ship (and vbench) lays out a
+# KeyRequest and a plain SetRequest exactly as the encoders above do, so the
+# decoders first compare the fixed prefix (root offset, vtable, soffset and,
+# for SET, the value's uoffset) in one step and then read the vector lengths
+# directly: about half the cost of the general walk. With that prefix the
+# general walk would visit the same offsets, so results and bounds checks are
+# the same; any other layout takes the general path.
+#   KeyRequest: root=12 | p2 | vtable(6,8,4) | soff=6 | uoff=4 | len | key | p
+_KEY_PREFIX = _KEY_HEAD.pack(12, 6, 8, 4, 6, 4, 0)[:20]
+#   SetRequest{key, value}: root=12 | vtable(8,12,4,8) | soff=8 | key uoff | value uoff=4
+#                           | len | value | p | len | key | p
+_SET_PREFIX = struct.pack("<I4Hi", 12, 8, 12, 4, 8, 8)
+_SET_CANON: Callable[[bytes, int], tuple[bytes, int, int, int]] = struct.Struct("<16sIII").unpack_from
+
+
+def _key_canonical(body: bytes) -> bytes | None:
+    """The key of a canonical KeyRequest, or None if `body` is laid out otherwise."""
+    if body[:20] != _KEY_PREFIX:
+        return None
+    end = 24 + _u32(body, 20)[0]
+    if end > len(body):
+        raise ProtocolError("vector runs past the body")
+    return body[24:end]
+
+
 def decode_key_request(body: bytes) -> bytes:
     if not body:
         return b""
+    if len(body) >= 24:
+        key = _key_canonical(body)
+        if key is not None:
+            return key
     root, objlen, (k,) = _fields(body, 1)
     return _vec(body, root, objlen, k)
 
@@ -243,6 +276,18 @@ def decode_set_request(body: bytes) -> tuple[bytes, bytes, int, int, int]:
     """(key, value, kind, ttl_ms, condition)"""
     if not body:
         return b"", b"", 0, 0, 0
+    n = len(body)
+    if n >= 28:
+        prefix, kuo, vuo, vlen = _SET_CANON(body, 0)
+        if prefix == _SET_PREFIX and vuo == 4:
+            vend = 28 + vlen
+            kpos = 16 + kuo
+            if vend > n or kpos + 4 > n:
+                raise ProtocolError("vector runs past the body")
+            kend = kpos + 4 + _u32(body, kpos)[0]
+            if kend > n:
+                raise ProtocolError("vector runs past the body")
+            return body[kpos + 4 : kend], body[28:vend], 0, 0, 0
     root, objlen, (k, v, kind, ttl, cond) = _fields(body, 5)
     return (
         _vec(body, root, objlen, k),
@@ -256,6 +301,10 @@ def decode_set_request(body: bytes) -> tuple[bytes, bytes, int, int, int]:
 def decode_incr_request(body: bytes) -> tuple[bytes, int]:
     if not body:
         return b"", 1
+    if len(body) >= 24:
+        key = _key_canonical(body)  # INCR by 1 omits delta: a KeyRequest layout
+        if key is not None:
+            return key, 1
     root, objlen, (k, delta) = _fields(body, 2)
     return _vec(body, root, objlen, k), _long(body, root, objlen, delta, 1)
 
@@ -285,3 +334,38 @@ def decode_i64(body: bytes, default: int = 0) -> int:
         return default
     root, objlen, (off,) = _fields(body, 1)
     return _long(body, root, objlen, off, default)
+
+
+# ---- framing ------------------------------------------------------------------
+
+Frame = tuple[int, int, bytes]
+
+
+def split_frames(data: bytes, max_body: int) -> tuple[list[Frame], int]:
+    """Complete frames at the start of `data`, and how many bytes they span.
+
+    The same checks, errors and results as vproto.frame.FrameDecoder.feed on
+    an empty decoder, without copying `data` into the decoder's buffer first:
+    the server calls this when nothing is pending (the common case: a read
+    holds whole frames) and feeds only the tail to the decoder.
+    """
+    frames: list[Frame] = []
+    pos = 0
+    end = len(data)
+    unpack = _HEADER_UNPACK
+    crc32 = _crc32
+    view = memoryview(data)
+    while end - pos >= HEADER_SIZE:
+        magic, opcode, flags, length = unpack(data, pos)
+        if magic != MAGIC:
+            raise FrameError(f"bad magic {bytes(magic)!r} at stream offset {pos}")
+        if length > max_body:
+            raise FrameTooLargeError(f"body of {length} bytes exceeds the limit of {max_body}")
+        body_end = pos + HEADER_SIZE + length
+        if body_end + TRAILER_SIZE > end:
+            break
+        if crc32(view[pos:body_end]) != _u32(data, body_end)[0]:
+            raise BadCrcError(f"CRC mismatch in frame with opcode 0x{opcode:02x}")
+        frames.append((opcode, flags, data[pos + HEADER_SIZE : body_end]))
+        pos = body_end + TRAILER_SIZE
+    return frames, pos

@@ -1,0 +1,3 @@
+module velocity/bench/vbench
+
+go 1.26

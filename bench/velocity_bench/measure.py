@@ -1,0 +1,85 @@
+"""One measured cell: a client run bracketed by /proc readings.
+
+Per cell: server CPU (utime+stime of its process tree), the load generator's
+CPU (getrusage of children), and the machine's total busy CPU, so that the
+CPU used by *other* processes during the run (noise from other work on the
+machine) is reported next to every number.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import time
+from dataclasses import dataclass
+
+from velocity_bench.clients import ClientError, Load, Run, run_redis_benchmark, run_vbench
+from velocity_bench.procstat import cpu_seconds, loadavg, machine_busy_seconds
+from velocity_bench.servers import Server
+
+
+@dataclass
+class Cell:
+    scenario: str
+    client: str
+    pipeline: int
+    test: str
+    run: Run | None = None
+    error: str = ""
+    server_cpu_s: float = 0.0
+    server_cpu_util: float = 0.0  # server CPU seconds per wall second (1.0 = one core)
+    cpu_us_per_op: float = 0.0
+    client_cpu_util: float = 0.0
+    other_cpu_util: float = 0.0  # everything else on the machine, same unit
+    load1: float = 0.0  # 1-minute load average at the end of the run
+    runs_ops_per_sec: tuple[float, ...] = ()  # every repeat, when --repeat > 1
+
+    @property
+    def ok(self) -> bool:
+        return self.run is not None and not self.error
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measure_once(srv: Server, client: str, load: Load, test: str, pipeline: int) -> Cell:
+    cell = Cell(srv.scenario.name, client, pipeline, test)
+    t0 = time.monotonic()
+    cpu0, kids0, busy0 = cpu_seconds(srv.pid), _children_cpu(), machine_busy_seconds()
+    if client == "redis-benchmark":
+        run = run_redis_benchmark(srv, load, test, pipeline)
+    else:
+        run = run_vbench(srv, load, test, pipeline, proto="resp" if client == "vbench-resp" else "vproto")
+    cpu = cpu_seconds(srv.pid) - cpu0
+    kids = _children_cpu() - kids0
+    busy = machine_busy_seconds() - busy0
+    bracket = time.monotonic() - t0  # includes client start-up and connection set-up
+    cell.run = run
+    wall = run.elapsed_s or 1e-9
+    cell.server_cpu_s = round(cpu, 3)
+    cell.server_cpu_util = round(cpu / wall, 3)
+    cell.cpu_us_per_op = round(cpu / run.completed * 1e6, 3) if run.completed else 0.0
+    cell.client_cpu_util = round(kids / bracket, 3)
+    # All three CPU readings span the bracket, so "other" is measured over it too.
+    cell.other_cpu_util = round(max(0.0, busy - cpu - kids) / bracket, 3)
+    cell.load1 = loadavg().one
+    if run.errors:
+        cell.error = f"{run.errors} errors: {run.first_error}"
+    return cell
+
+
+def measure(srv: Server, client: str, load: Load, test: str, pipeline: int, repeat: int = 1) -> Cell:
+    """The median (by ops/s) of `repeat` runs; a failed run is returned as a cell with `error`."""
+    cells: list[Cell] = []
+    for _ in range(max(1, repeat)):
+        try:
+            cells.append(measure_once(srv, client, load, test, pipeline))
+        except (ClientError, subprocess.SubprocessError, OSError) as exc:
+            return Cell(srv.scenario.name, client, pipeline, test, error=str(exc))
+    cells.sort(key=lambda c: c.run.ops_per_sec if c.run else 0.0)
+    mid = cells[len(cells) // 2]
+    if repeat > 1:
+        mid.runs_ops_per_sec = tuple(round(c.run.ops_per_sec) for c in cells if c.run)
+    return mid
