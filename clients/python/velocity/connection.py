@@ -73,7 +73,9 @@ class _Protocol(asyncio.Protocol):
         waiting = self.waiting
         for frame in frames:
             if not waiting:
-                self._fail(ProtocolError("reply received with no request outstanding"))
+                # A server may speak first only to say why it is closing (BUSY at its
+                # connection limit, SHUTTING_DOWN, a handshake TIMEOUT): raise that error.
+                self._fail(_unsolicited(frame))
                 return
             _, fut = waiting.popleft()
             if not fut.done():
@@ -93,6 +95,18 @@ class _Protocol(asyncio.Protocol):
             self.transport.abort()
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _unsolicited(frame: tuple[int, int, bytes]) -> Exception:
+    opcode, _, body = frame
+    if opcode == Opcode.ERROR:
+        try:
+            err = m.ErrorResponse.decode(body)
+        except VelocityError:
+            pass
+        else:
+            return error_from_wire(err.code, err.message, err.primary, err.retry_after_ms)
+    return ProtocolError(f"reply (opcode 0x{opcode:02x}) received with no request outstanding")
 
 
 class Connection:
