@@ -1,6 +1,8 @@
 """`velocity-engine check [--repair]`: explain what is wrong with a data directory.
 
-Run it on a stopped engine. It reads every WAL segment the way start-up
+Run it on a stopped engine. It checks the manifest and every block of every
+table it names (damage there is not repairable: restore from a snapshot),
+then reads every WAL segment the way start-up
 does and reports each problem with file, offset and whether start-up would
 drop it (a torn tail) or refuse (corruption). `--repair` keeps the longest
 clean prefix of the log: it truncates the damaged segment at the first bad
@@ -15,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from velocity_engine.fsutil import fsync_dir
-from velocity_engine.storage.filenames import storage_dir, wal_name, wal_numbers
+from velocity_engine.storage.errors import CorruptionError
+from velocity_engine.storage.filenames import manifest_name, storage_dir, table_name, wal_name, wal_numbers
+from velocity_engine.storage.manifest import read_current
+from velocity_engine.storage.sstable_reader import SSTable
 from velocity_engine.storage.wal_format import FILE_HEADER_SIZE
 from velocity_engine.storage.wal_reader import scan_segment
 
@@ -23,7 +28,36 @@ from velocity_engine.storage.wal_reader import scan_segment
 def check_data_dir(data_dir: Path, *, repair: bool, echo: Callable[[str], None]) -> bool:
     """True when start-up would succeed (after a repair, if one was asked for)."""
     sdir = storage_dir(data_dir)
-    segments = wal_numbers(sdir)
+    log_number = 0
+    try:
+        cur = read_current(sdir)
+    except CorruptionError as exc:
+        echo(f"  manifest: CORRUPT: {exc} (not repairable here: restore from a snapshot)")
+        echo("result: start-up would refuse; see above")
+        return False
+    if cur is None:
+        echo(f"{sdir}: no manifest yet (no table flushed)")
+    else:
+        number, state = cur
+        log_number = state.log_number
+        echo(f"{sdir}: {manifest_name(number)}: {len(state.tables)} table(s), WAL replay from segment {log_number}")
+        bad_table = False
+        for meta in state.tables:
+            path = sdir / table_name(meta.number)
+            try:
+                table = SSTable(path, meta.number, None)
+                try:
+                    n = table.verify()
+                finally:
+                    table.close()
+                echo(f"  {path.name}: ok, tier {meta.tier}, {n} entries, {meta.size} bytes")
+            except (CorruptionError, OSError) as exc:
+                echo(f"  {path.name}: CORRUPT: {exc} (not repairable here: restore from a snapshot)")
+                bad_table = True
+        if bad_table:
+            echo("result: tables are damaged; start-up or reads would fail")
+            return False
+    segments = [s for s in wal_numbers(sdir) if s >= log_number]
     echo(f"{sdir}: {len(segments)} WAL segment(s)")
     ok = True
     for i, number in enumerate(segments):

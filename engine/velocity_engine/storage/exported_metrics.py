@@ -8,8 +8,20 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from velocity_engine.storage.base import Storage
+from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.lsm import LsmStorage
 from velocity_engine.storage.wal_writer import FSYNC_BUCKETS
+
+
+def _histogram(name: str, help_text: str, bounds: tuple[float, ...], counts: list[int], total: float) -> Any:
+    hist = HistogramMetricFamily(name, help_text)
+    acc = 0
+    buckets = []
+    for bound, n in zip((*bounds, float("inf")), counts, strict=True):
+        acc += n
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), acc))
+    hist.add_metric([], buckets, total)
+    return hist
 
 
 def storage_metric_families(storage: Storage) -> Iterator[Any]:
@@ -20,14 +32,8 @@ def storage_metric_families(storage: Storage) -> Iterator[Any]:
     ws = w.stats
     yield CounterMetricFamily("velocity_wal_appends", "Records appended to the write-ahead log.", value=ws.appends)
     yield CounterMetricFamily("velocity_wal_bytes", "Bytes appended to the write-ahead log.", value=ws.bytes)
-    hist = HistogramMetricFamily("velocity_wal_fsync_duration_seconds", "Time one WAL fdatasync took.")
-    acc = 0
-    buckets = []
-    for bound, n in zip((*FSYNC_BUCKETS, float("inf")), ws.fsync_buckets, strict=True):
-        acc += n
-        buckets.append(("+Inf" if bound == float("inf") else repr(bound), acc))
-    hist.add_metric([], buckets, ws.fsync_seconds_sum)
-    yield hist
+    yield _histogram("velocity_wal_fsync_duration_seconds", "Time one WAL fdatasync took.",
+                     FSYNC_BUCKETS, ws.fsync_buckets, ws.fsync_seconds_sum)
     yield GaugeMetricFamily(
         "velocity_wal_fsync_lag_seconds",
         "Age of the oldest applied write not yet synced to disk (0 when all are).",
@@ -43,3 +49,29 @@ def storage_metric_families(storage: Storage) -> Iterator[Any]:
     )
     yield GaugeMetricFamily("velocity_memtable_bytes", "Approximate bytes held in memtables.",
                             value=storage.memtable_bytes())
+    tables = GaugeMetricFamily("velocity_sstables", "SSTables, by level (compaction tier).", labels=["level"])
+    tbytes = GaugeMetricFamily("velocity_sstable_bytes", "Bytes of SSTables, by level (compaction tier).",
+                               labels=["level"])
+    for tier, (n, b) in sorted(storage.tables_by_tier().items()):
+        tables.add_metric([str(tier)], n)
+        tbytes.add_metric([str(tier)], b)
+    yield tables
+    yield tbytes
+    cs = storage.compaction_stats
+    yield CounterMetricFamily("velocity_compactions", "Compactions completed.", value=cs.compactions)
+    yield CounterMetricFamily("velocity_compaction_bytes_written", "Bytes written by compactions.",
+                              value=cs.bytes_written)
+    yield _histogram("velocity_compaction_duration_seconds", "Time one compaction took.",
+                     DURATION_BUCKETS, cs.buckets, cs.seconds_sum)
+    yield CounterMetricFamily("velocity_memtable_flushes", "Memtables flushed to SSTables.", value=storage.flushes)
+    bs = storage.bloom_stats
+    checks = CounterMetricFamily("velocity_bloom_checks", "Bloom filter checks on table lookups, by result.",
+                                 labels=["result"])
+    checks.add_metric(["negative"], bs.negative)
+    checks.add_metric(["maybe"], bs.maybe)
+    yield checks
+    yield CounterMetricFamily("velocity_bloom_false_positives",
+                              "Lookups a bloom filter let through that the table did not hold.",
+                              value=bs.false_positive)
+    bc = storage.block_cache
+    yield GaugeMetricFamily("velocity_block_cache_bytes", "Bytes of SSTable blocks in the block cache.", value=bc.used)

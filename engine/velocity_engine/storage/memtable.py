@@ -20,8 +20,9 @@ ENTRY_OVERHEAD = 96
 
 
 class Memtable:
-    def __init__(self, wal_segment: int) -> None:
-        self.wal_segment = wal_segment  # the WAL segment holding exactly this memtable's writes
+    def __init__(self) -> None:
+        self.last_segment = 0  # set when frozen: every write in WAL segments <= this is here or older
+        self.live_at_freeze = 0  # the database's live key count when frozen (goes to the manifest)
         self.data: dict[bytes, Record | None] = {}
         self.order: SortedList = SortedList()
         self.approx_bytes = 0
@@ -38,6 +39,11 @@ class Memtable:
             self.order.add(key)
         data[key] = rec
         self.approx_bytes += size
+
+    def freeze(self, last_segment: int, live_keys: int) -> None:
+        self.immutable = True
+        self.last_segment = last_segment
+        self.live_at_freeze = live_keys
 
     def lookup(self, key: bytes) -> tuple[bool, Record | None]:
         """(found, record): found with None means a tombstone."""

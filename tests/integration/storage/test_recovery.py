@@ -88,3 +88,23 @@ def test_memory_storage_stays_selectable(tmp_path: Path) -> None:
         eng.start()
         assert eng.ctl("get", "k1").returncode == 1
         assert not (eng.data_dir / "storage").exists()
+
+
+def test_a_damaged_table_refuses_to_start_naming_it(tmp_path: Path) -> None:
+    eng = EngineProcess(tmp_path / "e", extra_args=["--memtable-bytes", "65536"])
+    try:
+        eng.start()
+        _set_many(eng, 1500)
+        assert eng.stop() == 0
+        tables = sorted((eng.data_dir / "storage").glob("table-*.sst"))
+        assert tables, "the load flushed at least one table"
+        data = bytearray(tables[0].read_bytes())
+        data[-20] ^= 0xFF  # in the footer
+        tables[0].write_bytes(bytes(data))
+        eng.start(wait_ready=False)
+        assert eng.proc is not None and eng.proc.wait(20) == 3
+        assert tables[0].name in eng.log() and "footer" in eng.log()
+        check = subprocess.run([ENGINE, "check", "--data-dir", str(eng.data_dir)], capture_output=True, timeout=30)
+        assert check.returncode == 1 and b"CORRUPT" in check.stdout
+    finally:
+        eng.kill()
