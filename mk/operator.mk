@@ -7,7 +7,10 @@
 #                        (hack/k8s-build.sh is idempotent and caches in ~/.cache/velocity-k8s)
 #   make run-operator    run the operator against the current kubeconfig
 #
-# The unit tests (tests/unit/operator) run with `make test-unit`.
+# The unit tests (tests/unit/operator) run with `make test-unit`; test-operator is part of
+# `make test` (its binaries are the same cache the harness's tier-1 tests build).
+
+TEST_TARGETS += test-operator
 
 .PHONY: crds check-crds test-operator operator-k8s-bins run-operator
 
@@ -18,7 +21,7 @@ check-crds: install ## Fail if crds/ or manifests/crds.yaml drifted from the mod
 	$(PY) -m velocity_operator.api.crdgen --check
 
 operator-k8s-bins:
-	nice -n 19 hack/k8s-build.sh >/dev/null
+	@nice -n 19 bash hack/k8s-build.sh >/dev/null
 
 test-operator: install check-crds operator-k8s-bins ## Operator integration tests on a real kube-apiserver
 	$(PY) -m pytest tests/operator $(PYTEST_ARGS)

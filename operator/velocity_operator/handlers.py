@@ -81,6 +81,15 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     runtime.kube = await connect(runtime.kubeconfig)
 
 
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own credentials: the in-cluster service account, else the kubeconfig
+    (--kubeconfig sets KUBECONFIG). Explicit, because kopf's automatic choice depends on
+    which client libraries happen to be installed."""
+    return (kopf.login_with_service_account(settings=settings, **kwargs)
+            or kopf.login_with_kubeconfig(settings=settings, **kwargs))
+
+
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)

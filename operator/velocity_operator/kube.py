@@ -103,21 +103,29 @@ class Kube:
                     query: list[tuple[str, str]] | None = None,
                     content_type: str = "application/json") -> dict[str, Any]:
         try:
+            # _preload_content=False: the raw aiohttp response, whatever its status (the
+            # generated client only raises for non-2xx when it preloads and deserialises).
             response = await self._api.call_api(
                 path, method, query_params=query or [], body=body,
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 auth_settings=["BearerToken"], _preload_content=False,
             )
+        except ApiException as exc:  # the request could not be made at all
+            raise ApiError(method, path, int(exc.status or 0), str(exc.reason), str(exc.body or "")) from None
+        try:
             raw = await response.read()
-        except ApiException as exc:
-            reason, message = str(exc.reason), ""
+            status = int(response.status)
+        finally:
+            response.release()
+        if not 200 <= status <= 299:
+            reason, message = str(getattr(response, "reason", "") or status), raw.decode(errors="replace")[:500]
             try:
-                payload = json.loads(exc.body or "{}")
-                reason = payload.get("reason", reason)
-                message = payload.get("message", "")
-            except (TypeError, ValueError):
-                message = str(exc.body)[:500]
-            raise ApiError(method, path, int(exc.status or 0), reason, message) from None
+                payload = json.loads(raw)
+                reason = str(payload.get("reason") or reason)
+                message = str(payload.get("message") or message)
+            except (TypeError, ValueError, AttributeError):
+                pass
+            raise ApiError(method, path, status, reason, message)
         result: dict[str, Any] = json.loads(raw) if raw else {}
         return result
 

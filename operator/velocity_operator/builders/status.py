@@ -13,9 +13,9 @@ from typing import Any
 
 from .. import names
 from ..api.cluster import VelocityClusterSpec
-from ..conditions import DEGRADED, PROGRESSING, READY, Reason, merge_condition
+from ..conditions import BACKUP_SUCCEEDED, DEGRADED, PROGRESSING, READY, Reason, merge_condition
 
-__all__ = ["CertificateInfo", "Problem", "cluster_status", "primary_pod"]
+__all__ = ["CertificateInfo", "Problem", "cluster_status", "latest_finished_backup", "primary_pod"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,10 @@ def cluster_status(
     image: str,
     problems: Sequence[Problem] = (),
     certificate: CertificateInfo | None = None,
+    last_backup: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The status subresource to write (camelCase, as stored)."""
+    """The status subresource to write (camelCase, as stored). `last_backup` is the
+    newest finished VelocityBackup of the cluster (see latest_finished_backup)."""
     desired = spec.replicas
     sts_status = (statefulset or {}).get("status", {})
     sts_meta = (statefulset or {}).get("metadata", {})
@@ -121,10 +123,38 @@ def cluster_status(
         if certificate.renew_after is not None:
             cert["renewAfter"] = _iso(certificate.renew_after)
         status["certificate"] = cert
-    for key in ("lastBackup", "lastScheduledBackupTime"):
-        if key in previous:
-            status[key] = previous[key]
+    if last_backup is not None:
+        b_status = last_backup.get("status") or {}
+        name = last_backup["metadata"]["name"]
+        summary = {"name": name, "phase": b_status["phase"]}
+        for key in ("completionTime", "location"):
+            if b_status.get(key):
+                summary[key] = b_status[key]
+        status["lastBackup"] = summary
+        ok = b_status["phase"] == "Completed"
+        status["conditions"] = merge_condition(
+            status["conditions"], type_=BACKUP_SUCCEEDED, status=ok,
+            reason=Reason.BACKUP_COMPLETED if ok else Reason.BACKUP_FAILED,
+            message=f"backup {name}: {b_status.get('message', b_status['phase'])}", now=now,
+        )
+    elif "lastBackup" in previous:
+        status["lastBackup"] = previous["lastBackup"]
+    if "lastScheduledBackupTime" in previous:
+        status["lastScheduledBackupTime"] = previous["lastScheduledBackupTime"]
     return status
+
+
+def latest_finished_backup(backups: Sequence[dict[str, Any]], cluster: str) -> dict[str, Any] | None:
+    """The VelocityBackup of `cluster` that finished last (Completed or Failed), if any."""
+    finished = [
+        b for b in backups
+        if (b.get("spec") or {}).get("cluster") == cluster
+        and (b.get("status") or {}).get("phase") in ("Completed", "Failed")
+    ]
+    if not finished:
+        return None
+    return max(finished, key=lambda b: (b["status"].get("completionTime") or "",
+                                        b["metadata"].get("creationTimestamp") or ""))
 
 
 def _was_ready(previous: dict[str, Any]) -> bool:

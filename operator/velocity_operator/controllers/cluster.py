@@ -19,7 +19,7 @@ from ..builders import pdb as pdb_builder
 from ..builders import services as service_builder
 from ..builders import statefulset as sts_builder
 from ..builders.meta import Owner
-from ..builders.status import Problem, cluster_status
+from ..builders.status import Problem, cluster_status, latest_finished_backup
 from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action, Settings
@@ -82,10 +82,14 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
 
     for problem in problems:
         actions.append(Action(problem.reason, problem.message, warning=True))
+    # The last backup is read from the VelocityBackups themselves, not from the (possibly
+    # stale) status in `body`, so a concurrent status write by the backup handler is not undone.
+    backups = await kube.list("vdb.io/v1alpha1", "VelocityBackup", owner.namespace)
     status = cluster_status(
         cluster=owner.name, spec=spec, generation=int(body["metadata"].get("generation", 1)),
         statefulset=applied, previous=dict(body.get("status") or {}), now=now,
         image=spec.image or settings.default_image, problems=problems, certificate=tls.certificate,
+        last_backup=latest_finished_backup(backups, owner.name),
     )
     return ClusterResult(status, actions)
 

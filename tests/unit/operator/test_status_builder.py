@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from velocity_operator.builders.status import Problem, cluster_status
-from velocity_operator.conditions import DEGRADED, PROGRESSING, READY, Reason
+from velocity_operator.builders.status import Problem, cluster_status, latest_finished_backup
+from velocity_operator.conditions import BACKUP_SUCCEEDED, DEGRADED, PROGRESSING, READY, Reason
 
 from .conftest import make_spec
 
@@ -93,3 +93,28 @@ def test_backup_fields_survive() -> None:
     status = _status(1, _sts(1, 1), previous=previous)
     assert status["lastBackup"] == previous["lastBackup"]
     assert status["lastScheduledBackupTime"] == "x"
+
+
+def _backup(name: str, cluster: str, phase: str | None, done: str = "") -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "completionTime": done, "message": "m"} if phase else {}
+    return {"metadata": {"name": name, "creationTimestamp": done}, "spec": {"cluster": cluster}, "status": status}
+
+
+def test_latest_finished_backup_sets_backup_succeeded() -> None:
+    backups = [
+        _backup("b1", "alpha", "Completed", "2026-01-01T01:00:00Z"),
+        _backup("b2", "alpha", "Failed", "2026-01-01T02:00:00Z"),
+        _backup("b3", "alpha", None),
+        _backup("x9", "other", "Completed", "2026-01-01T03:00:00Z"),
+    ]
+    latest = latest_finished_backup(backups, "alpha")
+    assert latest is not None and latest["metadata"]["name"] == "b2"
+    status = cluster_status(cluster="alpha", spec=make_spec(), generation=1, statefulset=_sts(1, 1),
+                            previous={}, now=T0, image="img", last_backup=latest)
+    assert status["lastBackup"]["name"] == "b2"
+    assert _cond(status, BACKUP_SUCCEEDED)["status"] == "False"
+    ok = latest_finished_backup(backups[:1], "alpha")
+    status = cluster_status(cluster="alpha", spec=make_spec(), generation=1, statefulset=_sts(1, 1),
+                            previous=status, now=T0, image="img", last_backup=ok)
+    assert _cond(status, BACKUP_SUCCEEDED)["status"] == "True"
+    assert latest_finished_backup([], "alpha") is None

@@ -1,0 +1,166 @@
+"""The operator on a real cluster: apply -> Ready, TLS + token traffic, data survives pod
+deletion, scaling, invalid input, backup to a PVC and restore.
+
+The operator runs as a host process against the cluster's kubeconfig (watching only the
+test's namespace), so the suite needs the engine image in the cluster but not the
+operator image. Run: `make e2e` (local cluster) or `pytest e2e/test_operator.py --kubeconfig K`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .kube import Kubectl, wait_for
+from .manifests import ENGINE_IMAGE, PULL_POLICY
+
+REPO = Path(__file__).resolve().parents[1]
+READY_TARGET_S = 60.0
+
+CLIENT = """
+import asyncio, sys
+from velocity import VelocityPool
+
+async def main(endpoint, op, key, value):
+    token = open("/auth/token").read().strip()
+    async with VelocityPool(node=endpoint, auth=token, ca="/ca/ca.crt") as vdb:
+        if op == "set":
+            await vdb.set(key, value)
+            print("OK")
+        else:
+            print("GOT", await vdb.get(key))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def operator(namespace: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    namespace.run("apply", "--server-side", "-f", str(REPO / "crds"))
+    for crd in ("velocityclusters.vdb.io", "velocitybackups.vdb.io"):
+        namespace.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {**os.environ, "VELOCITY_OPERATOR_RESYNC_SECONDS": "5", "VELOCITY_ENGINE_IMAGE": ENGINE_IMAGE}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "velocity_operator.main", "--kubeconfig", namespace.kubeconfig,
+             "--namespace", str(namespace.namespace), "--metrics-port", "0", "--liveness-port", "0",
+             "--metrics-host", "127.0.0.1"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        print(f"--- operator log (tail)\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _cluster(name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("image", ENGINE_IMAGE)
+    spec.setdefault("imagePullPolicy", PULL_POLICY)
+    return {"apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": name}, "spec": spec}
+
+
+def _client(ns: Kubectl, cluster: str, name: str, *args: str) -> str:
+    """Run the SDK in a pod trusting NAME-ca with the token of NAME-auth; return its output."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never", "enableServiceLinks": False,
+            "containers": [{
+                "name": "client", "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
+                "command": ["python3", "-c", CLIENT, *args],
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "ca", "mountPath": "/ca"}, {"name": "auth", "mountPath": "/auth"}],
+            }],
+            "volumes": [{"name": "ca", "secret": {"secretName": f"{cluster}-ca"}},
+                        {"name": "auth", "secret": {"secretName": f"{cluster}-auth"}}],
+        },
+    }
+    ns.apply(pod)
+    wait_for(lambda: ns.json("get", "pod", name)["status"].get("phase") in ("Succeeded", "Failed"),
+             timeout=120, what=f"client pod {name}")
+    phase = ns.json("get", "pod", name)["status"]["phase"]
+    logs = ns.run("logs", name)
+    ns.run("delete", "pod", name, "--wait=false")
+    assert phase == "Succeeded", logs
+    return logs
+
+
+def _pod0(ns: Kubectl, cluster: str) -> str:
+    return f"vdb://{cluster}-0.{cluster}-headless.{ns.namespace}.svc:2005"
+
+
+def test_apply_to_ready_with_three_replicas(namespace: Kubectl, operator: subprocess.Popen[bytes]) -> None:
+    start = time.monotonic()
+    namespace.apply(_cluster("alpha", replicas=3, storage={"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}}))
+    namespace.run("wait", "--for=condition=Ready", "vc/alpha", "--timeout=300s", timeout=320)
+    elapsed = time.monotonic() - start
+    print(f"\napply -> Ready for 3 replicas: {elapsed:.1f}s (target {READY_TARGET_S:.0f}s)")
+    vc = namespace.json("get", "vc", "alpha")
+    assert vc["status"]["readyReplicas"] == 3
+    assert vc["status"]["currentPrimary"] == "alpha-0"
+    assert elapsed <= 2 * READY_TARGET_S, f"apply -> Ready took {elapsed:.1f}s"
+
+
+def test_sdk_traffic_over_tls_with_the_token(namespace: Kubectl, operator: subprocess.Popen[bytes]) -> None:
+    service = f"vdb://alpha.{namespace.namespace}.svc:2005"
+    assert "OK" in _client(namespace, "alpha", "c-set", service, "set", "greeting", "hello")
+    # No replication yet: read back from the pod that took the write, by its stable name.
+    endpoint = _pod0(namespace, "alpha")
+    assert "OK" in _client(namespace, "alpha", "c-set0", endpoint, "set", "k", "v1")
+    assert "GOT v1" in _client(namespace, "alpha", "c-get0", endpoint, "get", "k", "")
+
+
+def test_pod_deletion_keeps_data(namespace: Kubectl, operator: subprocess.Popen[bytes]) -> None:
+    endpoint = _pod0(namespace, "alpha")
+    assert "OK" in _client(namespace, "alpha", "c-before", endpoint, "set", "durable", "yes")
+    uid = namespace.json("get", "pod", "alpha-0")["metadata"]["uid"]
+    namespace.run("delete", "pod", "alpha-0")
+    wait_for(lambda: (p := namespace.pod_ready("alpha-0")) and p["metadata"]["uid"] != uid,
+             timeout=180, what="alpha-0 back and ready")
+    assert "GOT yes" in _client(namespace, "alpha", "c-after", endpoint, "get", "durable", "")
+
+
+def test_scale_down_to_one(namespace: Kubectl, operator: subprocess.Popen[bytes]) -> None:
+    namespace.run("scale", "vc/alpha", "--replicas=1")
+    wait_for(lambda: len(namespace.json("get", "pods", "-l", "app.kubernetes.io/instance=alpha")["items"]) == 1,
+             timeout=180, what="one pod left")
+    namespace.run("wait", "--for=condition=Ready", "vc/alpha", "--timeout=120s", timeout=140)
+    assert namespace.pod_ready("alpha-0") is not None, "scaling down must never remove the primary"
+
+
+def test_invalid_cluster_rejected(namespace: Kubectl, operator: subprocess.Popen[bytes]) -> None:
+    done = subprocess.run(
+        [namespace.binary, "--kubeconfig", namespace.kubeconfig, "-n", str(namespace.namespace), "apply", "-f", "-"],
+        input=json.dumps(_cluster("bad", replicas=0)), capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "spec.replicas" in done.stderr
+
+
+def test_backup_to_pvc_and_restore(namespace: Kubectl, operator: subprocess.Popen[bytes]) -> None:
+    endpoint = _pod0(namespace, "alpha")
+    assert "OK" in _client(namespace, "alpha", "c-bk", endpoint, "set", "backed-up", "precious")
+    namespace.apply({"apiVersion": "vdb.io/v1alpha1", "kind": "VelocityBackup", "metadata": {"name": "alpha-b1"},
+                     "spec": {"cluster": "alpha"}})
+    namespace.run("wait", "--for=jsonpath={.status.phase}=Completed", "vbackup/alpha-b1", "--timeout=300s",
+                  timeout=320)
+    backup = namespace.json("get", "vbackup", "alpha-b1")
+    assert backup["status"]["sizeBytes"] > 0
+    assert backup["status"]["checksum"].startswith("sha256:")
+    namespace.apply(_cluster("beta", replicas=1, bootstrap={"fromBackup": {"name": "alpha-b1"}}))
+    namespace.run("wait", "--for=condition=Ready", "vc/beta", "--timeout=300s", timeout=320)
+    assert "GOT precious" in _client(namespace, "beta", "c-rs", _pod0(namespace, "beta"), "get", "backed-up", "")

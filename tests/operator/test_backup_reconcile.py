@@ -1,0 +1,85 @@
+"""VelocityBackup on a real API server: the snapshot Job, results and failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .conftest import Kubectl, OperatorProcess, cluster, condition, mark_pods_ready, wait_for
+
+
+def _backup(name: str, ns: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "vdb.io/v1alpha1", "kind": "VelocityBackup",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def _phase(kubectl: Kubectl, ns: str, name: str, *phases: str) -> dict[str, Any] | None:
+    obj = kubectl.get("vbackup", name, ns)
+    return obj if obj and (obj.get("status") or {}).get("phase") in phases else None
+
+
+def test_backup_of_a_missing_cluster_fails_with_a_reason(kubectl: Kubectl, operator: OperatorProcess,
+                                                         ns: str) -> None:
+    kubectl.apply(_backup("orphan", ns, cluster="nope"))
+    obj = wait_for("Failed", lambda: _phase(kubectl, ns, "orphan", "Failed"))
+    assert obj["status"]["reason"] == "ClusterNotFound"
+    assert "nope" in obj["status"]["message"]
+    kubectl.run("wait", "--for=condition=Completed=False", "vbackup/orphan", "-n", ns, "--timeout=5s")
+
+
+def test_s3_destination_is_refused(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    kubectl.apply(cluster("s3c", ns))
+    kubectl.apply(_backup("s3b", ns, cluster="s3c", destination={"s3": {
+        "endpoint": "http://127.0.0.1:9000", "bucket": "bkt", "credentialsSecret": {"name": "creds"}}}))
+    obj = wait_for("Failed", lambda: _phase(kubectl, ns, "s3b", "Failed"))
+    assert obj["status"]["reason"] == "DestinationNotSupported"
+
+
+def test_backup_runs_a_snapshot_job_and_records_the_result(kubectl: Kubectl, operator: OperatorProcess,
+                                                           ns: str) -> None:
+    kubectl.apply(cluster("bk", ns))
+    wait_for("pod", lambda: kubectl.items("pods", ns, "app.kubernetes.io/instance=bk"))
+    mark_pods_ready(kubectl, ns, "app.kubernetes.io/instance=bk,app.kubernetes.io/component=engine")
+    kubectl.run("wait", "--for=condition=Ready", "vc/bk", "-n", ns, "--timeout=30s")
+
+    kubectl.apply(_backup("bk-1", ns, cluster="bk"))
+    obj = wait_for("Running", lambda: _phase(kubectl, ns, "bk-1", "Running"))
+    assert obj["status"]["location"] == "pvc://bk-backups/velocity/bk/bk-1.vsnap"
+    claim = kubectl.get("pvc", "bk-backups", ns)
+    assert claim is not None and claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    job = kubectl.get("job", "bk-1-snapshot", ns)
+    assert job is not None
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["VDB_ENDPOINT"] == f"vdb://bk-0.bk-headless.{ns}.svc:2005"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "VelocityBackup"
+
+    # Play the kubelet: the Job's pod ran the snapshot and left its report.
+    pod = wait_for("job pod", lambda: kubectl.items("pods", ns, "vdb.io/backup=bk-1"))[0]
+    report = {"sizeBytes": 4096, "checksum": "sha256:" + "ab" * 32, "durationSeconds": 0.25}
+    now = "2026-01-01T00:00:00Z"
+    kubectl.run("patch", "pod", pod["metadata"]["name"], "-n", ns, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"phase": "Succeeded", "containerStatuses": [{
+                    "name": "snapshot", "image": container["image"], "imageID": "", "ready": False,
+                    "restartCount": 0, "started": False,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": json.dumps(report),
+                                             "startedAt": now, "finishedAt": now}}}]}}))
+    obj = wait_for("Completed", lambda: _phase(kubectl, ns, "bk-1", "Completed", "Failed"), timeout=60)
+    assert obj["status"]["phase"] == "Completed", obj["status"]
+    assert obj["status"]["sizeBytes"] == 4096
+    assert obj["status"]["checksum"] == report["checksum"]
+    assert obj["status"]["durationSeconds"] == 0.25
+    kubectl.run("wait", "--for=condition=Completed", "vbackup/bk-1", "-n", ns, "--timeout=5s")
+    vc = kubectl.get("vc", "bk", ns)
+    assert vc is not None
+    assert vc["status"]["lastBackup"]["name"] == "bk-1"
+    succeeded = condition(vc, "BackupSucceeded")
+    assert succeeded is not None and succeeded["status"] == "True"
+    assert 'velocity_operator_backups_total{result="Completed"}' in operator.metrics()
+
+
+def test_restore_waits_for_a_completed_backup(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    kubectl.apply(cluster("restored", ns, bootstrap={"fromBackup": {"name": "missing"}}))
+    wait_for("warning event", lambda: "WaitingForBackup" in kubectl.run(
+        "get", "events", "-n", ns, "--field-selector", "involvedObject.name=restored", "-o", "json").stdout)
+    assert kubectl.get("statefulset", "restored", ns) is None
