@@ -6,6 +6,7 @@
 #                        harness); builds the Kubernetes binaries first if they are missing
 #                        (hack/k8s-build.sh is idempotent and caches in ~/.cache/velocity-k8s)
 #   make run-operator    run the operator against the current kubeconfig
+#   make deploy          images + CRDs + manifests/ into the cluster of $KUBECONFIG
 #
 # The unit tests (tests/unit/operator) run with `make test-unit`; test-operator is part of
 # `make test` (its binaries are the same cache the harness's tier-1 tests build).
@@ -28,3 +29,14 @@ test-operator: install check-crds operator-k8s-bins ## Operator integration test
 
 run-operator: install ## Run the operator against the current kubeconfig
 	$(VENV)/bin/velocity-operator
+
+# Deploy into the cluster of $KUBECONFIG: build (and, on the local cluster, import) the
+# images with `make images`, then apply the CRDs and the kustomization.
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$(bash hack/k8s-build.sh --bin-dir)/kubectl")
+
+.PHONY: deploy
+deploy: install ## Build/load the images, apply crds/ and manifests/ to the current cluster
+	$(MAKE) images
+	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) apply --server-side -k manifests/
+	$(KUBECTL) -n velocity-system rollout status deployment/velocity-operator --timeout=180s
