@@ -2,6 +2,8 @@
 
 Every request opcode the dashboards break down by is exercised, and one request in a
 while is a deliberate WRONG_TYPE (INCR on a JSON value) so the error panels have data.
+Values are a few hundred bytes and some GETs miss, so a small memtable flushes, tables
+compact and bloom filters answer: every storage panel has something to show.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ class LoadDriver:
     async def _worker(self, vdb: Any, w: int) -> None:
         i = 0
         while not self._stop.is_set():
-            key = f"load:{w}:{i % 64}"
-            await vdb.set(key, f"value-{i}", ttl="1h")
+            key = f"load:{w}:{i % 4096}"  # enough distinct keys to fill a memtable
+            await vdb.set(key, f"value-{i}-" + "x" * 200, ttl="1h")
             await vdb.get(key)
+            await vdb.get(f"load:missing:{w}:{i}")  # absent everywhere: exercises the bloom filters
             await vdb.exists(key)
             await vdb.incr(f"load:counter:{w}")
             await vdb.mset({f"load:m:{w}:{j}": j for j in range(4)})
@@ -55,12 +58,15 @@ class LoadDriver:
             await vdb.expire(key, 3600)
             await vdb.ttl(key)
             await vdb.persist(key)
-            await vdb.cas(key, f"value-{i}", f"value-{i + 1}")
+            await vdb.cas(key, f"value-{i}-" + "x" * 200, f"value-{i + 1}")
             await vdb.delete(f"load:m:{w}:0")
-            self.ops += 11
+            self.ops += 12
             if i % 16 == 0:
+                seen = 0
                 async for _ in vdb.scan(f"load:{w}:", count=16):
-                    pass
+                    seen += 1
+                    if seen == 16:  # one page is enough to exercise SCAN
+                        break
                 await vdb.ping()
                 await vdb.info()
                 try:

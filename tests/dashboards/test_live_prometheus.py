@@ -37,7 +37,9 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     base = tmp_path_factory.mktemp("live")
-    with EngineProcess(base / "engine") as eng:
+    # The smallest memtable the engine accepts, so the load flushes SSTables and compacts
+    # within seconds and the LSM panels have data.
+    with EngineProcess(base / "engine", env={"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}) as eng:
         target = ScrapeTarget("velocity-engine", f"127.0.0.1:{eng.metrics_port}", LABELS)
         with PrometheusProcess(base / "prometheus", [target], [REPO_ROOT / RULES_FILE]) as prom, \
                 LoadDriver(eng.pool) as load:

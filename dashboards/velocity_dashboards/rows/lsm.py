@@ -1,4 +1,4 @@
-"""LSM tree: memtable, SSTables per level, compaction and bloom-filter effectiveness."""
+"""LSM tree: memtable, SSTables per level, flushes and compaction, bloom filters, block cache."""
 
 from __future__ import annotations
 
@@ -12,24 +12,30 @@ def row() -> Row:
     false_pos = rate(sel("velocity_bloom_false_positives_total"))
     duration = rate(sel("velocity_compaction_duration_seconds_bucket"))
     return Row("LSM tree", (
-        Panel("Memtable size", "Bytes in the mutable memtable, by pod.",
-              (Target(f"sum by (pod) ({sel('velocity_memtable_bytes')})", "{{pod}}"),), unit="bytes"),
-        Panel("SSTables by level", "Number of SSTable files per level.",
-              (Target(f"sum by (level) ({sel('velocity_sstables')})", "L{{level}}"),), stacked=True),
-        Panel("SSTable bytes by level", "Bytes of SSTables per level.",
-              (Target(f"sum by (level) ({sel('velocity_sstable_bytes')})", "L{{level}}"),), unit="bytes",
+        Panel("Memtable and block cache", "Bytes in memtables (flushed to an SSTable at --memtable-bytes) and "
+              "in the SSTable block cache.",
+              (Target(f"sum by (pod) ({sel('velocity_memtable_bytes')})", "memtable {{pod}}"),
+               Target(f"sum by (pod) ({sel('velocity_block_cache_bytes')})", "block cache {{pod}}")),
+              unit="bytes"),
+        Panel("SSTables by level", "SSTable files per level (compaction tier), all selected pods.",
+              (Target(f"sum by (level) ({sel('velocity_sstables')})", "level {{level}}"),), stacked=True),
+        Panel("SSTable bytes by level", "Bytes of SSTables per level (compaction tier), all selected pods.",
+              (Target(f"sum by (level) ({sel('velocity_sstable_bytes')})", "level {{level}}"),), unit="bytes",
               stacked=True),
-        Panel("Compactions", "Compactions finished per second and bytes they wrote.",
-              (Target(f"sum by (pod) ({rate(sel('velocity_compactions_total'))})", "runs {{pod}}"),
-               Target(f"sum by (pod) ({rate(sel('velocity_compaction_bytes_written_total'))})",
-                      "bytes {{pod}}")),
-              unit="short"),
+        Panel("Flushes and compactions", "Memtables flushed and compactions finished, per second.",
+              (Target(f"sum by (pod) ({rate(sel('velocity_memtable_flushes_total'))})", "flushes {{pod}}"),
+               Target(f"sum by (pod) ({rate(sel('velocity_compactions_total'))})", "compactions {{pod}}")),
+              unit="ops"),
+        Panel("Compaction write rate", "Bytes written by compactions per second (rate-limited by "
+              "--compaction-rate-bytes); compare with the log's bytes for write amplification.",
+              (Target(f"sum by (pod) ({rate(sel('velocity_compaction_bytes_written_total'))})", "{{pod}}"),),
+              unit="Bps"),
         Panel("Compaction duration p99", "Tail duration of one compaction.",
               (Target(f"histogram_quantile(0.99, sum by (le, pod) ({duration}))", "{{pod}}"),), unit="s"),
         Panel("Bloom filter effectiveness",
-              "Share of lookups a bloom filter answered 'definitely absent' (higher is better), and the "
-              "share of 'maybe' answers that were false positives (about 1% at 10 bits/key).",
+              "Share of table lookups a bloom filter answered 'definitely absent' (higher is better), and "
+              "the share of 'maybe' answers that were false positives (about 1% at 10 bits/key).",
               (Target(f"sum({negative}) / clamp_min(sum({negative}) + sum({maybe}), 1e-9)", "negatives"),
                Target(f"sum({false_pos}) / clamp_min(sum({maybe}), 1e-9)", "false positives")),
-              unit="percentunit", max=1),
+              unit="percentunit", max=1, width=16),
     ))
