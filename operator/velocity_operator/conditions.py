@@ -37,6 +37,7 @@ class Reason:
     UP_TO_DATE = "UpToDate"
     AS_EXPECTED = "AsExpected"
     STORAGE_SHRINK_REFUSED = "StorageShrinkRefused"
+    VOLUME_EXPANSION_FAILED = "VolumeExpansionFailed"
     RECONCILE_FAILED = "ReconcileFailed"
     BACKUP_COMPLETED = "BackupCompleted"
     BACKUP_FAILED = "BackupFailed"

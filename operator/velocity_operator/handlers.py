@@ -145,7 +145,8 @@ async def cluster_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "statefulsets", labels={"app.kubernetes.io/managed-by": FIELD_MANAGER})
 async def statefulset_event(body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Pods became (un)ready: refresh the owning cluster's status within seconds."""
+    """Pods became (un)ready or went away: refresh the owning cluster's status within
+    seconds, or take the next scale-down step."""
     owner = next((o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == CLUSTER.kind), None)
     if owner is None:
         return
@@ -153,6 +154,10 @@ async def statefulset_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     namespace = body["metadata"]["namespace"]
     cluster = await runtime.api().get(CLUSTER.api_version, CLUSTER.kind, namespace, owner["name"])
     if cluster is None or cluster["metadata"].get("uid") != owner.get("uid"):
+        return
+    if body.get("spec", {}).get("replicas") != cluster.get("spec", {}).get("replicas"):
+        # Mid scale-down: take the next step as soon as the last pod is gone.
+        await _reconcile_cluster(cluster, memo, schedule=False)
         return
     status = await refresh_status(runtime.api(), cluster, runtime.settings, _now())
     if status != cluster.get("status"):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from typing import Any
+
+from velocity_operator import tlsutil
+from velocity_operator.builders.secrets import server_dns_names
 
 from .conftest import Kubectl, OperatorProcess, cluster, condition, mark_pods_ready, wait_for
 
@@ -190,3 +194,71 @@ def test_restart_converges(kubectl: Kubectl, operator: OperatorProcess, ns: str)
     wait_for("two resyncs", lambda: _reconciles(operator) >= start + 2, timeout=30)
     again = kubectl.get("secret", "eta-tls", ns)
     assert again is not None and again["data"] == tls["data"], "a restart must not re-issue certificates"
+
+
+def _events(kubectl: Kubectl, ns: str, reason: str) -> list[str]:
+    items = json.loads(kubectl.run("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    return [e["message"] for e in items if e["reason"] == reason]
+
+
+def test_scale_down_one_pod_at_a_time(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    kubectl.apply(cluster("theta", ns, replicas=3))
+    wait_for("3 pods", lambda: len(kubectl.items("pods", ns, SELECTOR.format(name="theta"))) == 3)
+    kubectl.run("scale", "vc/theta", "-n", ns, "--replicas=1")
+    _wait_sts(kubectl, ns, "theta", lambda s: s["spec"]["replicas"] == 1)
+    wait_for("one pod left", lambda: [p["metadata"]["name"] for p in
+                                      kubectl.items("pods", ns, SELECTOR.format(name="theta"))] == ["theta-0"])
+    steps = _events(kubectl, ns, "Scaling")
+    assert "scaling from 3 to 2 pods" in steps and "scaling from 2 to 1 pods" in steps, steps
+    assert "scaling from 3 to 1 pods" not in steps
+
+
+def test_certificate_rotated_before_expiry(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    kubectl.apply(cluster("iota", ns))
+    sts = _wait_sts(kubectl, ns, "iota")
+    old_hash = sts["spec"]["template"]["metadata"]["annotations"]["vdb.io/tls-hash"]
+    ca_secret = wait_for("CA", lambda: kubectl.get("secret", "iota-ca-key", ns))
+    ca = tlsutil.IssuedCert(base64.b64decode(ca_secret["data"]["tls.crt"]),
+                            base64.b64decode(ca_secret["data"]["tls.key"]))
+    # A certificate from the same CA that is 70 days into its 90: renewal is due.
+    aged = tlsutil.issue_server(ca, server_dns_names("iota", ns),
+                                now=dt.datetime.now(dt.UTC) - dt.timedelta(days=70))
+    kubectl.run("patch", "secret", "iota-tls", "-n", ns, "--type=merge", "-p", json.dumps({"data": {
+        "tls.crt": base64.b64encode(aged.cert_pem).decode(), "tls.key": base64.b64encode(aged.key_pem).decode()}}))
+    wait_for("rotation", lambda: _events(kubectl, ns, "CertificateRotated"), timeout=30)
+    secret = kubectl.get("secret", "iota-tls", ns)
+    assert secret is not None
+    cert = base64.b64decode(secret["data"]["tls.crt"])
+    assert tlsutil.not_after(cert) > dt.datetime.now(dt.UTC) + dt.timedelta(days=80)
+    assert tlsutil.needs_renewal(cert, ca.cert_pem, server_dns_names("iota", ns), now=dt.datetime.now(dt.UTC)) is None
+    sts = _wait_sts(kubectl, ns, "iota", lambda s: s["spec"]["template"]["metadata"]["annotations"]
+                    ["vdb.io/tls-hash"] != old_hash)
+    vc = kubectl.get("vc", "iota", ns)
+    assert vc is not None and vc["status"]["certificate"]["notAfter"].startswith(
+        tlsutil.not_after(cert).strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_volume_growth_failure_is_reported_not_fatal(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    """A bound claim whose StorageClass cannot expand: Degraded with the API's reason, and
+    the rest of the spec (here: the image) still applies."""
+    kubectl.apply(cluster("kappa", ns))
+    _wait_sts(kubectl, ns, "kappa")
+    wait_for("claims", lambda: len(kubectl.items("pvc", ns, SELECTOR.format(name="kappa"))) == 2)
+    for claim in kubectl.items("pvc", ns, SELECTOR.format(name="kappa")):
+        pv_name = f"{ns}-{claim['metadata']['name']}"
+        kubectl.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+                       "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                "hostPath": {"path": f"/tmp/{pv_name}"},
+                                "claimRef": {"namespace": ns, "name": claim["metadata"]["name"]}}})
+    wait_for("bound claims", lambda: all(c.get("status", {}).get("phase") == "Bound"
+                                         for c in kubectl.items("pvc", ns, SELECTOR.format(name="kappa"))), timeout=60)
+    try:
+        kubectl.apply(cluster("kappa", ns, storage={"aof": {"size": "3Gi"}}, image="velocity/engine:v2"))
+        vc = wait_for("Degraded", lambda: (o := kubectl.get("vc", "kappa", ns))
+                      and (condition(o, "Degraded") or {}).get("reason") == "VolumeExpansionFailed" and o)
+        assert "aof-kappa-0" in (condition(vc, "Degraded") or {})["message"]
+        _wait_sts(kubectl, ns, "kappa", lambda s: s["spec"]["template"]["spec"]["containers"][0]["image"]
+                  == "velocity/engine:v2")
+    finally:
+        for claim in kubectl.items("pvc", ns, SELECTOR.format(name="kappa")):
+            kubectl.run("delete", "pv", f"{ns}-{claim['metadata']['name']}", "--wait=false", check=False)

@@ -144,6 +144,7 @@ def statefulset(
     tls_hash: str | None = None,
     fixed_claim_sizes: dict[str, str] | None = None,
     restore: RestoreSource | None = None,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
     """The desired StatefulSet.
 
@@ -151,6 +152,7 @@ def statefulset(
     templates are immutable, so once created they are repeated verbatim (volume growth
     is applied to the PVCs themselves by the controller). `restore` (from
     spec.bootstrap.fromBackup) makes pods with an empty data directory start from a snapshot.
+    `replicas` overrides spec.replicas while the operator scales down step by step.
     """
     cluster = owner.name
     sizes = {names.AOF_VOLUME: str(spec.storage.aof.size),
@@ -251,7 +253,7 @@ def statefulset(
         "kind": "StatefulSet",
         "metadata": object_meta(owner, names.statefulset(cluster)),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if replicas is None else replicas,
             "serviceName": names.headless_service(cluster),
             # Parallel: pods start together (no replication yet, nothing to order); rolling
             # updates still go one pod at a time, highest ordinal (a replica) first.

@@ -24,6 +24,7 @@ from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action, Settings
 from .restore import restore_source
+from .scaling import next_replicas
 from .storage import reconcile_storage
 from .tls import ensure_auth_token, ensure_tls
 
@@ -76,6 +77,7 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
         owner, spec, default_image=settings.default_image,
         config_hash=config_builder.config_hash(config_map), tls_hash=tls.tls_hash,
         fixed_claim_sizes=fixed_sizes, restore=restore,
+        replicas=next_replicas(spec.replicas, existing),
     )
     _describe_changes(existing, desired, actions)
     applied = await kube.apply(desired)

@@ -12,7 +12,7 @@ from ..api.cluster import VelocityClusterSpec
 from ..builders.meta import Owner
 from ..builders.status import Problem
 from ..conditions import Reason
-from ..kube import Kube
+from ..kube import ApiError, Kube
 from ..quantity import parse_quantity
 from .actions import Action
 
@@ -51,8 +51,17 @@ async def reconcile_storage(kube: Kube, owner: Owner, spec: VelocityClusterSpec,
             if claim is None:
                 continue
             have = claim["spec"]["resources"]["requests"]["storage"]
-            if want > parse_quantity(have):
+            if want <= parse_quantity(have):
+                continue
+            if (claim.get("status") or {}).get("phase") != "Bound":
+                continue  # only bound claims can grow; retried at the next resync
+            try:
                 await kube.merge_patch("v1", "PersistentVolumeClaim", owner.namespace, claim_name,
                                        {"spec": {"resources": {"requests": {"storage": size}}}})
-                actions.append(Action("VolumeExpanded", f"requested {size} for {claim_name} (was {have})"))
+            except ApiError as exc:
+                # Typically a StorageClass without allowVolumeExpansion: report, keep running.
+                problems.append(Problem(Reason.VOLUME_EXPANSION_FAILED,
+                                        f"cannot grow {claim_name} to {size}: {exc.message or exc.reason}"))
+                continue
+            actions.append(Action("VolumeExpanded", f"requested {size} for {claim_name} (was {have})"))
     return problems
