@@ -40,6 +40,10 @@ log = logging.getLogger("velocity_engine")
     help="WAL sync policy [everysec]; always: replies wait for the sync (group commit).",
 )
 @click.option("--memtable-bytes", type=int, help="Memtable size that triggers a flush [64 MiB].")
+@click.option(
+    "--restore-from", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Restore this snapshot file (velocityctl snapshot) into an empty --data-dir, then start.",
+)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Log level [INFO].")
 @click.version_option(__version__, prog_name="velocity-engine")
 @click.pass_context
@@ -85,6 +89,12 @@ def _run(settings: EngineSettings) -> None:
     import uvloop
 
     from velocity_engine.server import Server
+
+    if settings.restore_from is not None:
+        from velocity_engine.storage.snapshot import restore_snapshot
+
+        info = restore_snapshot(settings.restore_from, settings.data_dir)
+        log.info("restored %d keys from %s", info.entries, settings.restore_from)
 
     async def amain() -> None:
         server = Server(settings)

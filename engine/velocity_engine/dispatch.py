@@ -224,6 +224,19 @@ class Dispatcher:
         keys, cursor = self.ks.scan(req.prefix, req.cursor, req.count)
         return m.ScanResponse([m.Key(k) for k in keys], cursor).encode()
 
+    # -- snapshots (storage/snapshot_exporter.py) --------------------------------
+
+    def op_snapshot_begin(self, session: Session, body: bytes) -> bytes:
+        m.SnapshotBeginRequest.decode(body)
+        job = self.server.snapshots.begin_or_raise()
+        return m.SnapshotBeginResponse(job.id, int(job.created_ms)).encode()
+
+    def op_snapshot_read(self, session: Session, body: bytes) -> bytes:
+        req = m.SnapshotReadRequest.decode(body)
+        ready, size, data = self.server.snapshots.read_or_raise(req.snapshot_id, req.offset, req.max_bytes)
+        return m.SnapshotReadResponse(ready, size, data).encode()
+
+
 
 def _entry(key: bytes, rec: Record | None) -> m.Entry:
     if rec is None:

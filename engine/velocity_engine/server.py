@@ -32,6 +32,7 @@ from velocity_engine.metrics import EngineCollector, Stats, make_registry, rss_b
 from velocity_engine.storage import Storage
 from velocity_engine.storage.exported_metrics import storage_metric_families
 from velocity_engine.storage.opening import open_storage
+from velocity_engine.storage.snapshot_exporter import SnapshotExporter
 from velocity_engine.tls import TlsFiles, certificate_expiry, default_names, ensure_generated, server_context
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Server:
         self.node_id = _node_id(settings.data_dir)
         self.stats = Stats()
         self.storage: Storage = storage if storage is not None else open_storage(settings)
+        self.snapshots = SnapshotExporter(self.storage, settings.data_dir)
         self.keyspace = Keyspace(self.storage)
         self.token: str | None = None
         self.token_path: Path | None = None
@@ -82,7 +84,7 @@ class Server:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         ctx = self.prepare_security()
         registry = make_registry(
-            EngineCollector(self.stats, self._gauges, lambda: storage_metric_families(self.storage))
+            EngineCollector(self.stats, self._gauges, lambda: storage_metric_families(self.storage, self.snapshots))
         )
         self._http = AdminHttp(registry, self._readiness)
         self.metrics_port = await self._http.start(s.metrics_host, s.metrics_port)
@@ -137,6 +139,7 @@ class Server:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
+        self.snapshots.close()
         self.storage.close()
         self._stopped.set()
         log.info("stopped")

@@ -181,14 +181,18 @@ class EngineProcess:
             return VelocityPool(node=self.endpoint, insecure=True, **kw)
         return VelocityPool(node=self.endpoint, auth=self.token, ca=self.ca, **kw)
 
-    def ctl(self, *args: str, check: bool = False, input: bytes | None = None,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
-        """Run velocityctl against this engine."""
+    def ctl_args(self, *args: str) -> list[str]:
+        """The velocityctl command line for this engine (for tests that run it asynchronously)."""
         base = [CTL, "--endpoint", self.endpoint]
         if self.insecure:
             base.append("--insecure")
         else:
             base += ["--ca", str(self.ca), "--token-file", str(self.token_file)]
+        return base + list(args)
+
+    def ctl(self, *args: str, check: bool = False, input: bytes | None = None,
+            timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
+        """Run velocityctl against this engine."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("VDB_")}
-        return subprocess.run(base + list(args), capture_output=True, check=check, input=input,
+        return subprocess.run(self.ctl_args(*args), capture_output=True, check=check, input=input,
                               timeout=timeout, env=env)

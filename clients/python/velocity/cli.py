@@ -272,6 +272,31 @@ def info(opts: Options, as_json: bool, section: str | None) -> None:
         click.echo(line)
 
 
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@pass_opts
+def snapshot(opts: Options, file: Path, quiet: bool) -> None:
+    """Download a consistent point-in-time snapshot to FILE (restore: velocity-engine --restore-from FILE)."""
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label=f"snapshot -> {file}", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        size = run(opts, lambda p: p.snapshot(file, progress))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(f"wrote {file} ({size} bytes)")
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[str]:
     lines = []
     for k in sorted(data):

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from velocity_engine.storage.base import Storage
 from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.lsm import LsmStorage
+from velocity_engine.storage.snapshot_exporter import SnapshotExporter
 from velocity_engine.storage.wal_writer import FSYNC_BUCKETS
 
 
@@ -24,8 +25,19 @@ def _histogram(name: str, help_text: str, bounds: tuple[float, ...], counts: lis
     return hist
 
 
-def storage_metric_families(storage: Storage) -> Iterator[Any]:
-    """Nothing for volatile storage: no fake values."""
+def storage_metric_families(storage: Storage, snapshots: SnapshotExporter | None = None) -> Iterator[Any]:
+    """Nothing about logs and tables for volatile storage: no fake values."""
+    if snapshots is not None:
+        yield GaugeMetricFamily(
+            "velocity_snapshot_last_success_timestamp_seconds",
+            "When the last snapshot finished writing (Unix time; 0: none since start).",
+            value=snapshots.last_success_ts,
+        )
+        yield GaugeMetricFamily("velocity_snapshot_bytes", "Size of the last snapshot file.",
+                                value=snapshots.last_bytes)
+        yield GaugeMetricFamily("velocity_snapshot_duration_seconds", "Time the last snapshot took to write.",
+                                value=snapshots.last_seconds)
+        yield CounterMetricFamily("velocity_snapshots", "Snapshots written.", value=snapshots.completed)
     if not isinstance(storage, LsmStorage):
         return
     w = storage.wal

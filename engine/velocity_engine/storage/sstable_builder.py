@@ -47,6 +47,10 @@ class SSTableBuilder:
         self._last: bytes | None = None
         self._smallest = b""
 
+    @property
+    def bytes_written(self) -> int:
+        return self._pos
+
     def add(self, key: bytes, rec: Record | None) -> None:
         if self._last is not None and key <= self._last:
             raise ValueError("SSTable keys must be added in strictly increasing order")

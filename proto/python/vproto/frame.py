@@ -59,6 +59,9 @@ class Opcode(IntEnum):
     MGET = 0x20
     MSET = 0x21
     SCAN = 0x22
+    # Snapshot transfer (docs/formats/protocol.md section 10).
+    SNAPSHOT_BEGIN = 0x30
+    SNAPSHOT_READ = 0x31
     ERROR = 0xFF
 
 

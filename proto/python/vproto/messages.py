@@ -412,6 +412,45 @@ class InfoResponse(Message):
     SPEC = (("json", 0, "str", ""),)
 
 
+# ---- snapshot transfer --------------------------------------------------------
+
+
+@_check_spec
+@dataclass(slots=True)
+class SnapshotBeginRequest(Message):
+    FB_NAME = "SnapshotBeginRequest"
+    SPEC = ()
+
+
+@_check_spec
+@dataclass(slots=True)
+class SnapshotBeginResponse(Message):
+    FB_NAME = "SnapshotBeginResponse"
+    snapshot_id: str = ""
+    created_ms: int = 0
+    SPEC = (("snapshot_id", 0, "str", ""), ("created_ms", 1, "u64", 0))
+
+
+@_check_spec
+@dataclass(slots=True)
+class SnapshotReadRequest(Message):
+    FB_NAME = "SnapshotReadRequest"
+    snapshot_id: str = ""
+    offset: int = 0
+    max_bytes: int = 0
+    SPEC = (("snapshot_id", 0, "str", ""), ("offset", 1, "u64", 0), ("max_bytes", 2, "u32", 0))
+
+
+@_check_spec
+@dataclass(slots=True)
+class SnapshotReadResponse(Message):
+    FB_NAME = "SnapshotReadResponse"
+    ready: bool = False
+    size: int = 0
+    data: bytes = b""
+    SPEC = (("ready", 0, "bool", False), ("size", 1, "u64", 0), ("data", 2, "bytes", b""))
+
+
 # Opcode -> (request body, response body).
 BODIES: dict[int, tuple[type[Message], type[Message]]] = {
     Opcode.HELLO: (HelloRequest, HelloResponse),
@@ -429,6 +468,8 @@ BODIES: dict[int, tuple[type[Message], type[Message]]] = {
     Opcode.MGET: (MGetRequest, MGetResponse),
     Opcode.MSET: (MSetRequest, BoolResponse),
     Opcode.SCAN: (ScanRequest, ScanResponse),
+    Opcode.SNAPSHOT_BEGIN: (SnapshotBeginRequest, SnapshotBeginResponse),
+    Opcode.SNAPSHOT_READ: (SnapshotReadRequest, SnapshotReadResponse),
 }
 
 
