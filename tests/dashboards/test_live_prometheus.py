@@ -8,6 +8,7 @@ evaluate without error against the live data.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +41,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     # The smallest memtable the engine accepts, so the load flushes SSTables and compacts
     # within seconds and the LSM panels have data.
     with EngineProcess(base / "engine", env={"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}) as eng:
+        async def snapshot() -> None:  # what a backup does; the snapshot panels need one
+            async with eng.pool() as vdb:
+                await vdb.snapshot(base / "first.vsnap")
+
+        asyncio.run(snapshot())
         target = ScrapeTarget("velocity-engine", f"127.0.0.1:{eng.metrics_port}", LABELS)
         with PrometheusProcess(base / "prometheus", [target], [REPO_ROOT / RULES_FILE]) as prom, \
                 LoadDriver(eng.pool) as load:

@@ -1,4 +1,8 @@
-"""Snapshots: age of the last successful snapshot and its size."""
+"""Snapshots: age of the last successful snapshot (what every backup is made of), size, duration.
+
+The engine reports 0 as the last-success time until it writes its first snapshot after a
+start, so the age panel drops zeros instead of showing "56 years".
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,14 @@ from velocity_dashboards.promql import sel
 
 
 def row() -> Row:
+    last = sel("velocity_snapshot_last_success_timestamp_seconds")
     return Row("Snapshots", (
-        Panel("Time since last snapshot", "Age of each pod's last successful snapshot.",
-              (Target(f"time() - max by (pod) ({sel('velocity_snapshot_last_success_timestamp_seconds')})",
-                      "{{pod}}"),), unit="dtdurations", width=12),
-        Panel("Snapshot size", "Bytes of each pod's last snapshot.",
-              (Target(f"max by (pod) ({sel('velocity_snapshot_bytes')})", "{{pod}}"),), unit="bytes", width=12),
+        Panel("Time since last snapshot",
+              "Age of each pod's last successful snapshot since it started (backups and `velocityctl snapshot` "
+              "both take one). Empty until the first.",
+              (Target(f"time() - max by (pod) ({last} > 0)", "{{pod}}"),), unit="dtdurations"),
+        Panel("Snapshot size", "Bytes of each pod's last snapshot file.",
+              (Target(f"max by (pod) ({sel('velocity_snapshot_bytes')})", "{{pod}}"),), unit="bytes"),
+        Panel("Snapshot duration", "Time each pod's last snapshot took to write.",
+              (Target(f"max by (pod) ({sel('velocity_snapshot_duration_seconds')})", "{{pod}}"),), unit="s"),
     ))
