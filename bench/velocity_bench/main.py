@@ -54,7 +54,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--time-cap", type=float, default=60.0, help="seconds per test before vbench stops early")
     ap.add_argument("--warmup", type=int, default=20_000, help="SETs sent to each server before measuring")
     ap.add_argument("--repeat", type=int, default=1, help="runs per cell; the median by ops/s is reported")
-    ap.add_argument("--quick", action="store_true", help="-n 20000 --warmup 2000: a smoke test")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        help="before each run, wait up to this many seconds for other work on the machine to use "
+        "less than --quiet-cores (0: do not wait)",
+    )
+    ap.add_argument("--quiet-cores", type=float, default=0.3, help="busy CPU (in cores) that counts as quiet")
+    ap.add_argument("--quick", action="store_true", help="-n 20000 --warmup 2000 --quiet-wait 0: a smoke test")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate CPUs")
     ap.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing redis")
     ap.add_argument("--rebuild", action="store_true", help="rebuild vbench even if up to date")
@@ -63,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json-out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args(argv)
     if args.quick:
-        args.requests, args.warmup = 20_000, 2_000
+        args.requests, args.warmup, args.quiet_wait = 20_000, 2_000, 0.0
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in names if s not in SCENARIOS]
     if bad:
@@ -100,7 +108,8 @@ def run_scenario(
         for p in args.pipeline_list:
             for client in sc.clients:
                 for test in args.test_list:
-                    cell = measure(srv, client, load, test, p, args.repeat)
+                    quiet = (args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 else None
+                    cell = measure(srv, client, load, test, p, args.repeat, quiet)
                     cells.append(cell)
                     if cell.run is None:
                         log(f"{name} {client} P={p} {test.upper()}: FAILED: {cell.error}")
@@ -151,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             time_cap_s=load.time_cap,
             warmup=args.warmup,
             repeat=args.repeat,
+            quiet_wait_s=args.quiet_wait,
+            quiet_cores=args.quiet_cores,
         ),
         pipelines=args.pipeline_list,
         loadavg_start=str(loadavg()),

@@ -70,11 +70,36 @@ def measure_once(srv: Server, client: str, load: Load, test: str, pipeline: int)
     return cell
 
 
-def measure(srv: Server, client: str, load: Load, test: str, pipeline: int, repeat: int = 1) -> Cell:
-    """The median (by ops/s) of `repeat` runs; a failed run is returned as a cell with `error`."""
+def wait_for_quiet(max_wait_s: float, threshold: float, interval_s: float = 1.0) -> tuple[float, float]:
+    """Wait (up to max_wait_s) until the machine's busy CPU over one interval is below
+    `threshold` cores; the servers are idle between cells, so this is other work.
+    Returns (seconds waited, busy cores in the last interval)."""
+    start = time.monotonic()
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(interval_s)
+        busy = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        waited = time.monotonic() - start
+        if busy < threshold or waited >= max_wait_s:
+            return round(waited, 1), round(busy, 2)
+
+
+def measure(
+    srv: Server,
+    client: str,
+    load: Load,
+    test: str,
+    pipeline: int,
+    repeat: int = 1,
+    quiet: tuple[float, float] | None = None,
+) -> Cell:
+    """The median (by ops/s) of `repeat` runs; a failed run is returned as a cell with `error`.
+    `quiet` = (max wait s, busy threshold in cores): wait for a quiet machine before each run."""
     cells: list[Cell] = []
     for _ in range(max(1, repeat)):
         try:
+            if quiet is not None:
+                wait_for_quiet(*quiet)
             cells.append(measure_once(srv, client, load, test, pipeline))
         except (ClientError, subprocess.SubprocessError, OSError) as exc:
             return Cell(srv.scenario.name, client, pipeline, test, error=str(exc))

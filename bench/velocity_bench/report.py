@@ -108,7 +108,9 @@ def render(meta: RunMeta, cells: list[Cell]) -> str:
         "",
         f"Load: {ld['connections']} connections, {ld['requests']:,} requests per test, {ld['value_size']}-byte values, "
         f"random keys from a keyspace of {ld['keyspace']:,}, SET then GET then INCR, "
-        f"{ld['warmup']:,} SETs of warm-up per server, median of {ld['repeat']} run(s) per cell. "
+        f"{ld['warmup']:,} SETs of warm-up per server, median of {ld['repeat']} run(s) per cell; "
+        f"before each run the harness waited up to {ld.get('quiet_wait_s', 0):g} s for the rest of the machine "
+        f"to use less than {ld.get('quiet_cores', 0):g} cores. "
         f"Pinning: {meta.pinning}.",
         "",
         f"Load average (1/5/15 min) at the start: {meta.loadavg_start}; at the end: {meta.loadavg_end}.",
