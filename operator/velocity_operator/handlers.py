@@ -114,7 +114,8 @@ async def _reconcile_cluster(body: Any, memo: Any, *, schedule: bool) -> None:
         try:
             result = await reconcile_cluster(runtime.api(), dict(body), runtime.settings, _now())
             if schedule:
-                result.status |= await reconcile_schedule(runtime.api(), dict(body), _now(), result.actions)
+                result.status |= await reconcile_schedule(runtime.api(), dict(body), _now(), result.actions,
+                                                          default_image=runtime.settings.default_image)
         except BackupNotReadyError as exc:
             kopf.event(body, type="Warning", reason="WaitingForBackup", message=str(exc))
             raise kopf.TemporaryError(str(exc), delay=10) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from .conftest import Kubectl, OperatorProcess, cluster, condition, mark_pods_ready, wait_for
@@ -83,3 +84,30 @@ def test_restore_waits_for_a_completed_backup(kubectl: Kubectl, operator: Operat
     wait_for("warning event", lambda: "WaitingForBackup" in kubectl.run(
         "get", "events", "-n", ns, "--field-selector", "involvedObject.name=restored", "-o", "json").stdout)
     assert kubectl.get("statefulset", "restored", ns) is None
+
+
+def test_retention_deletes_old_scheduled_backups_and_their_files(kubectl: Kubectl, operator: OperatorProcess,
+                                                                 ns: str) -> None:
+    # A yearly schedule never fires during the test; the two "scheduled" backups are made
+    # here. They name a missing cluster, so the operator finishes them at once (Failed)
+    # and never writes them again; the test then marks them Completed, as if they had run.
+    kubectl.apply(cluster("ret", ns, backup={"schedule": "@yearly", "retention": 1}))
+    for name in ("ret-old", "ret-new"):
+        obj = _backup(name, ns, cluster="ghost")
+        obj["metadata"]["labels"] = {"vdb.io/cluster": "ret", "vdb.io/scheduled": "true"}
+        kubectl.apply(obj)
+        wait_for(f"{name} finished", lambda n=name: _phase(kubectl, ns, n, "Failed"))
+        kubectl.run("patch", "vbackup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(
+            {"status": {"phase": "Completed", "location": f"pvc://ret-backups/velocity/ret/{name}.vsnap"}}))
+        if name == "ret-old":  # creationTimestamp has a resolution of one second
+            first = kubectl.get("vbackup", name, ns)
+            assert first is not None
+            created = str(first["metadata"]["creationTimestamp"])
+            wait_for("next second", lambda c=created: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > c,
+                     timeout=3, interval=0.05)
+    wait_for("ret-old deleted", lambda: kubectl.get("vbackup", "ret-old", ns) is None)
+    assert kubectl.get("vbackup", "ret-new", ns) is not None
+    job = wait_for("cleanup Job", lambda: kubectl.get("job", "ret-old-cleanup", ns))
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["rm", "-f", "--"] and command[3] == "/backup/velocity/ret/ret-old.vsnap"
+    assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "ret-backups"

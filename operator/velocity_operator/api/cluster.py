@@ -237,9 +237,8 @@ class BackupSpec(ApiModel):
         default=7,
         ge=1,
         le=1000,
-        description="How many completed scheduled backups to keep; older VelocityBackups are "
-        "deleted (their files stay on the volume for now). Defaults to 7. Backups created by "
-        "hand are never deleted.",
+        description="How many completed scheduled backups to keep; older ones are deleted "
+        "with their files. Defaults to 7. Backups created by hand are never deleted.",
     )
     suspend: bool = Field(
         default=False, description="Stop taking scheduled backups while true; existing ones stay."

@@ -23,6 +23,7 @@ __all__ = [
     "DestinationNotSupportedError",
     "PvcLocation",
     "backup_job",
+    "cleanup_job",
     "resolve_destination",
 ]
 
@@ -120,6 +121,48 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation
                         },
                     }],
                     "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation, image: str) -> dict[str, Any]:
+    """A Job that deletes one backup's files (retention), owned by the cluster so it is
+    garbage-collected with it; it removes itself 10 minutes after finishing."""
+    path = f"{BACKUP_MOUNT}/{location.path}"
+    meta = object_meta(owner, f"{backup}-cleanup", cluster=cluster)
+    meta["labels"]["vdb.io/backup"] = backup
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": {**names.labels(cluster), "vdb.io/backup": backup}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [{
+                        "name": "cleanup",
+                        "image": image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["rm", "-f", "--", path, f"{path}.sha256", f"{path}.partial"],
+                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                                      "limits": {"memory": "64Mi"}},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}],
+                    }],
+                    "volumes": [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}],
                 },
             },
         },

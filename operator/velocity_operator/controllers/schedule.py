@@ -1,5 +1,6 @@
 """Scheduled backups (VelocityCluster.spec.backup): create VelocityBackups when the cron
-schedule fires and delete the oldest scheduled ones beyond spec.backup.retention."""
+schedule fires and delete the oldest scheduled ones beyond spec.backup.retention, their
+files with them (a cleanup Job removes them from the claim)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from .. import cron
 from ..api.cluster import VelocityClusterSpec
+from ..builders.backup_job import PvcLocation, cleanup_job
+from ..builders.meta import Owner
 from ..kube import Kube
 from .actions import Action
 from .backup import scheduled_backup
@@ -38,7 +41,7 @@ def retention_victims(backups: list[dict[str, Any]], retention: int) -> list[str
 
 
 async def reconcile_schedule(kube: Kube, body: dict[str, Any], now: dt.datetime,
-                             actions: list[Action]) -> dict[str, Any]:
+                             actions: list[Action], *, default_image: str) -> dict[str, Any]:
     """Create a backup if one is due and apply retention; returns status fields to set."""
     spec = VelocityClusterSpec.model_validate(body.get("spec") or {})
     if spec.backup is None or spec.backup.suspend:
@@ -55,8 +58,15 @@ async def reconcile_schedule(kube: Kube, body: dict[str, Any], now: dt.datetime,
         patch["lastScheduledBackupTime"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
     selector = f"vdb.io/cluster={meta['name']},vdb.io/scheduled=true"
     backups = await kube.list("vdb.io/v1alpha1", "VelocityBackup", meta["namespace"], label_selector=selector)
+    by_name = {b["metadata"]["name"]: b for b in backups}
+    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     for victim in retention_victims(backups, spec.backup.retention):
+        location = str((by_name[victim].get("status") or {}).get("location") or "")
+        if location.startswith("pvc://"):
+            claim, _, path = location.removeprefix("pvc://").partition("/")
+            await kube.create(cleanup_job(owner, cluster=meta["name"], backup=victim,
+                                          location=PvcLocation(claim, path), image=spec.image or default_image))
         await kube.delete("vdb.io/v1alpha1", "VelocityBackup", meta["namespace"], victim)
-        actions.append(Action("BackupExpired", f"deleted VelocityBackup {victim} (retention "
-                                               f"{spec.backup.retention})"))
+        actions.append(Action("BackupExpired", f"deleted VelocityBackup {victim} and its files "
+                                               f"(retention {spec.backup.retention})"))
     return patch

@@ -8,6 +8,7 @@ from velocity_operator.builders.backup_job import (
     DestinationNotSupportedError,
     PvcLocation,
     backup_job,
+    cleanup_job,
     resolve_destination,
 )
 from velocity_operator.builders.meta import Owner
@@ -61,3 +62,15 @@ def test_job_without_tls_is_insecure() -> None:
     c = job["spec"]["template"]["spec"]["containers"][0]
     assert c["args"][-1] == "--insecure"
     assert "VDB_CA" not in {e["name"] for e in c["env"]}
+
+
+def test_cleanup_job_removes_the_files() -> None:
+    owner = Owner(name="alpha", namespace="prod", uid="u")
+    job = cleanup_job(owner, cluster="alpha", backup="alpha-202601010000",
+                      location=PvcLocation("alpha-backups", "velocity/alpha/alpha-202601010000.vsnap"), image="img")
+    assert job["metadata"]["name"] == "alpha-202601010000-cleanup"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "VelocityCluster"
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    target = "/backup/velocity/alpha/alpha-202601010000.vsnap"
+    assert c["command"] == ["rm", "-f", "--", target, f"{target}.sha256", f"{target}.partial"]
+    assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "alpha-backups"
