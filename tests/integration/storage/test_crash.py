@@ -26,7 +26,7 @@ WRITERS = 8
 @pytest.fixture
 def durable_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EngineProcess]:
     policy = request.param
-    eng = EngineProcess(tmp_path / "crash", extra_args=["--appendfsync", policy, "--memtable-bytes", "262144"])
+    eng = EngineProcess(tmp_path / "crash", extra_args=["--appendfsync", policy, "--memtable-bytes", "65536"])
     try:
         yield eng
     finally:
