@@ -57,11 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--quiet-wait",
         type=float,
-        default=20.0,
+        default=5.0,
         help="before each run, wait up to this many seconds for other work on the machine to use "
         "less than --quiet-cores (0: do not wait)",
     )
-    ap.add_argument("--quiet-cores", type=float, default=0.3, help="busy CPU (in cores) that counts as quiet")
+    ap.add_argument("--quiet-cores", type=float, default=0.5, help="busy CPU (in cores) that counts as quiet")
     ap.add_argument("--quick", action="store_true", help="-n 20000 --warmup 2000 --quiet-wait 0: a smoke test")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate CPUs")
     ap.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing redis")
@@ -135,8 +135,14 @@ def run_scenario(
     return cells, profiles
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds through run_scenario's `finally`, which stops the server.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if any(SCENARIOS[s].server == "redis" for s in args.names):
             ensure_redis(install=not args.no_install)
