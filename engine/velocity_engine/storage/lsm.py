@@ -472,10 +472,14 @@ class LsmStorage:
         """
         self._freeze()
         mems = list(self.imm)
+        srcs: list[Iterator[tuple[bytes, Record | None]]] = []
+        if len(self.mem):
+            # Not frozen (the flush thread is behind, or the log just failed): copy it.
+            srcs.append(iter(list(self.mem.items())))
         tables = list(self._tables)
         for t in tables:
             self._pins[t.number] = self._pins.get(t.number, 0) + 1
-        srcs: list[Iterator[tuple[bytes, Record | None]]] = [m.items() for m in reversed(mems)]
+        srcs += [m.items() for m in reversed(mems)]
         srcs += [t.iter_all() for t in reversed(tables)]
 
         def release() -> None:

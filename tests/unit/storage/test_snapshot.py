@@ -84,3 +84,18 @@ def test_restore_refuses_a_non_empty_directory_but_accepts_a_restart(tmp_path: P
     st = LsmStorage(tmp_path / "d", OPTS)
     assert st.get(b"a") == Record(0, b"1") and st.get(b"b") is None
     st.close()
+
+
+def test_view_includes_an_unfrozen_memtable_when_flushes_are_behind(tmp_path: Path) -> None:
+    from velocity_engine.storage.merge import merge_newest_first
+
+    st = LsmStorage(tmp_path, OPTS)
+    st._flushing = True  # pretend the flush thread is busy: frozen memtables queue up
+    model = _fill(st, 4000)
+    assert len(st.imm) == 4 and len(st.mem) > 0, "the queue is full and the memtable holds more"
+    srcs, release = st.pin_view()
+    view = {k: r for k, r in merge_newest_first(srcs) if r is not None}
+    release()
+    assert view == model
+    st._flushing = False
+    st.close()
