@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,14 +28,21 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.kube.apiserver_tier import KubeAPI, free_port
+from tests.kube.kube_api import KubeAPI
 from tests.kube.plugin import kube_api
 
-__all__ = ["Kubectl", "OperatorProcess", "crds", "kube_api", "kubectl", "ns", "operator", "wait_for"]
+__all__ = ["Kubectl", "OperatorProcess", "crds", "free_port", "kube_api", "kubectl", "ns", "operator", "wait_for"]
 
 REPO = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2) -> T:

@@ -25,9 +25,7 @@ from velocity_operator.api.cluster import VelocityClusterSpec
 from velocity_operator.builders import config, secrets, statefulset
 from velocity_operator.builders.meta import Owner
 
-from tests.kube.apiserver_tier import free_port
-
-from .conftest import wait_for
+from .conftest import free_port, wait_for
 
 BIN = Path(sys.executable).parent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.apiserver_tier import KubeAPI
+from tests.kube.kube_api import KubeAPI
 
 from .conftest import REPO, Kubectl, OperatorProcess, cluster, condition, mark_pods_ready, wait_for
 
