@@ -40,9 +40,11 @@ from vproto.frame import (
     flag_compression,
     validate_flags,
 )
+from vproto.values import ValueKind
 
 from velocity_engine import __version__
 from velocity_engine.auth import token_matches
+from velocity_engine.gc_policy import apply_gc_policy
 from velocity_engine.keyspace import Keyspace
 from velocity_engine.storage.base import Record
 
@@ -55,6 +57,10 @@ _crc32 = zlib.crc32
 _ZSTD_FLAG = Compression.ZSTD << 2
 
 
+# Hot-path handlers take the body and return the whole reply frame.
+FastHandler = Callable[[bytes], bytes]
+
+
 @dataclass(slots=True)
 class Session:
     """Per-connection protocol state."""
@@ -62,6 +68,8 @@ class Session:
     authed: bool = False
     zstd: bool = False
     client_name: str = ""
+    # Once authenticated: the fast handlers this session may use (Dispatcher.fast).
+    fast: list[FastHandler | None] | None = None
 
 
 def frame(opcode: int, body: bytes, flags: int = 0) -> bytes:
@@ -77,10 +85,17 @@ def error_frame(exc: VelocityError) -> bytes:
 
 
 Handler = Callable[[Session, bytes], bytes]
+# Replies that never vary, framed once (header and CRC included).
+_SET_APPLIED_FRAME = frame(Opcode.SET | RESPONSE_BIT, fc.SET_APPLIED)
+_SET_NOT_APPLIED_FRAME = frame(Opcode.SET | RESPONSE_BIT, fc.SET_NOT_APPLIED)
+_GET_NOT_FOUND_FRAME = frame(Opcode.GET | RESPONSE_BIT, fc.GET_NOT_FOUND)
+_GET_REPLY = Opcode.GET | RESPONSE_BIT
+_INCR_REPLY = Opcode.INCR | RESPONSE_BIT
 
 
 class Dispatcher:
     def __init__(self, server: Server) -> None:
+        apply_gc_policy()  # the request path allocates per write: see gc_policy.py
         self.server = server
         self.ks: Keyspace = server.keyspace
         s = server.settings
@@ -93,8 +108,23 @@ class Dispatcher:
             fn = getattr(self, f"op_{op.name.lower()}", None)
             if fn is not None:
                 self.table[op] = fn
+        # GET/SET/INCR without flags on an authenticated session need none of
+        # handle()'s generic checks: the connection calls these directly (via
+        # Session.fast) and they return whole reply frames, prebuilt where the
+        # reply never varies (docs/benchmarks.md: what this buys). A session
+        # that accepts zstd replies skips fast GET: its reply may need compressing.
+        # The connection uses them only while role_check is None (a primary).
+        self.fast: list[FastHandler | None] = [None] * 256
+        self.fast[Opcode.GET] = self._fast_get
+        self.fast[Opcode.SET] = self._fast_set
+        self.fast[Opcode.INCR] = self._fast_incr
+        self.fast_zstd = list(self.fast)
+        self.fast_zstd[Opcode.GET] = None
+        # Set on a replica (replication): redirects writes and linearizable reads.
+        self.role_check: Callable[[int, int], None] | None = None
 
-    # Called by the connection for every frame. Returns the reply frame.
+    # Called by the connection for every frame that does not take the fast
+    # path (see `fast`). Returns the reply frame.
     def handle(self, session: Session, opcode: int, flags: int, body: bytes) -> bytes:
         if flags:
             validate_flags(flags)
@@ -108,9 +138,38 @@ class Dispatcher:
                 raise NoAuthError("send HELLO with a valid token first")
             session.authed = True
         reply = fn(session, body)
+        if session.authed:
+            session.fast = self.fast_zstd if session.zstd else self.fast
         if session.zstd and len(reply) > COMPRESSION_THRESHOLD:
             return frame(opcode | RESPONSE_BIT, compress_body(reply), _ZSTD_FLAG)
         return frame(opcode | RESPONSE_BIT, reply)
+
+    # -- hot path: same checks and results as op_get/op_set/op_incr, fewer calls --
+
+    def _fast_get(self, body: bytes) -> bytes:
+        key = fc.decode_key_request(body)
+        if not key or len(key) > self.max_key:
+            self._key(key)  # raises the precise error
+        rec = self.ks.lookup(key)
+        if rec is None:
+            return _GET_NOT_FOUND_FRAME
+        return frame(_GET_REPLY, fc.encode_get_response(True, rec.kind, rec.value))
+
+    def _fast_set(self, body: bytes) -> bytes:
+        key, value, kind, ttl_ms, cond = fc.decode_set_request(body)
+        if not key or len(key) > self.max_key:
+            self._key(key)
+        if len(value) > self.max_value or kind == ValueKind.INT:
+            self._value(value, kind)
+        if self.ks.set(key, kind, value, ttl_ms, cond):
+            return _SET_APPLIED_FRAME
+        return _SET_NOT_APPLIED_FRAME
+
+    def _fast_incr(self, body: bytes) -> bytes:
+        key, delta = fc.decode_incr_request(body)
+        if not key or len(key) > self.max_key:
+            self._key(key)
+        return frame(_INCR_REPLY, fc.encode_incr_response(self.ks.incr(key, delta)))
 
     # -- checks ---------------------------------------------------------------
 
@@ -121,9 +180,13 @@ class Dispatcher:
             raise KeyTooLargeError(f"key of {len(key)} bytes exceeds the limit of {self.max_key}")
         return key
 
-    def _value(self, value: bytes) -> bytes:
+    def _value(self, value: bytes, kind: int = 0) -> bytes:
         if len(value) > self.max_value:
             raise ValueTooLargeError(f"value of {len(value)} bytes exceeds the limit of {self.max_value}")
+        if kind == ValueKind.INT and len(value) != 8:
+            # An Int is exactly 8 bytes (protocol.md, "Values"); storing anything
+            # else would make a later INCR or GET fail far from the cause.
+            raise InvalidArgumentError(f"an Int value must be 8 bytes, got {len(value)}")
         return value
 
     # -- handshake and admin -----------------------------------------------
@@ -173,7 +236,7 @@ class Dispatcher:
 
     def op_set(self, session: Session, body: bytes) -> bytes:
         key, value, kind, ttl_ms, cond = fc.decode_set_request(body)
-        applied = self.ks.set(self._key(key), kind, self._value(value), ttl_ms, cond)
+        applied = self.ks.set(self._key(key), kind, self._value(value, kind), ttl_ms, cond)
         return fc.SET_APPLIED if applied else fc.SET_NOT_APPLIED
 
     def op_del(self, session: Session, body: bytes) -> bytes:
@@ -199,7 +262,13 @@ class Dispatcher:
     def op_cas(self, session: Session, body: bytes) -> bytes:
         r = m.CasRequest.decode(body)
         applied, cur = self.ks.cas(
-            self._key(r.key), r.expected, r.expected_kind, r.expect_absent, self._value(r.value), r.kind, r.ttl_ms
+            self._key(r.key),
+            r.expected,
+            r.expected_kind,
+            r.expect_absent,
+            self._value(r.value, r.kind),
+            r.kind,
+            r.ttl_ms,
         )
         if applied or cur is None:
             return m.CasResponse(applied=applied).encode()
@@ -216,7 +285,7 @@ class Dispatcher:
         entries = m.MSetRequest.decode(body).entries
         if not entries:
             raise InvalidArgumentError("MSET needs at least one entry")
-        self.ks.mset([(self._key(e.key), e.kind, self._value(e.value), e.ttl_ms) for e in entries])
+        self.ks.mset([(self._key(e.key), e.kind, self._value(e.value, e.kind), e.ttl_ms) for e in entries])
         return fc.BOOL_TRUE
 
     def op_scan(self, session: Session, body: bytes) -> bytes:
