@@ -38,6 +38,8 @@ class Reason:
     AS_EXPECTED = "AsExpected"
     STORAGE_SHRINK_REFUSED = "StorageShrinkRefused"
     VOLUME_EXPANSION_FAILED = "VolumeExpansionFailed"
+    TLS_SECRET_MISSING = "TLSSecretMissing"
+    CERT_MANAGER_NOT_INSTALLED = "CertManagerNotInstalled"
     RECONCILE_FAILED = "ReconcileFailed"
     BACKUP_COMPLETED = "BackupCompleted"
     BACKUP_FAILED = "BackupFailed"

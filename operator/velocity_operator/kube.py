@@ -66,6 +66,7 @@ _KINDS: dict[tuple[str, str], Resource] = {
         "VelocityCluster": Resource("vdb.io/v1alpha1", "velocityclusters"),
         "VelocityBackup": Resource("vdb.io/v1alpha1", "velocitybackups"),
         "PodMonitor": Resource("monitoring.coreos.com/v1", "podmonitors"),
+        "Certificate": Resource("cert-manager.io/v1", "certificates"),
     }.items()
 }
 

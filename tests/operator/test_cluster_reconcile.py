@@ -262,3 +262,43 @@ def test_volume_growth_failure_is_reported_not_fatal(kubectl: Kubectl, operator:
     finally:
         for claim in kubectl.items("pvc", ns, SELECTOR.format(name="kappa")):
             kubectl.run("delete", "pv", f"{ns}-{claim['metadata']['name']}", "--wait=false", check=False)
+
+
+FAKE_CERT_MANAGER_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificates.cert-manager.io"},
+    "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+             "names": {"kind": "Certificate", "plural": "certificates", "singular": "certificate"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_cert_manager_mode(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    """Without cert-manager: Degraded with a reason. With its API (a stand-in CRD, and the
+    test playing cert-manager): a Certificate for NAME-tls, and its CA mirrored to NAME-ca."""
+    spec = {"tls": {"certManager": {"issuerRef": {"name": "corp", "kind": "ClusterIssuer"}}}}
+    kubectl.apply(cluster("lam", ns, **spec))
+    vc = wait_for("Degraded", lambda: (o := kubectl.get("vc", "lam", ns))
+                  and (condition(o, "Degraded") or {}).get("reason") == "CertManagerNotInstalled" and o)
+    assert "install cert-manager" in (condition(vc, "Degraded") or {})["message"]
+    assert kubectl.get("secret", "lam-ca-key", ns) is None, "no operator CA in cert-manager mode"
+
+    kubectl.apply(FAKE_CERT_MANAGER_CRD)
+    kubectl.run("wait", "--for=condition=Established", "crd/certificates.cert-manager.io", "--timeout=30s")
+    cert = wait_for("Certificate", lambda: kubectl.get("certificates.cert-manager.io", "lam-tls", ns), timeout=30)
+    assert cert["spec"]["secretName"] == "lam-tls"
+    assert cert["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
+    now = dt.datetime.now(dt.UTC)
+    ca = tlsutil.issue_ca("corp", now=now)
+    issued = tlsutil.issue_server(ca, server_dns_names("lam", ns), now=now)
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                   "metadata": {"name": "lam-tls", "namespace": ns},
+                   "data": {k: base64.b64encode(v).decode() for k, v in
+                            {"tls.crt": issued.cert_pem, "tls.key": issued.key_pem, "ca.crt": ca.cert_pem}.items()}})
+    mirrored = wait_for("NAME-ca", lambda: kubectl.get("secret", "lam-ca", ns), timeout=30)
+    assert base64.b64decode(mirrored["data"]["ca.crt"]) == ca.cert_pem
+    wait_for("not Degraded", lambda: (condition(kubectl.get("vc", "lam", ns), "Degraded") or {}).get("status")
+             == "False", timeout=30)
+    sts = _wait_sts(kubectl, ns, "lam")
+    assert "vdb.io/tls-hash" in sts["spec"]["template"]["metadata"]["annotations"]

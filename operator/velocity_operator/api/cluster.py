@@ -167,8 +167,8 @@ class TLSSpec(ApiModel):
     )
     cert_manager: CertManagerSpec | None = Field(
         default=None,
-        description="Have cert-manager issue and renew the server certificate (requires "
-        "cert-manager). Reserved: this operator version still uses its own CA when it is set.",
+        description="Have cert-manager issue and renew the server certificate into the Secret "
+        "CLUSTER-tls (requires cert-manager; its ca.crt is copied to CLUSTER-ca).",
     )
 
 

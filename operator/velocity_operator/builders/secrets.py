@@ -18,6 +18,7 @@ __all__ = [
     "TOKEN_BYTES",
     "TOKEN_KEY",
     "auth_secret",
+    "ca_bundle_secret",
     "ca_key_secret",
     "ca_secret",
     "new_token",
@@ -55,6 +56,11 @@ def auth_secret(owner: Owner, token: str) -> dict[str, Any]:
 def ca_secret(owner: Owner, ca: IssuedCert) -> dict[str, Any]:
     """What clients trust: the CA certificate only."""
     return _secret(owner, names.ca_secret(owner.name), {"ca.crt": ca.cert_pem})
+
+
+def ca_bundle_secret(owner: Owner, ca_pem: bytes) -> dict[str, Any]:
+    """NAME-ca from a CA certificate issued elsewhere (cert-manager)."""
+    return _secret(owner, names.ca_secret(owner.name), {"ca.crt": ca_pem})
 
 
 def ca_key_secret(owner: Owner, ca: IssuedCert) -> dict[str, Any]:

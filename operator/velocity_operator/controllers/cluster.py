@@ -53,6 +53,7 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     if spec.tls.enabled:
         await ensure_auth_token(kube, owner, actions)
     tls = await ensure_tls(kube, owner, spec, now, actions)
+    problems += tls.problems
 
     config_map = config_builder.config_map(owner, spec)
     await kube.apply(config_map)

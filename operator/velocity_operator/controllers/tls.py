@@ -12,13 +12,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import names, tlsutil
 from ..api.cluster import VelocityClusterSpec
 from ..builders import secrets
+from ..builders.certificate import CERT_MANAGER_API, certificate
 from ..builders.meta import Owner
-from ..builders.status import CertificateInfo
+from ..builders.status import CertificateInfo, Problem
+from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action
 
@@ -31,6 +33,7 @@ class TlsState:
 
     tls_hash: str | None
     certificate: CertificateInfo | None
+    problems: list[Problem] = field(default_factory=list)
 
 
 def _data(secret: dict[str, object] | None, key: str) -> bytes | None:
@@ -85,8 +88,13 @@ async def ensure_tls(kube: Kube, owner: Owner, spec: VelocityClusterSpec, now: d
         byo = await kube.get("v1", "Secret", owner.namespace, spec.tls.secret_name)
         cert = _data(byo, "tls.crt")
         if cert is None:
-            raise LookupError(f"spec.tls.secretName {spec.tls.secret_name}: Secret missing or has no tls.crt")
+            return TlsState(None, None, [Problem(
+                Reason.TLS_SECRET_MISSING,
+                f"spec.tls.secretName: Secret {spec.tls.secret_name} is missing or has no tls.crt; "
+                "pods wait for it")])
         return TlsState(_hash(cert), CertificateInfo(spec.tls.secret_name, tlsutil.not_after(cert), None))
+    if spec.tls.cert_manager is not None:
+        return await _ensure_cert_manager(kube, owner, spec, actions)
 
     ca = await _ensure_ca(kube, owner, now, actions)
     tls_name = names.tls_secret(owner.name)
@@ -106,3 +114,27 @@ async def ensure_tls(kube: Kube, owner: Owner, spec: VelocityClusterSpec, now: d
         _hash(cert_pem),
         CertificateInfo(tls_name, tlsutil.not_after(cert_pem), tlsutil.renew_at(cert_pem)),
     )
+
+
+async def _ensure_cert_manager(kube: Kube, owner: Owner, spec: VelocityClusterSpec,
+                               actions: list[Action]) -> TlsState:
+    """Apply the Certificate; once cert-manager has written NAME-tls, mirror its CA."""
+    assert spec.tls.cert_manager is not None
+    if not await kube.has_api(CERT_MANAGER_API):
+        return TlsState(None, None, [Problem(
+            Reason.CERT_MANAGER_NOT_INSTALLED,
+            "spec.tls.certManager is set but the cert-manager.io/v1 API is not served: install "
+            "cert-manager, or remove spec.tls.certManager to use the operator's own CA")])
+    existing = await kube.get(CERT_MANAGER_API, "Certificate", owner.namespace, names.tls_secret(owner.name))
+    await kube.apply(certificate(owner, spec.tls.cert_manager))
+    if existing is None:
+        actions.append(Action("CertificateRequested", f"created cert-manager Certificate "
+                                                      f"{names.tls_secret(owner.name)}"))
+    tls_name = names.tls_secret(owner.name)
+    issued = await kube.get("v1", "Secret", owner.namespace, tls_name)
+    cert, ca = _data(issued, "tls.crt"), _data(issued, "ca.crt")
+    if cert is None:
+        return TlsState(None, None)  # not issued yet: pods wait for the Secret mount
+    if ca is not None:
+        await kube.apply(secrets.ca_bundle_secret(owner, ca))
+    return TlsState(_hash(cert), CertificateInfo(tls_name, tlsutil.not_after(cert), tlsutil.renew_at(cert)))
