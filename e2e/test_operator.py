@@ -59,6 +59,10 @@ def operator(namespace: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         yield proc
     finally:
+        # Delete our resources while the operator still runs: it holds the kopf finalizer
+        # (vdb.io/operator) that the namespace's deletion would otherwise wait for.
+        namespace.run("delete", "velocitybackups,velocityclusters", "--all", "--wait=true", "--timeout=120s",
+                      check=False, timeout=150)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(20)
