@@ -1,0 +1,70 @@
+"""Fixtures of the e2e suite: a kubeconfig in, nothing else assumed about the cluster.
+
+    pytest e2e --kubeconfig PATH       (or KUBECONFIG=PATH pytest e2e)
+
+Each test module gets its own namespace, deleted afterwards; when a test fails the
+namespace's pods, events and logs are printed. A cluster that cannot be reached
+fails the run with the reason; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from .kube import Kubectl, KubectlError, wait_for
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kubeconfig", default=None,
+                     help="kubeconfig of the cluster under test (default: $KUBECONFIG)")
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+@pytest.fixture(scope="session")
+def kubectl(request: pytest.FixtureRequest) -> Kubectl:
+    path = request.config.getoption("--kubeconfig") or os.environ.get("KUBECONFIG")
+    if not path:
+        pytest.fail("no cluster: pass --kubeconfig PATH or set KUBECONFIG "
+                    "(make e2e brings up the local cluster and passes it)", pytrace=False)
+    if not os.path.isfile(path):
+        pytest.fail(f"kubeconfig {path} does not exist", pytrace=False)
+    try:
+        k = Kubectl(path)
+        k.run("version", timeout=30)
+    except (KubectlError, OSError) as exc:
+        pytest.fail(f"cannot reach the cluster of {path}: {exc}", pytrace=False)
+    return k
+
+
+@pytest.fixture(scope="module")
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[Kubectl]:
+    """A fresh namespace; yields a Kubectl bound to it."""
+    name = f"velocity-e2e-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", name)
+    ns = kubectl.in_namespace(name)
+    wait_for(lambda: any(sa["metadata"]["name"] == "default"
+                         for sa in ns.json("get", "serviceaccounts")["items"]),
+             timeout=60, what=f"the default service account of {name}")
+    yield ns
+    failed = any(item.stash.get(_FAILED, False) for item in request.session.items
+                 if getattr(item, "module", None) is request.module)
+    if failed:
+        print(f"\n===== state of namespace {name} =====\n{ns.describe_failure()}")
+    kubectl.run("delete", "namespace", name, "--wait=true", "--timeout=180s", check=False,
+                timeout=200)

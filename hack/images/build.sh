@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Build the Velocity images without a registry or docker; print the archives.
+#
+# Usage: hack/images/build.sh [engine] [operator]     (default: both)
+#
+# Each image is three layers, cached under $VELOCITY_IMAGE_CACHE
+# (default ~/.cache/velocity-images) so a code change rebuilds only the last one:
+#   1. rootfs  debootstrap --variant=minbase of Debian bookworm + python3 (no docs,
+#              no apt lists), a "velocity" user (uid/gid 10001) and /data owned by it.
+#              Keyed by this script's package list: built once (~minutes).
+#   2. deps    a virtualenv at /opt/velocity with the project's pinned runtime
+#              dependencies (pyproject [project].dependencies, plus the "operator"
+#              extra for the operator image), from wheels `pip wheel` fetched on the
+#              host. Keyed by the requirement list.
+#   3. app     the project's own wheel installed into that virtualenv (--no-deps).
+#              Rebuilt every time (seconds).
+# Layers 2 and 3 are made by running pip inside a chroot on an overlay mount whose
+# upper directory becomes the layer (no whiteouts are expected; the build fails if
+# any appear). hack/images/mkimage.py writes the docker archive:
+#   $VELOCITY_IMAGE_CACHE/engine.tar    -> velocity/engine:dev
+#   $VELOCITY_IMAGE_CACHE/operator.tar  -> velocity/operator:dev
+# engine/Dockerfile and operator/Dockerfile describe the same images for docker users.
+set -euo pipefail
+[[ ${EUID} -eq 0 ]] || { echo "error: $0 must run as root (debootstrap, chroot, mount)" >&2; exit 1; }
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "${HERE}/../.." && pwd)"
+CACHE="${VELOCITY_IMAGE_CACHE:-${HOME}/.cache/velocity-images}"
+SUITE=bookworm
+PACKAGES="python3,python3-venv"
+UID_GID=10001
+PYTHON="${VELOCITY_HOST_PYTHON:-python3}"
+TAR=(tar --sort=name --mtime=@0 --numeric-owner --one-file-system)
+
+log() { printf '%s images: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'images: error: %s\n' "$*" >&2; exit 1; }
+
+# debootstrap is the one tool a fresh machine may lack: install it (idempotent).
+if ! command -v debootstrap >/dev/null; then
+	log "installing debootstrap (apt-get)"
+	{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null; }; } ||
+		die "apt-get install debootstrap failed"
+fi
+for cmd in debootstrap chroot mount tar "${PYTHON}"; do
+	command -v "${cmd}" >/dev/null || die "${cmd} is missing (python3 >= 3.11 with pip: set VELOCITY_HOST_PYTHON)"
+done
+"${PYTHON}" -m pip --version >/dev/null 2>&1 || die "${PYTHON} has no pip (set VELOCITY_HOST_PYTHON)"
+
+MOUNTS=()
+cleanup() {
+	local i
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null || true; done
+	MOUNTS=()
+}
+trap cleanup EXIT
+
+mirror() {
+	if [[ -n ${VELOCITY_DEBIAN_MIRROR:-} ]]; then echo "${VELOCITY_DEBIAN_MIRROR}"; return; fi
+	local uri
+	uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+	[[ -n ${uri} ]] || uri="$(awk '/^deb / && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+	echo "${uri:-http://deb.debian.org/debian}"
+}
+
+key() { sha256sum | cut -c1-12; }
+
+# ------------------------------------------------------------------ layer 1: rootfs
+build_rootfs() {
+	local k dir
+	k="$(printf '%s\n' "${SUITE}" "${PACKAGES}" "${UID_GID}" "rootfs-v1" | key)"
+	dir="${CACHE}/rootfs-${SUITE}-${k}"
+	ROOTFS="${dir}/rootfs"; ROOTFS_LAYER="${dir}/layer.tar"
+	[[ -s ${ROOTFS_LAYER} ]] && return 0
+	log "debootstrap ${SUITE} (minbase + ${PACKAGES}) into ${dir}; once per package list"
+	rm -rf "${dir}"; mkdir -p "${dir}"
+	local start=${SECONDS}
+	if ! debootstrap --variant=minbase --include="${PACKAGES}" "${SUITE}" "${ROOTFS}" "$(mirror)" >"${dir}/debootstrap.log" 2>&1; then
+		for m in proc sys dev/pts dev; do umount "${ROOTFS}/${m}" 2>/dev/null || true; done
+		tail -n 20 "${dir}/debootstrap.log" >&2
+		die "debootstrap failed; log: ${dir}/debootstrap.log"
+	fi
+	rm -rf "${ROOTFS}"/var/cache/apt/* "${ROOTFS}"/var/lib/apt/lists/* "${ROOTFS}"/usr/share/doc/* \
+		"${ROOTFS}"/usr/share/man/* "${ROOTFS}"/usr/share/info/* "${ROOTFS}"/var/log/* \
+		"${ROOTFS}"/var/cache/debconf/*-old "${ROOTFS}"/var/lib/dpkg/*-old
+	find "${ROOTFS}/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+	: >"${ROOTFS}/etc/resolv.conf"
+	echo "velocity:x:${UID_GID}:${UID_GID}:velocity:/tmp:/usr/sbin/nologin" >>"${ROOTFS}/etc/passwd"
+	echo "velocity:x:${UID_GID}:" >>"${ROOTFS}/etc/group"
+	echo "velocity:!:1::::::" >>"${ROOTFS}/etc/shadow"
+	install -d -m 0750 -o "${UID_GID}" -g "${UID_GID}" "${ROOTFS}/data"
+	# /dev stays in the directory (chrooted pip needs /dev/null) but not in the image:
+	# the runtime mounts its own /dev.
+	"${TAR[@]}" --exclude=./dev/* -C "${ROOTFS}" -cf "${ROOTFS_LAYER}.tmp" . && mv "${ROOTFS_LAYER}.tmp" "${ROOTFS_LAYER}"
+	log "rootfs layer built in $((SECONDS - start))s ($(du -h "${ROOTFS_LAYER}" | cut -f1))"
+}
+
+# overlay_run UPPER LOWERS MNT_SRC COMMAND...: run COMMAND chrooted in LOWERS+UPPER,
+# with MNT_SRC bind-mounted read-only at /mnt; UPPER collects what COMMAND writes.
+overlay_run() {
+	local upper="$1" lowers="$2" src="$3"; shift 3
+	local work="${upper}.work" merged="${upper}.merged"
+	mkdir -p "${upper}" "${work}" "${merged}"
+	mount -t overlay overlay -o "lowerdir=${lowers},upperdir=${upper},workdir=${work}" "${merged}"
+	MOUNTS+=("${merged}")
+	mount --bind "${src}" "${merged}/mnt"; mount -o remount,bind,ro "${merged}/mnt"
+	MOUNTS+=("${merged}/mnt")
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8 PIP_NO_CACHE_DIR=1 \
+		PIP_DISABLE_PIP_VERSION_CHECK=1 chroot "${merged}" "$@"
+	cleanup
+	rm -rf "${work}" "${merged}"
+	if [[ -n "$(find "${upper}" -type c -print -quit)" ]]; then
+		die "layer ${upper} contains overlay whiteouts; this builder does not convert them"
+	fi
+	rm -rf "${upper}/tmp" "${upper}/root/.cache" 2>/dev/null || true
+}
+
+requirements() { # IMAGE: pinned requirement lines from pyproject.toml
+	"${PYTHON}" - "${REPO}/pyproject.toml" "$1" <<-'EOF'
+		import sys, tomllib
+		project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+		reqs = list(project.get("dependencies", []))
+		if sys.argv[2] == "operator":
+		    reqs += project.get("optional-dependencies", {}).get("operator", [])
+		print("\n".join(sorted(set(reqs))))
+	EOF
+}
+
+# ------------------------------------------------------------------ layer 2: deps
+build_deps() { # IMAGE -> DEPS_UPPER, DEPS_LAYER
+	local image="$1" reqs k dir
+	reqs="$(requirements "${image}")"
+	k="$(printf '%s\n' "${ROOTFS_LAYER}" "${reqs}" "deps-v1" | key)"
+	dir="${CACHE}/deps-${image}-${k}"
+	DEPS_UPPER="${dir}/upper"; DEPS_LAYER="${dir}/layer.tar"
+	[[ -s ${DEPS_LAYER} ]] && return 0
+	# The wheels come from the host's pip, so they must be for the image's Python.
+	local host_py image_py
+	host_py="$("${PYTHON}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+	image_py="$(chroot "${ROOTFS}" /usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+	[[ ${host_py} == "${image_py}" ]] ||
+		die "host Python ${host_py} differs from the image's ${image_py}: set VELOCITY_HOST_PYTHON to a python${image_py} with pip"
+	log "${image}: dependency layer ($(echo "${reqs}" | wc -l) requirements)"
+	rm -rf "${dir}"; mkdir -p "${dir}/wheels"
+	echo "${reqs}" >"${dir}/wheels/requirements.txt"
+	"${PYTHON}" -m pip wheel --quiet --only-binary=:all: -w "${dir}/wheels" -r "${dir}/wheels/requirements.txt" \
+		>"${dir}/pip-wheel.log" 2>&1 || { tail -n 20 "${dir}/pip-wheel.log" >&2; die "pip wheel failed; log ${dir}/pip-wheel.log"; }
+	overlay_run "${DEPS_UPPER}" "${ROOTFS}" "${dir}/wheels" /bin/sh -euc '
+		python3 -m venv --without-pip /opt/velocity
+		pip=$(ls /usr/share/python-wheels/pip-*.whl | head -n 1)
+		/opt/velocity/bin/python "$pip/pip" install --quiet --no-index --find-links /mnt -r /mnt/requirements.txt'
+	"${TAR[@]}" -C "${DEPS_UPPER}" -cf "${DEPS_LAYER}.tmp" . && mv "${DEPS_LAYER}.tmp" "${DEPS_LAYER}"
+	log "${image}: dependency layer $(du -h "${DEPS_LAYER}" | cut -f1)"
+}
+
+# ------------------------------------------------------------------ layer 3: app
+build_wheel() { # -> WHEEL
+	local dir="${CACHE}/wheel"
+	rm -rf "${dir}"; mkdir -p "${dir}"
+	"${PYTHON}" -m pip wheel --quiet --no-deps -w "${dir}" "${REPO}" >"${CACHE}/pip-wheel-app.log" 2>&1 ||
+		{ tail -n 20 "${CACHE}/pip-wheel-app.log" >&2; die "building the project wheel failed"; }
+	WHEEL="$(ls "${dir}"/*.whl)"
+}
+
+build_app() { # IMAGE -> APP_LAYER
+	local image="$1" dir="${CACHE}/app-$1"
+	rm -rf "${dir}"; mkdir -p "${dir}"
+	overlay_run "${dir}/upper" "${DEPS_UPPER}:${ROOTFS}" "$(dirname "${WHEEL}")" /bin/sh -euc '
+		pip=$(ls /usr/share/python-wheels/pip-*.whl | head -n 1)
+		/opt/velocity/bin/python "$pip/pip" install --quiet --no-deps --no-index /mnt/*.whl'
+	APP_LAYER="${dir}/layer.tar"
+	"${TAR[@]}" -C "${dir}/upper" -cf "${APP_LAYER}" .
+}
+
+assemble() { # IMAGE
+	local image="$1" args=()
+	case "${image}" in
+	engine) args=(--entrypoint=/opt/velocity/bin/velocity-engine --cmd=--data-dir --cmd=/data
+		--cmd=--host --cmd=0.0.0.0 --cmd=--metrics-host --cmd=0.0.0.0 --expose 2005/tcp --expose 9105/tcp --volume /data) ;;
+	operator) args=(--entrypoint=/opt/velocity/bin/velocity-operator) ;;
+	esac
+	"${PYTHON}" "${HERE}/mkimage.py" --out "${CACHE}/${image}.tar" --tag "velocity/${image}:dev" \
+		--layer "${ROOTFS_LAYER}" --layer "${DEPS_LAYER}" --layer "${APP_LAYER}" \
+		--user "${UID_GID}:${UID_GID}" --workdir /data \
+		--env PATH=/opt/velocity/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		--env PYTHONDONTWRITEBYTECODE=1 --env PYTHONUNBUFFERED=1 --env HOME=/tmp \
+		--label org.opencontainers.image.title="velocity-${image}" "${args[@]}" >/dev/null
+}
+
+main() {
+	local images=("$@") start=${SECONDS}
+	((${#images[@]})) || images=(engine operator)
+	mkdir -p "${CACHE}"
+	build_rootfs
+	build_wheel
+	for image in "${images[@]}"; do
+		case "${image}" in engine | operator) ;; *) die "unknown image ${image} (engine, operator)" ;; esac
+		build_deps "${image}"
+		build_app "${image}"
+		assemble "${image}"
+		log "velocity/${image}:dev -> ${CACHE}/${image}.tar ($(du -h "${CACHE}/${image}.tar" | cut -f1))"
+	done
+	log "done in $((SECONDS - start))s"
+	for image in "${images[@]}"; do echo "${CACHE}/${image}.tar"; done
+}
+
+main "$@"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Import docker-archive images into the local cluster's containerd (namespace k8s.io),
+# where kubelet finds them by tag without pulling.
+#
+# Usage: hack/images/load.sh ARCHIVE.tar...
+# Fails when the local cluster's containerd is not running (make cluster-up first).
+# For kind, the equivalent is `kind load image-archive ARCHIVE.tar` (docs/images.md).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../cluster/common.sh"
+require_root
+(($#)) || die "usage: $0 ARCHIVE.tar..."
+pid_alive containerd && [[ -S ${CONTAINERD_SOCK} ]] ||
+	die "the local cluster's containerd is not running (${CONTAINERD_SOCK}); run 'make cluster-up' first"
+for archive in "$@"; do
+	[[ -s ${archive} ]] || die "no image archive at ${archive} (run 'make images')"
+	# --no-unpack=false: unpack into the overlayfs snapshotter now, not at first use.
+	ctr --address "${CONTAINERD_SOCK}" -n k8s.io images import --no-unpack=false "${archive}" >/dev/null
+	tag="$(python3 -c 'import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    print(" ".join(json.load(t.extractfile("manifest.json"))[0]["RepoTags"]))' "${archive}")"
+	log "imported ${tag} into the local cluster"
+done

@@ -1,0 +1,13 @@
+# Container images without a registry (docs/images.md). Included by the Makefile.
+
+.PHONY: images
+
+images: ## Build velocity/engine:dev and velocity/operator:dev offline (root); import them if the local cluster runs
+	@set -euo pipefail; \
+	archives="$$(bash hack/images/build.sh | tail -n 2)"; \
+	echo "$$archives"; \
+	if [[ -S $${VELOCITY_CLUSTER_DIR:-/var/lib/velocity-cluster}/containerd/containerd.sock ]]; then \
+		bash hack/images/load.sh $$archives; \
+	else \
+		echo "local cluster not running: images not imported (make cluster-up, then make images or make e2e)"; \
+	fi
