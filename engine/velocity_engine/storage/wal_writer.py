@@ -13,15 +13,19 @@ Policies (Redis's names):
 - everysec: the sync thread syncs once a second if anything is unsynced.
 - no: the OS decides (segments are still synced when rotated and on close).
 
-A failed write or sync is final: `failed` is set, every waiter gets
-WalWriteError, and `append` refuses from then on (fsyncgate: a failed
-fdatasync may have dropped the dirty pages, so retrying would lie).
+A failed sync, or a write failing for any reason but a full disk, is final:
+`failed` and `fatal` are set, every waiter gets WalWriteError, and `append`
+refuses from then on (fsyncgate: a failed fdatasync may have dropped the
+dirty pages, so retrying would lie). A write failing with ENOSPC/EDQUOT
+refuses writes until enough space is free again; then the partial record is
+truncated away and appending resumes (nothing before it was lost).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -42,6 +46,9 @@ log = logging.getLogger(__name__)
 Policy = Literal["always", "everysec", "no"]
 POLICIES: tuple[Policy, ...] = ("always", "everysec", "no")
 
+RECOVER_PROBE_S = 1.0  # after a full disk, look for free space at most this often
+RECOVER_FREE_BYTES = 4 * 1024 * 1024  # and accept writes again once this much is free
+
 # Seconds; an fdatasync here is ~220 us, a slow disk tens of ms.
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
 
@@ -52,6 +59,7 @@ class FileOps:
 
     write: Callable[[int, bytes | memoryview], int] = os.write
     fdatasync: Callable[[int], None] = os.fdatasync
+    free_bytes: Callable[[Path], int] = lambda path: os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
 
 
 @dataclass
@@ -90,6 +98,8 @@ class WalWriter:
         self.loop = loop
         self.stats = WalStats()
         self.failed: WalWriteError | None = None
+        self.fatal = False  # failed for good (fsync error, I/O error) rather than a full disk
+        self._last_probe = 0.0
         self.segment = segment
         self.written = 0  # bytes appended in total (a log sequence number across segments)
         self.synced = 0  # bytes known durable; updated on the loop thread
@@ -132,14 +142,17 @@ class WalWriter:
 
     def append(self, payload: bytes) -> int:
         """Write one batch record; returns the log position just after it."""
-        if self.failed is not None:
+        if self.failed is not None and (self.fatal or not self._try_recover()):
             raise WalWriteError(f"writes refused since an earlier log failure: {self.failed}")
         rec = encode_record(TYPE_BATCH, payload)
         try:
             self._write_all(self._fd, rec)
         except OSError as exc:
             err = WalWriteError(f"write to {wal_name(self.segment)} failed: {exc.strerror or exc}")
-            self._fail(err)
+            # A full disk is the one failure we come back from: the bytes before this
+            # record are intact (write() failed, not fsync), so once space returns the
+            # partial record is cut off and appending resumes. Anything else is final.
+            self._fail(err, fatal=exc.errno not in (errno.ENOSPC, errno.EDQUOT))
             raise err from exc
         self.written += len(rec)
         self.segment_bytes += len(rec)
@@ -150,11 +163,30 @@ class WalWriter:
             self.unsynced_since = time.monotonic()
         return self.written
 
+    def _try_recover(self) -> bool:
+        """After a full disk: once there is room again, cut the partial record and accept writes."""
+        now = time.monotonic()
+        if now - self._last_probe < RECOVER_PROBE_S:
+            return False
+        self._last_probe = now
+        try:
+            free = self.ops.free_bytes(self.directory)
+            if free < RECOVER_FREE_BYTES:
+                return False
+            with self._fd_lock:
+                os.ftruncate(self._fd, self.segment_bytes)
+                os.lseek(self._fd, self.segment_bytes, os.SEEK_SET)
+        except OSError:
+            return False
+        log.warning("%d bytes free again: the log accepts writes again (was: %s)", free, self.failed)
+        self.failed = None
+        return True
+
     def waiter(self) -> asyncio.Future[None] | None:
         """Under `always`: a Future completing when everything appended so far is synced."""
         if self.policy != "always" or self.written <= self.synced:
             return None
-        if self.failed is not None:
+        if self.failed is not None and self.fatal:
             return None  # apply() already raised; nothing new can be waiting
         if self._pass_future is None:
             assert self.loop is not None, "appendfsync always needs an event loop"
@@ -166,7 +198,7 @@ class WalWriter:
         fut, self._pass_future = self._pass_future, None
         if fut is None:
             return
-        if self.failed is not None:
+        if self.failed is not None and self.fatal:
             fut.set_exception(self.failed)
             return
         self._waiters.append((self.written, fut))
@@ -190,7 +222,7 @@ class WalWriter:
                 if self._stopping:
                     return
                 self._want_sync = False
-            if self.failed is not None or self.written <= self.synced:
+            if (self.failed is not None and self.fatal) or self.written <= self.synced:
                 continue
             started = time.monotonic()
             target = self.written  # every append up to here has returned from write()
@@ -225,10 +257,14 @@ class WalWriter:
             if not fut.done():
                 fut.set_result(None)
 
-    def _fail(self, err: WalWriteError) -> None:
-        if self.failed is None:
+    def _fail(self, err: WalWriteError, fatal: bool = True) -> None:
+        if self.failed is None or fatal:
             self.failed = err
-            log.error("write-ahead log failed, refusing writes from now on: %s", err)
+            self.fatal = self.fatal or fatal
+            log.error("write-ahead log failed, refusing writes %s: %s",
+                      "from now on" if fatal else "until disk space returns", err)
+        if not fatal:
+            return  # the writes before this one are intact and keep waiting for their sync
         pending = list(self._waiters)
         self._waiters.clear()
         if self._pass_future is not None:
@@ -242,7 +278,7 @@ class WalWriter:
 
     def sync_now(self) -> None:
         """Sync the current segment on this thread (rotation, close, snapshots)."""
-        if self.failed is not None:
+        if self.failed is not None and self.fatal:
             raise self.failed
         started = time.monotonic()
         try:
@@ -274,7 +310,7 @@ class WalWriter:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join()
-        if self.failed is None and self.written > self.synced:
+        if not self.fatal and self.written > self.synced:
             with contextlib.suppress(WalWriteError):  # already logged and recorded by _fail
                 self.sync_now()
         os.close(self._fd)

@@ -1,7 +1,8 @@
-"""A full disk: writes are refused with WRITES_REFUSED, reads keep working, nothing acknowledged is lost.
+"""A full disk: writes are refused with WRITES_REFUSED, reads keep working, nothing acknowledged is lost,
+and writes come back by themselves once there is space again.
 
 The data directory lives on a small tmpfs of its own (needs root, as in CI and
-the dev machines); the test restarts the engine after growing it.
+the dev machines), which the test grows while the engine runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_full_disk_refuses_writes_keeps_reads_and_loses_nothing(small_disk: Path) -> None:
+def test_full_disk_refuses_writes_keeps_reads_loses_nothing_and_recovers(small_disk: Path) -> None:
     eng = EngineProcess(small_disk, extra_args=["--appendfsync", "always"])
     acked: dict[str, bytes] = {}
     try:
@@ -64,15 +65,33 @@ def test_full_disk_refuses_writes_keeps_reads_and_loses_nothing(small_disk: Path
 
         asyncio.run(after())
         assert "velocity_writes_refused 1.0" in eng.metrics()
-        eng.kill()
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+
+        async def space_returns() -> None:
+            # No restart: the next write after space returns goes through (probe at most once a second).
+            async with eng.pool(pool_size=1) as pool:
+                deadline = asyncio.get_running_loop().time() + 10
+                while True:
+                    try:
+                        assert await pool.set("small", 1)
+                        break
+                    except WritesRefusedError:
+                        assert asyncio.get_running_loop().time() < deadline, "writes never came back"
+                        await asyncio.sleep(0.2)
+                acked["small"] = b"1"
+
+        asyncio.run(space_returns())
+        assert "velocity_writes_refused 0.0" in eng.metrics()
+        eng.kill()
         eng.start()
 
         async def verify() -> None:
             async with eng.pool(pool_size=1) as pool:
-                got = await pool.mget(list(acked))
-                assert [g == v for g, v in zip(got, acked.values(), strict=True)] == [True] * len(acked)
-                assert await pool.set("small", 1)  # writes work again after the restart
+                blobs = [k for k in acked if k.startswith("blob:")]
+                got = await pool.mget(blobs)
+                assert [g == acked[k] for g, k in zip(got, blobs, strict=True)] == [True] * len(blobs)
+                assert await pool.get("small") == 1
+                assert await pool.set("after", 2)
 
         asyncio.run(verify())
         info = json.loads(eng.ctl("info", "--json").stdout)

@@ -145,12 +145,12 @@ def test_failed_write_refuses_all_later_writes(tmp_path: Path) -> None:
     def flaky_write(fd: int, data: bytes | memoryview) -> int:
         calls["n"] += 1
         if calls["n"] == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.EIO, "Input/output error")
         return os.write(fd, data)
 
     st = LsmStorage(tmp_path, LsmOptions(appendfsync="no"), ops=FileOps(write=flaky_write))
     st.apply([(b"a", Record(0, b"1"))])
-    with pytest.raises(WalWriteError, match="No space left"):
+    with pytest.raises(WalWriteError, match="Input/output"):
         st.apply([(b"b", Record(0, b"2"))])
     assert st.get(b"b") is None, "a write that failed to log must not become visible"
     with pytest.raises(WalWriteError, match="refused"):
@@ -257,4 +257,37 @@ def test_power_loss_keeps_every_write_whose_sync_completed(tmp_path: Path) -> No
     missing = [k for k in acked if st2.get(k) != Record(0, k)]
     assert not missing
     assert st2.get(b"unsynced") is None
+    st2.close()
+
+
+def test_full_disk_refuses_writes_until_space_returns_then_resumes_cleanly(tmp_path: Path) -> None:
+    free = {"bytes": 0}
+    state = {"full": False}
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if state["full"]:
+            half = len(data) // 2
+            if half and len(data) > 40:
+                return os.write(fd, data[:half])  # a short write, then ENOSPC on the rest
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    ops = FileOps(write=write, free_bytes=lambda _p: free["bytes"])
+    st = LsmStorage(tmp_path, LsmOptions(appendfsync="no"), ops=ops)
+    st.apply([(b"a", Record(0, b"1"))])
+    state["full"] = True
+    with pytest.raises(WalWriteError, match="No space left"):
+        st.apply([(b"big", Record(0, b"x" * 200))])
+    assert st.writes_refused and st.get(b"big") is None
+    state["full"] = False
+    with pytest.raises(WalWriteError, match="refused"):
+        st.apply([(b"b", Record(0, b"2"))])  # still no free space reported
+    free["bytes"] = 1 << 30
+    st.wal._last_probe = 0.0  # skip the once-a-second probe wait
+    st.apply([(b"b", Record(0, b"2"))])
+    assert not st.writes_refused
+    st.close()
+    st2 = LsmStorage(tmp_path, LsmOptions(appendfsync="no"))
+    assert st2.recovery.torn_bytes == 0, "the partial record was cut off before appending resumed"
+    assert st2.get(b"a") == Record(0, b"1") and st2.get(b"b") == Record(0, b"2") and st2.get(b"big") is None
     st2.close()
