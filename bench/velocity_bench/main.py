@@ -16,9 +16,9 @@ from typing import Any
 
 from velocity_bench import machine
 from velocity_bench.clients import ClientError, Load, run_vbench
-from velocity_bench.measure import Cell, measure
+from velocity_bench.measure import Cell, measure_safely, median_cell
 from velocity_bench.paths import DOC, RESULTS, ROOT, VBENCH_BIN
-from velocity_bench.procstat import ProcError, loadavg
+from velocity_bench.procstat import loadavg
 from velocity_bench.profiling import Profile, profile_engine, write_profile_markdown
 from velocity_bench.report import RunMeta, render, verdicts, write_doc
 from velocity_bench.scenarios import SCENARIOS, TESTS
@@ -90,53 +90,101 @@ def pinning(no_pin: bool) -> tuple[str | None, str | None, str]:
     return server, client, f"server on CPU {server}, load generator on CPU {client} (taskset)"
 
 
-def run_scenario(
-    name: str, args: argparse.Namespace, load: Load, server_pin: str | None, meta: RunMeta
-) -> tuple[list[Cell], dict[str, Profile]]:
+def groups(names: list[str]) -> list[list[str]]:
+    """Each Velocity scenario together with its Redis baseline (when both are selected):
+    a group's servers run side by side and their cells are measured alternately, so
+    that both see the same noise from the rest of the machine."""
+    out: list[list[str]] = []
+    used: set[str] = set()
+    for name in names:
+        if name in used:
+            continue
+        sc = SCENARIOS[name]
+        partner = sc.baseline or next((s.name for s in SCENARIOS.values() if s.baseline == name), "")
+        group = [name] + ([partner] if partner in names and partner not in used else [])
+        used.update(group)
+        out.append(sorted(group, key=names.index))
+    return out
+
+
+def _log_cell(cell: Cell) -> None:
+    where = f"{cell.scenario} {cell.client} P={cell.pipeline} {cell.test.upper()}"
+    if cell.run is None:
+        log(f"{where}: FAILED: {cell.error}")
+        return
+    lat = cell.run.latency_ms
+    log(
+        f"{where}: {cell.run.ops_per_sec:,.0f} ops/s, p50 {lat.p50:.3f} p99 {lat.p99:.3f} p99.9 {lat.p999:.3f} ms, "
+        f"{cell.cpu_us_per_op} µs CPU/op, other CPU {cell.other_cpu_util:.2f}"
+        + (f" (runs: {', '.join(f'{x:,.0f}' for x in cell.runs_ops_per_sec)})" if cell.runs_ops_per_sec else "")
+        + (f", {cell.error}" if cell.error else "")
+    )
+
+
+def _start(name: str, args: argparse.Namespace, load: Load, server_pin: str | None, meta: RunMeta) -> Server | None:
     sc = SCENARIOS[name]
-    cells: list[Cell] = []
-    profiles: dict[str, Profile] = {}
-    workdir = Path(tempfile.mkdtemp(prefix=f"vbench-{name}-"))
-    srv = Server(sc, workdir, server_pin)
+    srv = Server(sc, Path(tempfile.mkdtemp(prefix=f"vbench-{name}-")), server_pin)
+    log(f"{name}: starting ({sc.desc})")
     try:
-        log(f"{name}: starting ({sc.desc})")
         srv.start()
         meta.versions[sc.server] = srv.version
         meta.persistence[name] = srv.persistence
         if args.warmup:
             run_vbench(srv, load, "set", 16, proto="resp" if sc.server == "redis" else "vproto", requests=args.warmup)
-        for p in args.pipeline_list:
-            for client in sc.clients:
-                for test in args.test_list:
-                    quiet = (args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 else None
-                    cell = measure(srv, client, load, test, p, args.repeat, quiet)
-                    cells.append(cell)
-                    if cell.run is None:
-                        log(f"{name} {client} P={p} {test.upper()}: FAILED: {cell.error}")
-                        continue
-                    lat = cell.run.latency_ms
-                    log(
-                        f"{name} {client} P={p} {test.upper()}: {cell.run.ops_per_sec:,.0f} ops/s, "
-                        f"p50 {lat.p50:.3f} p99 {lat.p99:.3f} p99.9 {lat.p999:.3f} ms, "
-                        f"{cell.cpu_us_per_op} µs CPU/op, other CPU {cell.other_cpu_util:.2f}"
-                        + (f", {cell.error}" if cell.error else "")
-                    )
-        if args.profile and sc.server == "velocity":
-            log(f"{name}: profiling with py-spy")
-            profiles = profile_engine(srv, load, args.pipeline_list)
-    except (ServerError, ClientError, ProcError, OSError) as exc:
+    except (ServerError, ClientError, OSError) as exc:
         log(f"{name}: FAILED: {exc}")
         meta.skipped[name] = f"failed: {str(exc)[:300]}"
+        _stop(srv)
+        return None
+    return srv
+
+
+def _stop(srv: Server) -> None:
+    srv.stop()
+    if srv.proc is not None and srv.proc.returncode not in (0, -signal.SIGTERM, None):
+        log(f"{srv.scenario.name}: server exited with {srv.proc.returncode}; log tail:\n{srv.log_tail(10)}")
+    shutil.rmtree(srv.workdir, ignore_errors=True)
+
+
+def run_group(
+    names: list[str], args: argparse.Namespace, load: Load, server_pin: str | None, meta: RunMeta
+) -> tuple[list[Cell], dict[str, dict[str, Profile]]]:
+    """Start the group's servers, then for every (pipeline, test) run each server's
+    clients in turn, `repeat` rounds; report the median run of each cell."""
+    servers: list[Server] = []
+    cells: list[Cell] = []
+    profiles: dict[str, dict[str, Profile]] = {}
+    quiet = (args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 else None
+    try:
+        for name in names:
+            srv = _start(name, args, load, server_pin, meta)
+            if srv is not None:
+                servers.append(srv)
+        for p in args.pipeline_list:
+            for test in args.test_list:
+                runs: dict[tuple[str, str], list[Cell]] = {}
+                for _ in range(max(1, args.repeat)):
+                    for srv in servers:
+                        for client in srv.scenario.clients:
+                            cell = measure_safely(srv, client, load, test, p, quiet)
+                            runs.setdefault((srv.scenario.name, client), []).append(cell)
+                for got in runs.values():
+                    cell = median_cell(got)
+                    cells.append(cell)
+                    _log_cell(cell)
+        if args.profile:
+            for srv in servers:
+                if srv.scenario.server == "velocity":
+                    log(f"{srv.scenario.name}: profiling with py-spy")
+                    profiles[srv.scenario.name] = profile_engine(srv, load, args.pipeline_list)
     finally:
-        srv.stop()
-        if srv.proc is not None and srv.proc.returncode not in (0, -signal.SIGTERM, None):
-            log(f"{name}: server exited with {srv.proc.returncode}; log tail:\n{srv.log_tail(10)}")
-        shutil.rmtree(workdir, ignore_errors=True)
+        for srv in servers:
+            _stop(srv)
     return cells, profiles
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    # SystemExit unwinds through run_scenario's `finally`, which stops the server.
+    # SystemExit unwinds through run_group's `finally`, which stops the servers.
     raise SystemExit(128 + signum)
 
 
@@ -179,11 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     cells: list[Cell] = []
     profiles: dict[str, dict[str, Profile]] = {}
-    for name in args.names:
-        got, prof = run_scenario(name, args, load, server_pin, meta)
+    for group in groups(args.names):
+        got, prof = run_group(group, args, load, server_pin, meta)
         cells += got
-        if prof:
-            profiles[name] = prof
+        profiles.update(prof)
     meta.versions["velocity-engine"] = meta.versions.pop("velocity", engine_cmd()[-1])
     meta.loadavg_end = str(loadavg())
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from velocity_bench.clients import ClientError, Load, Run, run_redis_benchmark, run_vbench
-from velocity_bench.procstat import cpu_seconds, loadavg, machine_busy_seconds
+from velocity_bench.procstat import ProcError, cpu_seconds, loadavg, machine_busy_seconds
 from velocity_bench.servers import Server
 
 
@@ -84,6 +84,31 @@ def wait_for_quiet(max_wait_s: float, threshold: float, interval_s: float = 1.0)
             return round(waited, 1), round(busy, 2)
 
 
+def measure_safely(
+    srv: Server, client: str, load: Load, test: str, pipeline: int, quiet: tuple[float, float] | None = None
+) -> Cell:
+    """One run; a failure is returned as a cell with `error` instead of raised.
+    `quiet` = (max wait s, busy threshold in cores): wait for a quiet machine first."""
+    try:
+        if quiet is not None:
+            wait_for_quiet(*quiet)
+        return measure_once(srv, client, load, test, pipeline)
+    except (ClientError, ProcError, subprocess.SubprocessError, OSError) as exc:
+        return Cell(srv.scenario.name, client, pipeline, test, error=str(exc))
+
+
+def median_cell(runs: list[Cell]) -> Cell:
+    """The median run by ops/s (the first failure, if any run failed), with every run's ops/s."""
+    failed = [c for c in runs if c.run is None]
+    if failed:
+        return failed[0]
+    runs = sorted(runs, key=lambda c: c.run.ops_per_sec if c.run else 0.0)
+    mid = runs[len(runs) // 2]
+    if len(runs) > 1:
+        mid.runs_ops_per_sec = tuple(round(c.run.ops_per_sec) for c in runs if c.run)
+    return mid
+
+
 def measure(
     srv: Server,
     client: str,
@@ -93,18 +118,5 @@ def measure(
     repeat: int = 1,
     quiet: tuple[float, float] | None = None,
 ) -> Cell:
-    """The median (by ops/s) of `repeat` runs; a failed run is returned as a cell with `error`.
-    `quiet` = (max wait s, busy threshold in cores): wait for a quiet machine before each run."""
-    cells: list[Cell] = []
-    for _ in range(max(1, repeat)):
-        try:
-            if quiet is not None:
-                wait_for_quiet(*quiet)
-            cells.append(measure_once(srv, client, load, test, pipeline))
-        except (ClientError, subprocess.SubprocessError, OSError) as exc:
-            return Cell(srv.scenario.name, client, pipeline, test, error=str(exc))
-    cells.sort(key=lambda c: c.run.ops_per_sec if c.run else 0.0)
-    mid = cells[len(cells) // 2]
-    if repeat > 1:
-        mid.runs_ops_per_sec = tuple(round(c.run.ops_per_sec) for c in cells if c.run)
-    return mid
+    """The median (by ops/s) of `repeat` runs of one cell."""
+    return median_cell([measure_safely(srv, client, load, test, pipeline, quiet) for _ in range(max(1, repeat))])

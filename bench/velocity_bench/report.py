@@ -130,6 +130,8 @@ def render(meta: RunMeta, cells: list[Cell]) -> str:
         '"vs Redis" compares with the Redis scenario in the same mode driven by vbench-resp.',
         "",
     ]
+    order = list(SCENARIOS)
+    cells = sorted(cells, key=lambda c: (order.index(c.scenario), c.client, TESTS.index(c.test)))
     for p in meta.pipelines:
         lines += [
             f"#### Pipeline depth {p}",

@@ -45,7 +45,7 @@ class Server:
     token: str = ""
     ca: Path | None = None
     command: str = ""
-    # What the server reports about persistence, e.g. {"storage": "lsm", "appendfsync": "everysec"}.
+    # What the server reports about itself, e.g. {"storage": "lsm", "appendfsync": "everysec", "tls": True}.
     persistence: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -191,7 +191,14 @@ class Server:
         self.version = text[-1] if text else "velocity-engine (unknown version)"
         info = asyncio.run(self._velocity_info())
         storage = info.get("storage", {})
-        self.persistence = {k: v for k, v in storage.items() if isinstance(v, str | int | float | bool)}
+        fsync = info.get("persistence", {}).get("appendfsync") or storage.get("appendfsync", "?")
+        server = info.get("server", {})
+        self.persistence = {
+            "storage": storage.get("engine", "?"),
+            "appendfsync": fsync,
+            "tls": server.get("tls", "?"),
+            "auth": server.get("auth", "?"),
+        }
 
     async def _velocity_info(self) -> dict[str, Any]:
         from velocity import VelocityPool

@@ -25,9 +25,10 @@ def test_measure_a_real_engine(vbench: Path, tmp_path: Path, name: str) -> None:
     srv = Server(SCENARIOS[name], tmp_path, pin=None)
     try:
         srv.start()
-        assert srv.persistence, "INFO storage section missing"
+        assert srv.persistence["tls"] is (name == "velocity-tls"), srv.persistence
+        assert srv.persistence["appendfsync"] != "?", srv.persistence
         if name == "velocity-memory":
-            assert srv.persistence.get("engine") == "memory"
+            assert srv.persistence["storage"] == "memory"
         load = Load(connections=4, requests=2000, value_size=16, keyspace=100, time_cap=30, client_pin=None)
         for test in ("set", "get", "incr"):
             cell = measure(srv, "vbench", load, test, pipeline=4)
