@@ -106,6 +106,30 @@ VALID: list[tuple[str, str, int, int, m.Message]] = [
     ("error-auth-failed", "ERROR AUTH_FAILED (6)", Opcode.ERROR, 0, m.ErrorResponse(6, "invalid token")),
     ("error-redirect", "ERROR REDIRECT (14) naming the primary", Opcode.ERROR, 0,
      m.ErrorResponse(14, "not the primary", "vdb://alpha-0.alpha-headless:2005", 50)),
+    # Replication (docs/formats/replication.md).
+    ("repl-sync-request", "REPL_SYNC from a replica at (epoch 1, seq 812) that has seen epoch 2",
+     Opcode.REPL_SYNC, 0, m.ReplSyncRequest("b7e1c0a9d2f34e15", "vdb://alpha-1.alpha-headless:2005", 1, 812,
+                                            False, 2)),
+    ("repl-sync-response", "REPL_SYNC reply: resume after 812; epoch 2 began at 800",
+     Opcode.REPL_SYNC | R, 0, m.ReplSyncResponse(False, 2, 812, [m.EpochStart(1, 1), m.EpochStart(2, 800)],
+                                                 "a1b2c3d4e5f60718")),
+    ("repl-snapshot", "REPL_SNAPSHOT: the last chunk of a full copy, one put (k=v, Bytes, no expiry)",
+     Opcode.REPL_SNAPSHOT, 0, m.ReplSnapshot(bytes.fromhex("010000006b010000000000000000000100000076"), True)),
+    ("repl-batches", "REPL_BATCHES: batch (epoch 2, seq 813) deleting key k",
+     Opcode.REPL_BATCHES, 0, m.ReplBatches(bytes.fromhex(
+         "0200000000000000" "2d03000000000000" "00149cc29a010000" "01000000" "010000006b00"))),
+    ("repl-heartbeat", "REPL_HEARTBEAT: primary of epoch 2 at seq 813", Opcode.REPL_HEARTBEAT, 0,
+     m.ReplHeartbeat(2, 813, 1764201600000)),
+    ("repl-ack", "REPL_ACK: the replica holds 813 durably", Opcode.REPL_ACK, 0, m.ReplAck(813)),
+    ("promote-request", "PROMOTE with no minimum epoch", Opcode.PROMOTE, 0, m.PromoteRequest()),
+    ("promote-response", "PROMOTE reply: primary of epoch 3 at seq 813", Opcode.PROMOTE | R, 0,
+     m.PromoteResponse(3, 813)),
+    ("replica-of-request", "REPLICA_OF: follow alpha-1, which is in epoch 3", Opcode.REPLICA_OF, 0,
+     m.ReplicaOfRequest("vdb://alpha-1.alpha-headless:2005", 3)),
+    ("replica-of-response", "REPLICA_OF reply: the node is now in epoch 3", Opcode.REPLICA_OF | R, 0,
+     m.ReplicaOfResponse(3)),
+    ("error-not-enough-replicas", "ERROR NOT_ENOUGH_REPLICAS (20)", Opcode.ERROR, 0,
+     m.ErrorResponse(20, "sync replication needs 1 replica(s) to acknowledge writes and 0 are connected")),
 ]
 
 

@@ -44,6 +44,16 @@ log = logging.getLogger("velocity_engine")
     "--restore-from", type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Restore this snapshot file (velocityctl snapshot) into an empty --data-dir, then start.",
 )
+@click.option("--replica-of", help="Start as a replica of this primary: vdb://HOST:PORT.")
+@click.option("--replication-mode", type=click.Choice(["async", "sync"]), help="async (default) or sync.")
+@click.option("--sync-replicas", type=int, help="sync mode: replicas that must acknowledge a write [1].")
+@click.option("--sync-degrade/--no-sync-degrade", default=None,
+              help="sync mode without enough replicas: accept writes (degrade) instead of refusing them.")
+@click.option("--sync-timeout-s", type=float, help="sync mode: give up on a write's acknowledgement after this [5].")
+@click.option("--replication-backlog-bytes", type=int, help="Replication backlog size [64 MiB].")
+@click.option("--advertise", help="This node's endpoint for other nodes and redirects: vdb://HOST:PORT.")
+@click.option("--replica-ca", type=click.Path(path_type=Path, dir_okay=False),
+              help="CA the replica trusts for its primary [DATA_DIR/tls/ca.crt].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Log level [INFO].")
 @click.version_option(__version__, prog_name="velocity-engine")
 @click.pass_context

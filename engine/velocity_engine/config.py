@@ -66,6 +66,28 @@ class EngineSettings(BaseSettings):
     restore_from: Path | None = Field(
         None, description="Snapshot file to restore into an empty DATA_DIR before starting."
     )
+    replica_of: str | None = Field(
+        None, description="Start as a replica of this primary (vdb://HOST:PORT); unset: primary (or the saved role)."
+    )
+    replication_mode: Literal["async", "sync"] = Field(
+        "async", description="sync: a write is acknowledged once sync_replicas replicas have it durably."
+    )
+    sync_replicas: int = Field(1, ge=1, description="Replicas that must acknowledge a write in sync mode.")
+    sync_degrade: bool = Field(
+        False, description="sync mode without enough replicas: accept writes anyway (async) instead of refusing."
+    )
+    sync_timeout_s: float = Field(
+        5.0, gt=0, description="A sync-mode write not acknowledged by replicas within this is never acknowledged."
+    )
+    replication_backlog_bytes: int = Field(
+        64 * MiB, ge=1024, description="Recent batches kept so a reconnecting replica can resume without a full copy."
+    )
+    advertise: str | None = Field(
+        None, description="This node's endpoint as others reach it (vdb://HOST:PORT); default from host and port."
+    )
+    replica_ca: Path | None = Field(
+        None, description="CA a replica trusts for its primary's certificate; default: DATA_DIR/tls/ca.crt."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity.")
     token: str | None = Field(None, exclude=True, repr=False, description="Auth token (from VDB_TOKEN).")
 

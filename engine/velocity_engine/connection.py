@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from vproto.errors import (
@@ -43,7 +44,10 @@ class Connection(asyncio.Protocol):
         self.dispatcher: Dispatcher = server.dispatcher
         self.stats = server.stats
         self.decoder = FrameDecoder(server.settings.max_frame_bytes)
-        self.session = Session()
+        self.session = Session(conn=self)
+        # Replication streams (velocity_engine/replication/manager.py) hook these.
+        self.on_writable: Callable[[], None] | None = None
+        self.on_lost: Callable[[], None] | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._closing = False
@@ -83,12 +87,16 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         self.stats.connections = len(self.server.connections)
         self.server.connection_closed()
+        if self.on_lost is not None:
+            self.on_lost()
 
     def pause_writing(self) -> None:
         if self.transport is not None and not self._closing:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        if self.on_writable is not None:
+            self.on_writable()
         if self.transport is not None and not self._closing and not self.server.shutting_down:
             self.transport.resume_reading()
 
@@ -163,9 +171,9 @@ class Connection(asyncio.Protocol):
 
     def _send(self, data: bytes) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or not data:  # no data: the requests were stream frames (replication)
             return
-        waiter = self.server.storage.sync_waiter()
+        waiter = self.server.keyspace.storage.sync_waiter()
         if self._held is None and waiter is None:
             self.stats.bytes_out += len(data)
             transport.write(data)

@@ -11,7 +11,7 @@ import json
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vproto import fastcodec as fc
 from vproto import messages as m
@@ -70,6 +70,8 @@ class Session:
     client_name: str = ""
     # Once authenticated: the fast handlers this session may use (Dispatcher.fast).
     fast: list[FastHandler | None] | None = None
+    # The Connection, for handlers that turn it into a stream (replication).
+    conn: Any = None
 
 
 def frame(opcode: int, body: bytes, flags: int = 0) -> bytes:
@@ -84,7 +86,9 @@ def error_frame(exc: VelocityError) -> bytes:
     )
 
 
-Handler = Callable[[Session, bytes], bytes]
+# A handler returns the reply body, or None when it sent nothing to reply
+# (replication stream frames: REPL_SYNC writes its own reply, REPL_ACK has none).
+Handler = Callable[[Session, bytes], bytes | None]
 # Replies that never vary, framed once (header and CRC included).
 _SET_APPLIED_FRAME = frame(Opcode.SET | RESPONSE_BIT, fc.SET_APPLIED)
 _SET_NOT_APPLIED_FRAME = frame(Opcode.SET | RESPONSE_BIT, fc.SET_NOT_APPLIED)
@@ -122,6 +126,7 @@ class Dispatcher:
         self.fast_zstd[Opcode.GET] = None
         # Set on a replica (replication): redirects writes and linearizable reads.
         self.role_check: Callable[[int, int], None] | None = None
+        server.replication.install(self)
 
     # Called by the connection for every frame that does not take the fast
     # path (see `fast`). Returns the reply frame.
@@ -137,9 +142,13 @@ class Dispatcher:
             if self.auth_required:
                 raise NoAuthError("send HELLO with a valid token first")
             session.authed = True
+        if self.role_check is not None:
+            self.role_check(opcode, flags)
         reply = fn(session, body)
         if session.authed:
             session.fast = self.fast_zstd if session.zstd else self.fast
+        if reply is None:
+            return b""
         if session.zstd and len(reply) > COMPRESSION_THRESHOLD:
             return frame(opcode | RESPONSE_BIT, compress_body(reply), _ZSTD_FLAG)
         return frame(opcode | RESPONSE_BIT, reply)
@@ -304,7 +313,6 @@ class Dispatcher:
         req = m.SnapshotReadRequest.decode(body)
         ready, size, data = self.server.snapshots.read_or_raise(req.snapshot_id, req.offset, req.max_bytes)
         return m.SnapshotReadResponse(ready, size, data).encode()
-
 
 
 def _entry(key: bytes, rec: Record | None) -> m.Entry:

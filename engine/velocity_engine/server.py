@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import uuid
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from velocity_engine.expiry import active_expiry_loop
 from velocity_engine.httpd import AdminHttp
 from velocity_engine.keyspace import Keyspace
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, rss_bytes
+from velocity_engine.replication import Replication
 from velocity_engine.storage import Storage
 from velocity_engine.storage.exported_metrics import storage_metric_families
 from velocity_engine.storage.opening import open_storage
@@ -44,9 +46,12 @@ class Server:
         self.started = time.time()
         self.node_id = _node_id(settings.data_dir)
         self.stats = Stats()
+        # `storage` is the local storage; the command layer goes through the
+        # replication wrapper, which numbers, logs and streams every batch.
         self.storage: Storage = storage if storage is not None else open_storage(settings)
         self.snapshots = SnapshotExporter(self.storage, settings.data_dir)
-        self.keyspace = Keyspace(self.storage)
+        self.replication = Replication(self, self.storage)
+        self.keyspace = Keyspace(self.replication.storage)
         self.token: str | None = None
         self.token_path: Path | None = None
         self.tls: TlsFiles | None = None
@@ -84,7 +89,12 @@ class Server:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         ctx = self.prepare_security()
         registry = make_registry(
-            EngineCollector(self.stats, self._gauges, lambda: storage_metric_families(self.storage, self.snapshots))
+            EngineCollector(
+                self.stats, self._gauges,
+                lambda: chain(
+                    storage_metric_families(self.storage, self.snapshots), self.replication.metric_families()
+                ),
+            )
         )
         self._http = AdminHttp(registry, self._readiness)
         self.metrics_port = await self._http.start(s.metrics_host, s.metrics_port)
@@ -101,6 +111,7 @@ class Server:
         for sock in self._listener.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = int(self._listener.sockets[0].getsockname()[1])
+        self.replication.start(self.port)
         self._spawn(active_expiry_loop(self.keyspace, s.active_expiry_hz, s.active_expiry_budget_ms / 1000))
         self.ready = True
         log.info(
@@ -137,6 +148,7 @@ class Server:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.replication.stop()
         if self._http is not None:
             await self._http.close()
         self.snapshots.close()
@@ -160,7 +172,9 @@ class Server:
     def _gauges(self) -> dict[str, tuple[str, str, float]]:
         st = self.storage.stats()
         g: dict[str, tuple[str, str, float]] = {
-            "velocity_keys": ("gauge", "Keys stored (expired keys not yet removed included).", len(self.storage)),
+            "velocity_keys": (
+                "gauge", "Keys stored (expired keys not yet removed included).", len(self.keyspace.storage)
+            ),
             "velocity_keys_with_ttl": ("gauge", "Keys that carry an expiry time.", st.get("keys_with_ttl", 0)),
             "velocity_expired_keys": ("counter", "Keys removed because they expired.", self.keyspace.expired_total),
             "velocity_data_bytes": ("gauge", "Bytes of keys and values held.", st.get("data_bytes", 0)),
@@ -186,7 +200,7 @@ class Server:
                 "node_id": self.node_id,
                 "pid": os.getpid(),
                 "uptime_s": round(time.time() - self.started, 3),
-                "role": "primary",
+                "role": self.replication.state.role,
                 "tls": self.tls is not None,
                 "auth": self.token is not None,
                 "port": self.port,
@@ -197,7 +211,7 @@ class Server:
                 "rejected_total": stats.connections_rejected,
                 "auth_failures_total": stats.auth_failures,
             },
-            "keys": len(self.storage),
+            "keys": len(self.keyspace.storage),
             "keys_with_ttl": st.get("keys_with_ttl", 0),
             "expired_keys_total": self.keyspace.expired_total,
             "memory": {"rss_bytes": rss_bytes(), "data_bytes": st.get("data_bytes", 0)},
@@ -210,6 +224,7 @@ class Server:
             "latency": stats.latency_quantiles(),
             "storage": {k: v for k, v in st.items() if k != "persistence"},
             "persistence": st.get("persistence", {"appendfsync": "none", "last_fsync_ms": 0}),
+            "replication": self.replication.info(),
             "limits": {
                 "max_frame_bytes": self.settings.max_frame_bytes,
                 "max_key_bytes": self.settings.max_key_bytes,

@@ -273,6 +273,41 @@ def info(opts: Options, as_json: bool, section: str | None) -> None:
 
 
 @main.command()
+@click.option("--min-epoch", type=int, default=0, show_default=True,
+              help="The new epoch is above this (and above every epoch the node has seen).")
+@pass_opts
+def promote(opts: Options, min_epoch: int) -> None:
+    """Make this replica the primary (new epoch); it then fences its former primary."""
+    epoch, seq = run(opts, lambda p: p.promote(min_epoch))
+    click.echo(f"primary of epoch {epoch} at seq {seq}")
+
+
+@main.command()
+@click.argument("target")
+@click.option("--catch-up-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds the target may take to receive the primary's last writes.")
+@pass_opts
+def switchover(opts: Options, target: str, catch_up_timeout: float) -> None:
+    """Planned switchover: make replica TARGET the primary without losing acknowledged writes.
+
+    Run against the current primary (--endpoint): it stops taking writes, TARGET
+    receives everything it has, TARGET is promoted, and the old primary follows it.
+    """
+    epoch, seq, pause_s = run(opts, lambda p: p.switchover(target, catch_up_timeout))
+    click.echo(f"{target} is the primary of epoch {epoch} at seq {seq}; writes paused {pause_s * 1000:.0f} ms")
+
+
+@main.command("replicaof")
+@click.argument("primary")
+@click.option("--epoch", type=int, default=0, help="Epoch of the new primary (refused if older than the node's).")
+@pass_opts
+def replicaof(opts: Options, primary: str, epoch: int) -> None:
+    """Make this node follow PRIMARY (vdb://HOST:PORT); a primary steps down first."""
+    new_epoch = run(opts, lambda p: p.replica_of(primary, epoch))
+    click.echo(f"following {primary} (epoch {new_epoch})")
+
+
+@main.command()
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @pass_opts

@@ -10,6 +10,11 @@ connection pipelines, so thousands of concurrent awaits are fine. A dead
 connection is replaced on next use. Reads are retried once on a fresh
 connection after a connection failure; writes are not (their outcome is
 unknown, and retrying INCR would count twice), they raise ConnectionError.
+A REDIRECT from a replica (writes and linearizable reads go to the primary)
+is followed transparently, at most MAX_REDIRECTS times per request; the pool
+then stays pointed at the primary. A node between roles (a primary stepping
+down) redirects without naming a primary; requests then retry for up to
+FENCED_RETRY_S.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 from vproto import fastcodec as fc
 from vproto import messages as m
-from vproto.errors import ProtocolError
+from vproto.errors import ProtocolError, RedirectError
 from vproto.frame import Consistency, Opcode
 from vproto.values import decode_value, encode_value
 
@@ -34,6 +39,8 @@ from velocity.connection import Connection, ConnectionClosedError, Endpoint
 from velocity.durations import TtlLike, parse_ttl_ms
 
 _MISSING = object()
+MAX_REDIRECTS = 3
+FENCED_RETRY_S = 2.0  # how long a request waits for a node without a primary to name one
 KeyLike = str | bytes
 
 
@@ -43,6 +50,11 @@ def _key(key: KeyLike) -> bytes:
     if isinstance(key, bytes | bytearray | memoryview):
         return bytes(key)
     raise TypeError(f"keys are str or bytes, not {type(key).__name__}")
+
+
+def _consistency(stale_ok: bool) -> int:
+    """STALE_OK lets a replica answer a read (possibly behind the primary)."""
+    return Consistency.STALE_OK if stale_ok else Consistency.LINEARIZABLE
 
 
 def _ttl(ttl: TtlLike | None) -> int:
@@ -124,7 +136,10 @@ class VelocityPool:
             raise ConnectionClosedError("pool is closed")
         c = self._conns[i]
         if c is not None and c.is_open:
-            return c
+            if c.endpoint == self.endpoint:
+                return c
+            self._conns[i] = None  # opened before a redirect
+            self._retire(c)
         pending = self._opening[i]
         if pending is None:
             pending = asyncio.ensure_future(self._open())
@@ -138,6 +153,26 @@ class VelocityPool:
         return await asyncio.shield(pending)
 
     async def _call(self, opcode: int, body: bytes, *, retry: bool, consistency: int = 0) -> bytes:
+        # A replica answers writes and linearizable reads with REDIRECT naming
+        # the primary; nothing was executed, so following it is always safe.
+        # A primary that is stepping down (switchover, fencing) answers REDIRECT
+        # without a primary and a retry hint: wait and ask again, a little.
+        redirects = 0
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + FENCED_RETRY_S
+        while True:
+            try:
+                return await self._call_once(opcode, body, retry=retry, consistency=consistency)
+            except RedirectError as exc:
+                if exc.primary and redirects < MAX_REDIRECTS:
+                    redirects += 1
+                    self._redirect(exc.primary)
+                elif not exc.primary and exc.retry_after_ms and loop.time() < give_up:
+                    await asyncio.sleep(exc.retry_after_ms / 1000)
+                else:
+                    raise
+
+    async def _call_once(self, opcode: int, body: bytes, *, retry: bool, consistency: int) -> bytes:
         i = self._next
         self._next = (i + 1) % self.pool_size
         conn = await self._conn(i)
@@ -148,6 +183,24 @@ class VelocityPool:
                 raise
         conn = await self._conn(i)
         return await asyncio.wait_for(conn.call(opcode, body, consistency), self.timeout)
+
+    def _redirect(self, primary: str) -> None:
+        """Point the pool at `primary`; connections to the old node close once idle."""
+        endpoint = Endpoint.parse(primary)
+        if endpoint == self.endpoint:
+            return
+        self.endpoint = endpoint
+        for i, c in enumerate(self._conns):
+            if c is not None:
+                self._conns[i] = None
+                self._retire(c)
+
+    def _retire(self, c: Connection) -> None:
+        if c.in_flight == 0:
+            c.close()
+            return
+        # Requests still in flight on it get their replies first.
+        asyncio.get_running_loop().call_later(self.timeout, c.close)
 
     # -- single key ----------------------------------------------------------------
 
@@ -217,9 +270,10 @@ class VelocityPool:
 
     # -- multi key -------------------------------------------------------------------
 
-    async def mget(self, keys: Iterable[KeyLike], default: Any = None) -> list[Any]:
+    async def mget(self, keys: Iterable[KeyLike], default: Any = None, *, stale_ok: bool = False) -> list[Any]:
         req = m.MGetRequest([m.Key(_key(k)) for k in keys])
-        resp = m.MGetResponse.decode(await self._call(Opcode.MGET, req.encode(), retry=True))
+        body = await self._call(Opcode.MGET, req.encode(), retry=True, consistency=_consistency(stale_ok))
+        resp = m.MGetResponse.decode(body)
         return [decode_value(e.kind, e.value) if e.found else default for e in resp.entries]
 
     async def mset(self, mapping: Mapping[KeyLike, Any], ttl: TtlLike | None = None) -> None:
@@ -231,12 +285,14 @@ class VelocityPool:
             entries.append(m.Entry(key=_key(k), kind=kind, value=data, ttl_ms=ttl_ms))
         await self._call(Opcode.MSET, m.MSetRequest(entries).encode(), retry=False)
 
-    async def scan(self, prefix: KeyLike = b"", count: int = 100) -> AsyncIterator[str]:
+    async def scan(self, prefix: KeyLike = b"", count: int = 100, *, stale_ok: bool = False) -> AsyncIterator[str]:
         """Every key with `prefix`, in byte order, fetched `count` at a time."""
         p = _key(prefix)
         cursor = b""
         while True:
-            body = await self._call(Opcode.SCAN, m.ScanRequest(p, cursor, count).encode(), retry=True)
+            body = await self._call(
+                Opcode.SCAN, m.ScanRequest(p, cursor, count).encode(), retry=True, consistency=_consistency(stale_ok)
+            )
             resp = m.ScanResponse.decode(body)
             for k in resp.keys:
                 yield k.key.decode("utf-8", "surrogateescape")
@@ -249,6 +305,11 @@ class VelocityPool:
     async def ping(self, payload: bytes = b"") -> bytes:
         body = await self._call(Opcode.PING, m.PingRequest(payload).encode(), retry=True)
         return m.PingResponse.decode(body).payload
+
+    async def info(self, section: str | None = None) -> dict[str, Any]:
+        body = await self._call(Opcode.INFO, m.InfoRequest(section or "").encode(), retry=True)
+        result: dict[str, Any] = json.loads(m.InfoResponse.decode(body).json)
+        return result
 
     # -- snapshots (docs/formats/snapshot.md) -------------------------------------------
 
@@ -298,10 +359,53 @@ class VelocityPool:
             raise
         return size
 
-    async def info(self, section: str | None = None) -> dict[str, Any]:
-        body = await self._call(Opcode.INFO, m.InfoRequest(section or "").encode(), retry=True)
-        result: dict[str, Any] = json.loads(m.InfoResponse.decode(body).json)
-        return result
+    # -- replication admin (docs/replication.md) ----------------------------------------
+
+    async def promote(self, min_epoch: int = 0) -> tuple[int, int]:
+        """Make the node this pool talks to the primary of a new epoch; returns (epoch, seq)."""
+        body = await self._call_once(Opcode.PROMOTE, m.PromoteRequest(min_epoch).encode(), retry=False, consistency=0)
+        resp = m.PromoteResponse.decode(body)
+        return resp.epoch, resp.seq
+
+    async def fence(self) -> int:
+        """Stop the primary taking writes while it keeps streaming (switchover, step 1); returns its epoch."""
+        body = await self._call_once(Opcode.REPLICA_OF, m.ReplicaOfRequest("", 0).encode(), retry=False, consistency=0)
+        return m.ReplicaOfResponse.decode(body).epoch
+
+    async def switchover(self, target: str, catch_up_timeout: float = 5.0) -> tuple[int, int, float]:
+        """Planned switchover from the node this pool talks to (the primary) to replica `target`.
+
+        1. fence the primary: it refuses writes (REDIRECT) but keeps streaming;
+        2. wait until `target` has applied everything the primary holds;
+        3. promote `target`; it then tells the old primary to follow it.
+        No acknowledged write is lost. Returns (epoch, seq, seconds writes were refused).
+        """
+        loop = asyncio.get_running_loop()
+        other = VelocityPool(
+            target, self.token, None, 1, insecure=self.insecure, server_name=self.server_name,
+            timeout=self.timeout, client_name=self.client_name,
+        )
+        other._ssl = self._ssl
+        async with other:
+            t0 = loop.time()
+            await self.fence()
+            final = (await self.info("replication"))["replication"]["seq"]
+            deadline = t0 + catch_up_timeout
+            while (await other.info("replication"))["replication"]["seq"] < final:
+                if loop.time() > deadline:
+                    raise TimeoutError(
+                        f"{target} did not reach seq {final} within {catch_up_timeout}s; the old primary is "
+                        "fenced: promote it again (velocityctl promote) or retry"
+                    )
+                await asyncio.sleep(0.005)  # polling a remote position; there is nothing to wait on locally
+            epoch, seq = await other.promote()
+            return epoch, seq, loop.time() - t0
+
+    async def replica_of(self, primary: str, epoch: int = 0) -> int:
+        """Make the node follow `primary` (vdb://HOST:PORT); returns the node's epoch."""
+        req = m.ReplicaOfRequest(str(Endpoint.parse(primary)), epoch)
+        body = await self._call_once(Opcode.REPLICA_OF, req.encode(), retry=False, consistency=0)
+        return m.ReplicaOfResponse.decode(body).epoch
 
     def __repr__(self) -> str:
         return f"VelocityPool({self.endpoint}, pool_size={self.pool_size})"

@@ -32,6 +32,8 @@ class ErrorCode(IntEnum):
     UNSUPPORTED_VERSION = 17
     TIMEOUT = 18  # a frame arrived too slowly
     INTERNAL = 19
+    NOT_ENOUGH_REPLICAS = 20  # sync replication: fewer replicas connected than required
+    STALE_EPOCH = 21  # a replication request from an older epoch (a deposed primary)
 
 
 class VelocityError(Exception):
@@ -141,6 +143,14 @@ class InternalError(VelocityError):
     code = ErrorCode.INTERNAL
 
 
+class NotEnoughReplicasError(VelocityError):
+    code = ErrorCode.NOT_ENOUGH_REPLICAS
+
+
+class StaleEpochError(VelocityError):
+    code = ErrorCode.STALE_EPOCH
+
+
 _BY_CODE: dict[int, type[VelocityError]] = {
     cls.code: cls
     for cls in (
@@ -163,6 +173,8 @@ _BY_CODE: dict[int, type[VelocityError]] = {
         UnsupportedVersionError,
         TimeoutError_,
         InternalError,
+        NotEnoughReplicasError,
+        StaleEpochError,
     )
 }
 

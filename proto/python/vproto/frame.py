@@ -62,6 +62,15 @@ class Opcode(IntEnum):
     # Snapshot transfer (docs/formats/protocol.md section 10).
     SNAPSHOT_BEGIN = 0x30
     SNAPSHOT_READ = 0x31
+    # Replication (docs/formats/replication.md). SNAPSHOT, BATCHES and
+    # HEARTBEAT flow from primary to replica and ACK back, without replies.
+    REPL_SYNC = 0x40
+    REPL_SNAPSHOT = 0x41
+    REPL_BATCHES = 0x42
+    REPL_HEARTBEAT = 0x43
+    REPL_ACK = 0x44
+    PROMOTE = 0x45
+    REPLICA_OF = 0x46
     ERROR = 0xFF
 
 

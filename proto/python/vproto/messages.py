@@ -451,6 +451,125 @@ class SnapshotReadResponse(Message):
     SPEC = (("ready", 0, "bool", False), ("size", 1, "u64", 0), ("data", 2, "bytes", b""))
 
 
+# ---- replication (docs/formats/replication.md) ------------------------------
+
+
+@_check_spec
+@dataclass(slots=True)
+class EpochStart(Message):
+    FB_NAME = "EpochStart"
+    epoch: int = 0
+    start_seq: int = 0
+    SPEC = (("epoch", 0, "u64", 0), ("start_seq", 1, "u64", 0))
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplSyncRequest(Message):
+    FB_NAME = "ReplSyncRequest"
+    node_id: str = ""
+    endpoint: str = ""
+    epoch: int = 0
+    seq: int = 0
+    full: bool = False
+    node_epoch: int = 0
+    SPEC = (
+        ("node_id", 0, "str", ""),
+        ("endpoint", 1, "str", ""),
+        ("epoch", 2, "u64", 0),
+        ("seq", 3, "u64", 0),
+        ("full", 4, "bool", False),
+        ("node_epoch", 5, "u64", 0),
+    )
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplSyncResponse(Message):
+    FB_NAME = "ReplSyncResponse"
+    full: bool = False
+    epoch: int = 0
+    seq: int = 0
+    history: list[EpochStart] = field(default_factory=list)
+    node_id: str = ""
+    SPEC = (
+        ("full", 0, "bool", False),
+        ("epoch", 1, "u64", 0),
+        ("seq", 2, "u64", 0),
+        ("history", 3, EpochStart, None),
+        ("node_id", 4, "str", ""),
+    )
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplSnapshot(Message):
+    FB_NAME = "ReplSnapshot"
+    records: bytes = b""
+    last: bool = False
+    SPEC = (("records", 0, "bytes", b""), ("last", 1, "bool", False))
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplBatches(Message):
+    FB_NAME = "ReplBatches"
+    batches: bytes = b""
+    SPEC = (("batches", 0, "bytes", b""),)
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplHeartbeat(Message):
+    FB_NAME = "ReplHeartbeat"
+    epoch: int = 0
+    seq: int = 0
+    time_ms: int = 0
+    SPEC = (("epoch", 0, "u64", 0), ("seq", 1, "u64", 0), ("time_ms", 2, "u64", 0))
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplAck(Message):
+    FB_NAME = "ReplAck"
+    seq: int = 0
+    SPEC = (("seq", 0, "u64", 0),)
+
+
+@_check_spec
+@dataclass(slots=True)
+class PromoteRequest(Message):
+    FB_NAME = "PromoteRequest"
+    min_epoch: int = 0
+    SPEC = (("min_epoch", 0, "u64", 0),)
+
+
+@_check_spec
+@dataclass(slots=True)
+class PromoteResponse(Message):
+    FB_NAME = "PromoteResponse"
+    epoch: int = 0
+    seq: int = 0
+    SPEC = (("epoch", 0, "u64", 0), ("seq", 1, "u64", 0))
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplicaOfRequest(Message):
+    FB_NAME = "ReplicaOfRequest"
+    primary: str = ""
+    epoch: int = 0
+    SPEC = (("primary", 0, "str", ""), ("epoch", 1, "u64", 0))
+
+
+@_check_spec
+@dataclass(slots=True)
+class ReplicaOfResponse(Message):
+    FB_NAME = "ReplicaOfResponse"
+    epoch: int = 0
+    SPEC = (("epoch", 0, "u64", 0),)
+
+
 # Opcode -> (request body, response body).
 BODIES: dict[int, tuple[type[Message], type[Message]]] = {
     Opcode.HELLO: (HelloRequest, HelloResponse),
@@ -470,6 +589,15 @@ BODIES: dict[int, tuple[type[Message], type[Message]]] = {
     Opcode.SCAN: (ScanRequest, ScanResponse),
     Opcode.SNAPSHOT_BEGIN: (SnapshotBeginRequest, SnapshotBeginResponse),
     Opcode.SNAPSHOT_READ: (SnapshotReadRequest, SnapshotReadResponse),
+    # Replication: stream frames (SNAPSHOT, BATCHES, HEARTBEAT, ACK) get no
+    # reply; their "response" type is listed only so body_type() knows them.
+    Opcode.REPL_SYNC: (ReplSyncRequest, ReplSyncResponse),
+    Opcode.REPL_SNAPSHOT: (ReplSnapshot, ReplSnapshot),
+    Opcode.REPL_BATCHES: (ReplBatches, ReplBatches),
+    Opcode.REPL_HEARTBEAT: (ReplHeartbeat, ReplHeartbeat),
+    Opcode.REPL_ACK: (ReplAck, ReplAck),
+    Opcode.PROMOTE: (PromoteRequest, PromoteResponse),
+    Opcode.REPLICA_OF: (ReplicaOfRequest, ReplicaOfResponse),
 }
 
 

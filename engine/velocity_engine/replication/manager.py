@@ -1,0 +1,488 @@
+"""Replication: the node's role (primary or replica), its epoch, and the opcodes 0x40-0x4F.
+
+One object per server. It owns the ReplicatedStorage the command layer
+uses, the feeds of connected replicas (primary), the follower task
+(replica), the sync-mode quorum, and the role switches:
+
+- PROMOTE (admin): a replica becomes the primary of a new, higher epoch and
+  keeps telling its former primary (REPLICA_OF with the new epoch) until
+  that node has stepped down: fencing;
+- REPLICA_OF (admin, or from a newer primary): follow a primary. A primary
+  that receives it with a newer epoch stops taking writes at once (pending
+  sync-mode replies fail, never acknowledged) and rejoins as a replica; if
+  its log diverged (writes nobody acknowledged), the position check makes
+  it take a full copy, which discards them;
+- REPL_SYNC from a replica that has seen a newer epoch fences this primary
+  the same way.
+
+On a replica, writes and linearizable reads get REDIRECT naming the
+primary; STALE_OK reads are served locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily
+from vproto import messages as m
+from vproto.errors import (
+    InvalidArgumentError,
+    NotEnoughReplicasError,
+    RedirectError,
+    StaleEpochError,
+    VelocityError,
+)
+from vproto.frame import RESPONSE_BIT, Consistency, Opcode, encode_frame
+
+from velocity_engine.replication.admin_call import admin_call
+from velocity_engine.replication.feed import ReplicaFeed
+from velocity_engine.replication.follower import Follower, FollowerConfig
+from velocity_engine.replication.position import EpochHistory, Position
+from velocity_engine.replication.replicated_storage import ReplicatedStorage, wall_ms
+from velocity_engine.replication.state_file import NodeState, load_state, save_state
+from velocity_engine.storage.base import Mutation, Storage
+from velocity_engine.tls import client_context
+
+if TYPE_CHECKING:
+    from velocity_engine.dispatch import Dispatcher, Session
+    from velocity_engine.server import Server
+
+log = logging.getLogger(__name__)
+
+WRITE_OPS = frozenset({Opcode.SET, Opcode.DEL, Opcode.INCR, Opcode.EXPIRE, Opcode.PERSIST, Opcode.CAS, Opcode.MSET})
+READ_OPS = frozenset({Opcode.GET, Opcode.EXISTS, Opcode.TTL, Opcode.MGET, Opcode.SCAN})
+HOUSEKEEPING_S = 0.05
+FENCE_RETRY_S = 0.5
+
+
+class Replication:
+    def __init__(self, server: Server, inner: Storage) -> None:
+        s = server.settings
+        self.server = server
+        self.settings = s
+        self.storage = ReplicatedStorage(inner, s.replication_backlog_bytes)
+        state = load_state(s.data_dir)
+        fresh = state is None
+        if state is None:
+            state = NodeState()
+        # The epoch never goes below what the data itself was written in.
+        state.epoch = max(state.epoch, self.storage.position.epoch)
+        if s.replica_of:
+            state.role, state.primary = "replica", s.replica_of
+        self.state = state
+        self.history = EpochHistory(list(state.history))
+        self.storage.epoch = state.epoch
+        self.mode = s.replication_mode
+        self.quorum_required = s.sync_replicas
+        self.feeds: dict[int, ReplicaFeed] = {}  # id(connection) -> feed
+        self.follower: Follower | None = None
+        self.endpoint = s.advertise or ""
+        self.promotions = 0
+        self.fenced_by = ""
+        self._dispatcher: Dispatcher | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._follower_task: asyncio.Task[None] | None = None
+        self._fencer_task: asyncio.Task[None] | None = None
+        from velocity_engine.replication.quorum import SyncQuorum
+
+        self.quorum = SyncQuorum(s.sync_replicas, s.sync_timeout_s) if self.mode == "sync" else None
+        if self.quorum is not None:
+            self.quorum.position = self.storage.seq
+            self.storage.gate = self._gate
+            self.storage.replication_waiter = self._waiter
+        self.storage.on_apply = self._wake_feeds
+        self._dirty_state = fresh or bool(s.replica_of)
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def install(self, dispatcher: Dispatcher) -> None:
+        """Register the replication opcodes and the role check with the dispatcher."""
+        self._dispatcher = dispatcher
+        dispatcher.table[Opcode.REPL_SYNC] = self.op_repl_sync
+        dispatcher.table[Opcode.REPL_ACK] = self.op_repl_ack
+        dispatcher.table[Opcode.PROMOTE] = self.op_promote
+        dispatcher.table[Opcode.REPLICA_OF] = self.op_replica_of
+        self._apply_role()
+
+    def start(self, port: int) -> None:
+        if not self.endpoint:
+            host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+            self.endpoint = f"vdb://{host}:{port}"
+        if self._dirty_state:
+            self._save()
+        self._spawn(self._housekeeping())
+        if self.state.role == "replica" and self.state.primary:
+            self._start_follower(self.state.primary)
+        log.info(
+            "replication: %s, epoch %d, at seq %d, mode %s%s",
+            self.state.role, self.state.epoch, self.storage.seq, self.mode,
+            f", following {self.state.primary}" if self.state.role == "replica" else "",
+        )
+
+    async def stop(self) -> None:
+        for feed in list(self.feeds.values()):
+            feed.close()
+        self.feeds.clear()
+        if self.quorum is not None:
+            self.quorum.fail_all("shutting down")
+        tasks = [t for t in (*self._tasks, self._follower_task, self._fencer_task) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _save(self) -> None:
+        self.state.history = list(self.history.entries)
+        save_state(self.settings.data_dir, self.state)
+        self._dirty_state = False
+
+    @property
+    def is_primary(self) -> bool:
+        return self.state.role == "primary"
+
+    def _apply_role(self) -> None:
+        d = self._dispatcher
+        primary = self.is_primary
+        self.storage.writable = primary
+        if d is not None:
+            # While role_check is set the connection also skips the hot-path
+            # handlers, which bypass every generic check.
+            d.role_check = None if primary else self._check
+
+    def _ssl(self) -> Any:
+        s = self.settings
+        if s.insecure:
+            return None
+        ca = s.replica_ca
+        if ca is None and self.server.tls is not None:
+            ca = self.server.tls.ca
+        return client_context(ca)
+
+    # -- role check (replica) ---------------------------------------------------------
+
+    def _check(self, opcode: int, flags: int) -> None:
+        if opcode in READ_OPS:
+            if flags & 0x03 == Consistency.STALE_OK and not self.storage.incomplete:
+                return
+        elif opcode not in WRITE_OPS:
+            return
+        p = self.state.primary
+        where = f"the primary is {p}" if p else "no primary is known (this node was deposed)"
+        raise RedirectError(f"this node is a replica; {where}", primary=p, retry_after_ms=0 if p else 50)
+
+    # -- sync mode --------------------------------------------------------------------
+
+    def _live(self) -> int:
+        return sum(1 for f in self.feeds.values() if f.streaming)
+
+    def _gate(self, mutations: Sequence[Mutation]) -> None:
+        if self.settings.sync_degrade:
+            return
+        live = self._live()
+        if live < self.quorum_required and any(rec is not None for _, rec in mutations):
+            raise NotEnoughReplicasError(
+                f"sync replication needs {self.quorum_required} replica(s) to acknowledge writes and "
+                f"{live} {'is' if live == 1 else 'are'} connected; nothing was written"
+            )
+
+    def _waiter(self, seq: int) -> asyncio.Future[None] | None:
+        q = self.quorum
+        if q is None or not self.is_primary:
+            return None
+        if self.settings.sync_degrade and self._live() < self.quorum_required:
+            return None
+        return q.waiter(seq)
+
+    def _on_ack(self) -> None:
+        if self.quorum is not None:
+            self.quorum.update([f.acked_seq for f in self.feeds.values() if f.streaming])
+
+    def _wake_feeds(self) -> None:
+        for f in self.feeds.values():
+            f.wake()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            if self.quorum is not None and len(self.quorum):
+                n = self.quorum.expire()
+                if n:
+                    log.warning("%d write(s) not acknowledged by replicas in time; their replies are withheld", n)
+
+    # -- opcodes --------------------------------------------------------------------
+
+    def op_repl_sync(self, session: Session, body: bytes) -> bytes | None:
+        req = m.ReplSyncRequest.decode(body)
+        conn = session.conn
+        if conn is None or conn.transport is None:
+            raise InvalidArgumentError("REPL_SYNC needs a connection")
+        if not self.is_primary:
+            p = self.state.primary
+            raise RedirectError(f"not the primary; follow {p or '(unknown)'}", primary=p, retry_after_ms=200)
+        if req.node_epoch > self.state.epoch:
+            self._fence(req.node_epoch, f"replica {req.node_id} ({req.endpoint}) has seen epoch {req.node_epoch}")
+            raise StaleEpochError(
+                f"this primary was in epoch {self.state.epoch}, older than {req.node_epoch}: it stopped taking writes"
+            )
+        st = self.storage
+        pos = Position(req.epoch, req.seq)
+        partial = not req.full and self.history.holds(pos, st.seq) and st.backlog.covers(req.seq + 1)
+        if partial:
+            feed = ReplicaFeed(conn, st, req.node_id, req.endpoint, req.seq + 1, None, self._on_ack)
+            seq = req.seq
+        else:
+            feed = ReplicaFeed(conn, st, req.node_id, req.endpoint, st.seq + 1, st.snapshot(), self._on_ack)
+            seq = st.seq
+        resp = m.ReplSyncResponse(
+            full=not partial, epoch=self.state.epoch, seq=seq,
+            history=[m.EpochStart(e, s) for e, s in self.history.entries], node_id=self.server.node_id,
+        )
+        # Straight to the transport: this connection's replies must not wait
+        # behind sync-mode acknowledgements, which need this very stream.
+        conn.transport.write(encode_frame(Opcode.REPL_SYNC | RESPONSE_BIT, 0, resp.encode()))
+        key = id(conn)
+        old = self.feeds.pop(key, None)
+        if old is not None:
+            old.close()
+        self.feeds[key] = feed
+        conn.on_writable = feed.writable
+        conn.on_lost = lambda: self._drop(key, feed)
+        feed.task = self._spawn(feed.run())
+        log.info(
+            "replica %s (%s) connected at %s: %s", req.node_id, req.endpoint, pos,
+            "resuming from the backlog" if partial else f"full copy at seq {seq}",
+        )
+        return None
+
+    def _drop(self, key: int, feed: ReplicaFeed) -> None:
+        if self.feeds.get(key) is feed:
+            del self.feeds[key]
+            log.info("replica %s (%s) disconnected at acked seq %d", feed.node_id, feed.endpoint, feed.acked_seq)
+        feed.close()
+
+    def op_repl_ack(self, session: Session, body: bytes) -> bytes | None:
+        seq = m.ReplAck.decode(body).seq
+        feed = self.feeds.get(id(session.conn))
+        if feed is not None:
+            feed.ack(seq)
+        return None
+
+    def op_promote(self, session: Session, body: bytes) -> bytes:
+        req = m.PromoteRequest.decode(body)
+        st = self.storage
+        if self.is_primary and req.min_epoch < self.state.epoch:
+            return m.PromoteResponse(self.state.epoch, st.seq).encode()
+        if st.incomplete:
+            raise InvalidArgumentError("cannot promote: this replica's first full copy has not finished")
+        old_primary = self.state.primary
+        self._stop_follower()
+        epoch = max(self.state.epoch, req.min_epoch) + 1
+        self.history.begin(epoch, st.seq + 1)
+        self.state = NodeState(epoch, list(self.history.entries), "primary", "")
+        self._save()
+        st.epoch = epoch
+        if self.quorum is not None:
+            self.quorum.reset(st.seq)
+        self._apply_role()
+        self.promotions += 1
+        self.fenced_by = ""
+        log.warning("promoted to primary of epoch %d at seq %d", epoch, st.seq)
+        if old_primary:
+            self._start_fencer(old_primary, epoch)
+        return m.PromoteResponse(epoch, st.seq).encode()
+
+    def op_replica_of(self, session: Session, body: bytes) -> bytes:
+        req = m.ReplicaOfRequest.decode(body)
+        if req.epoch and req.epoch < self.state.epoch:
+            raise StaleEpochError(
+                f"REPLICA_OF from epoch {req.epoch}, but this node has seen epoch {self.state.epoch}"
+            )
+        if not req.primary:
+            # Planned switchover, step 1: stop taking writes but keep streaming
+            # to the replicas, so the chosen one can catch up before PROMOTE.
+            if self.is_primary:
+                self._fence(self.state.epoch, "fenced for a switchover (REPLICA_OF without a primary)",
+                            keep_feeds=True)
+            return m.ReplicaOfResponse(self.state.epoch).encode()
+        if req.primary == self.endpoint:
+            raise InvalidArgumentError(f"{req.primary} is this node: use PROMOTE to make it the primary")
+        self.follow(req.primary, max(req.epoch, self.state.epoch), reason=f"REPLICA_OF epoch {req.epoch}")
+        return m.ReplicaOfResponse(self.state.epoch).encode()
+
+    # -- role changes -----------------------------------------------------------------
+
+    def follow(self, primary: str, epoch: int, reason: str) -> None:
+        was_primary = self.is_primary
+        self.state = NodeState(epoch, list(self.history.entries), "replica", primary)
+        self._save()
+        if was_primary:
+            self._step_down(reason)
+        else:
+            self._close_feeds()  # a node fenced for a switchover was still streaming
+        self._apply_role()
+        if self.follower is None or self.follower.primary != primary or self._follower_task is None:
+            self._stop_follower()
+            self._start_follower(primary)
+        log.warning("now a replica of %s (epoch %d): %s", primary, epoch, reason)
+
+    def _fence(self, epoch: int, reason: str, keep_feeds: bool = False) -> None:
+        """Stop taking writes now (a newer epoch exists, or a switchover); wait to be told whom to follow."""
+        self.state = NodeState(max(epoch, self.state.epoch), list(self.history.entries), "replica", "")
+        self._save()
+        self._step_down(reason, keep_feeds)
+        self._apply_role()
+        self.fenced_by = reason
+        log.error("fenced: %s; writes are refused until a primary is set (REPLICA_OF)", reason)
+
+    def _step_down(self, reason: str, keep_feeds: bool = False) -> None:
+        if self.quorum is not None:
+            self.quorum.fail_all(f"this node stepped down ({reason}); the write's fate is unknown")
+        if not keep_feeds:
+            self._close_feeds()
+        if self._fencer_task is not None:
+            self._fencer_task.cancel()
+            self._fencer_task = None
+
+    def _close_feeds(self) -> None:
+        for feed in list(self.feeds.values()):
+            feed.close()
+        self.feeds.clear()
+
+    def _start_follower(self, primary: str) -> None:
+        s = self.settings
+        cfg = FollowerConfig(self.server.node_id, self.endpoint, self.server.token, self._ssl(), s.max_frame_bytes)
+        self.follower = Follower(primary, self.storage, cfg, lambda: self.state.epoch, self._adopt, self._redirected)
+        self._follower_task = asyncio.get_running_loop().create_task(self.follower.run())
+
+    def _stop_follower(self) -> None:
+        if self._follower_task is not None:
+            self._follower_task.cancel()
+            self._follower_task = None
+
+    def _adopt(self, epoch: int, history: list[tuple[int, int]]) -> None:
+        if epoch != self.state.epoch or history != self.history.entries:
+            self.history = EpochHistory(list(history))
+            self.state.epoch = max(epoch, self.state.epoch)
+            self.storage.epoch = self.state.epoch
+            self._save()
+
+    def _redirected(self, primary: str) -> None:
+        self.state.primary = primary
+        self._save()
+
+    def _start_fencer(self, target: str, epoch: int) -> None:
+        if self._fencer_task is not None:
+            self._fencer_task.cancel()
+        self._fencer_task = asyncio.get_running_loop().create_task(self._fence_old(target, epoch))
+
+    async def _fence_old(self, target: str, epoch: int) -> None:
+        """Tell the deposed primary about the new epoch until it has stepped down."""
+        body = m.ReplicaOfRequest(self.endpoint, epoch).encode()
+        while self.is_primary and self.state.epoch == epoch:
+            try:
+                await admin_call(target, Opcode.REPLICA_OF, body, token=self.server.token, ssl_context=self._ssl())
+                log.warning("fenced the former primary %s: it now follows this node", target)
+                return
+            except StaleEpochError as exc:
+                log.error("%s has seen a newer epoch than ours (%s): stepping down", target, exc)
+                self._fence(epoch + 1, f"{target} reports a newer epoch")
+                return
+            except (OSError, TimeoutError, VelocityError, ValueError) as exc:
+                log.debug("fencing %s: %s; retrying", target, exc)
+            await asyncio.sleep(FENCE_RETRY_S)
+
+    # -- introspection ---------------------------------------------------------------
+
+    def lag(self) -> tuple[int, float]:
+        """(records, seconds): a replica's own lag; on a primary, the slowest replica's."""
+        if not self.is_primary:
+            return self.follower.lag() if self.follower is not None else (0, 0.0)
+        worst = (0, 0.0)
+        for f in self.feeds.values():
+            worst = max(worst, self._feed_lag(f))
+        return worst
+
+    def _feed_lag(self, f: ReplicaFeed) -> tuple[int, float]:
+        st = self.storage
+        records = max(0, st.seq - f.acked_seq)
+        if not records:
+            return 0, 0.0
+        t = st.backlog.time_of(f.acked_seq + 1)
+        seconds = (wall_ms() - t) / 1000 if t is not None else time.time() - f.connected_at
+        return records, max(0.0, seconds)
+
+    def info(self) -> dict[str, Any]:
+        st = self.storage
+        lag_records, lag_seconds = self.lag()
+        d: dict[str, Any] = {
+            "role": self.state.role,
+            "epoch": self.state.epoch,
+            "seq": st.seq,
+            "position": {"epoch": st.position.epoch, "seq": st.position.seq},
+            "history": [list(e) for e in self.history.entries],
+            "endpoint": self.endpoint,
+            "mode": self.mode,
+            "sync_replicas": self.quorum_required if self.mode == "sync" else 0,
+            "sync_degrade": self.settings.sync_degrade,
+            "backlog": {"bytes": st.backlog.bytes, "first_seq": st.backlog.first_seq, "last_seq": st.backlog.last_seq},
+            "lag_records": lag_records,
+            "lag_seconds": round(lag_seconds, 3),
+            "promotions": self.promotions,
+            "fenced_by": self.fenced_by,
+        }
+        if self.is_primary:
+            d["replicas_connected"] = self._live()
+            d["replicas"] = [
+                {
+                    "node_id": f.node_id,
+                    "endpoint": f.endpoint,
+                    "state": "streaming" if f.streaming else "full_copy",
+                    "acked_seq": f.acked_seq,
+                    "lag_records": self._feed_lag(f)[0],
+                    "lag_seconds": round(self._feed_lag(f)[1], 3),
+                }
+                for f in self.feeds.values()
+            ]
+            if self.quorum is not None:
+                d["quorum_seq"] = self.quorum.position
+        else:
+            d["primary"] = self.state.primary
+            if self.follower is not None:
+                d["link"] = self.follower.info()
+        return d
+
+    def metric_families(self) -> Iterator[Any]:
+        role = GaugeMetricFamily("velocity_replication_role", "1 for the role this node has now.", labels=["role"])
+        role.add_metric(["primary"], 1.0 if self.is_primary else 0.0)
+        role.add_metric(["replica"], 0.0 if self.is_primary else 1.0)
+        yield role
+        lag_records, lag_seconds = self.lag()
+        yield GaugeMetricFamily(
+            "velocity_replication_lag_records",
+            "Batches a replica is behind its primary (on a primary: the slowest replica's).", value=lag_records,
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_lag_seconds",
+            "Seconds a replica is behind its primary (on a primary: the slowest replica's).", value=lag_seconds,
+        )
+        yield GaugeMetricFamily(
+            "velocity_replicas_connected", "Replicas streaming from this primary.",
+            value=self._live() if self.is_primary else 0,
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_backlog_bytes", "Bytes held in the replication backlog.",
+            value=self.storage.backlog.bytes,
+        )
+        yield GaugeMetricFamily("velocity_replication_epoch", "The highest epoch this node has seen.",
+                                value=self.state.epoch)
+        yield GaugeMetricFamily("velocity_replication_sequence", "Sequence number of the last batch applied.",
+                                value=self.storage.seq)
