@@ -160,9 +160,10 @@ def test_backup_to_pvc_and_restore(namespace: Kubectl, operator: subprocess.Pope
     assert "OK" in _client(namespace, "alpha", "c-bk", endpoint, "set", "backed-up", "precious")
     namespace.apply({"apiVersion": "vdb.io/v1alpha1", "kind": "VelocityBackup", "metadata": {"name": "alpha-b1"},
                      "spec": {"cluster": "alpha"}})
-    namespace.run("wait", "--for=jsonpath={.status.phase}=Completed", "vbackup/alpha-b1", "--timeout=300s",
-                  timeout=320)
-    backup = namespace.json("get", "vbackup", "alpha-b1")
+    backup = wait_for(lambda: (b := namespace.json("get", "vbackup", "alpha-b1"))
+                      and b.get("status", {}).get("phase") in ("Completed", "Failed") and b,
+                      timeout=300, what="backup alpha-b1 to finish")
+    assert backup["status"]["phase"] == "Completed", backup["status"]
     assert backup["status"]["sizeBytes"] > 0
     assert backup["status"]["checksum"].startswith("sha256:")
     namespace.apply(_cluster("beta", replicas=1, bootstrap={"fromBackup": {"name": "alpha-b1"}}))
