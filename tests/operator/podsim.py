@@ -1,0 +1,137 @@
+"""Run velocity-engine the way the operator's pods run it, without Kubernetes.
+
+The ConfigMap, Secrets and container command come from the operator's builders; their
+files are laid out like the pod's mounts under a root directory (paths rewritten, as
+the kubelet's mounts would place them), and the engine listens on free loopback ports.
+Used to check that what the operator generates actually works with the real engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from velocity_operator import tlsutil
+from velocity_operator.api.cluster import VelocityClusterSpec
+from velocity_operator.builders import config, secrets, statefulset
+from velocity_operator.builders.meta import Owner
+
+from .conftest import free_port, wait_for
+
+__all__ = ["BIN", "ClusterMaterial", "SimulatedPod"]
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class ClusterMaterial:
+    """What the operator creates once per cluster: CA, server certificate, token."""
+
+    owner: Owner = field(default_factory=lambda: Owner(name="alpha", namespace="prod", uid="uid"))
+
+    def __post_init__(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        self.ca = tlsutil.issue_ca("velocity-prod-alpha-ca", now=now)
+        self.server = tlsutil.issue_server(self.ca, secrets.server_dns_names(self.owner.name, self.owner.namespace),
+                                           now=now)
+        self.token = secrets.new_token()
+
+
+def _write_secret(secret: dict[str, Any], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, value in secret["data"].items():
+        (directory / key).write_bytes(base64.b64decode(value))
+        (directory / key).chmod(0o600)
+
+
+@dataclass
+class SimulatedPod:
+    root: Path
+    material: ClusterMaterial
+    spec: VelocityClusterSpec
+    restore: statefulset.RestoreSource | None = None
+    restore_root: Path | None = None  # where the restore claim is "mounted"
+    port: int = 0
+    metrics_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def _relocate(self, text: str) -> str:
+        for mount in (config.CONFIG_DIR, config.TLS_DIR, config.AUTH_DIR, config.DATA_DIR):
+            text = text.replace(mount, f"{self.root}{mount}")
+        if self.restore_root is not None:
+            text = text.replace(statefulset.RESTORE_DIR, str(self.restore_root))
+        return text
+
+    def _lay_out(self) -> None:
+        owner = self.material.owner
+        toml = config.config_map(owner, self.spec)["data"][config.CONFIG_KEY]
+        toml = self._relocate(toml).replace('"0.0.0.0"', '"127.0.0.1"')
+        toml = toml.replace("port = 2005", f"port = {self.port}")
+        toml = toml.replace("metrics_port = 9105", f"metrics_port = {self.metrics_port}")
+        (self.root / config.CONFIG_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (self.root / config.CONFIG_DIR.lstrip("/") / config.CONFIG_KEY).write_text(toml)
+        _write_secret(secrets.tls_secret(owner, self.material.server, self.material.ca.cert_pem),
+                      self.root / config.TLS_DIR.lstrip("/"))
+        _write_secret(secrets.auth_secret(owner, self.material.token), self.root / config.AUTH_DIR.lstrip("/"))
+        _write_secret(secrets.ca_secret(owner, self.material.ca), self.root / "client")
+        (self.root / config.DATA_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        self._lay_out()
+        sts = statefulset.statefulset(self.material.owner, self.spec, config_hash="x", restore=self.restore)
+        container = sts["spec"]["template"]["spec"]["containers"][0]
+        command = [self._relocate(part) for part in container["command"]]
+        if command[0] == "velocity-engine":
+            command[0] = str(BIN / "velocity-engine")
+        args = [self._relocate(a) for a in container["args"]]
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        for item in container.get("env", []):
+            if "value" in item:
+                env[item["name"]] = self._relocate(item["value"])
+        log = (self.root.parent / f"{self.root.name}.log").open("ab")
+        self.process = subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+        log.close()
+        wait_for("/readyz", self._ready, timeout=30)
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            log = (self.root.parent / f"{self.root.name}.log").read_text(errors="replace")
+            raise AssertionError(f"engine exited {self.process.returncode}:\n{log[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def client_env(self) -> dict[str, str]:
+        """What the backup Job's container gets: endpoint, CA and token file."""
+        return {"VDB_ENDPOINT": f"vdb://localhost:{self.port}", "VDB_CA": str(self.root / "client" / "ca.crt"),
+                "VDB_TOKEN_FILE": str(self.root / config.AUTH_DIR.lstrip("/") / "token")}
+
+    def ctl(self, *args: str, token_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.client_env()}
+        if token_file is not None:
+            env["VDB_TOKEN_FILE"] = str(token_file)
+        return subprocess.run([str(BIN / "velocityctl"), *args], capture_output=True, text=True, timeout=60,
+                              check=False, env=env)
