@@ -56,9 +56,12 @@ class PrometheusProcess:
         return {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in self.rule_files],
+            # One scrape config per job (Prometheus refuses duplicates), one static config
+            # per target so each keeps its own labels.
             "scrape_configs": [
-                {"job_name": t.job, "static_configs": [{"targets": [t.address], "labels": t.labels}]}
-                for t in self.targets
+                {"job_name": job, "static_configs": [{"targets": [t.address], "labels": t.labels}
+                                                     for t in self.targets if t.job == job]}
+                for job in dict.fromkeys(t.job for t in self.targets)
             ],
         }
 

@@ -1,14 +1,17 @@
-"""A real Prometheus scrapes a live engine under load; the main dashboard's queries answer.
+"""A real Prometheus scrapes a live two-pod cluster under load; the main dashboard answers.
 
-Each query runs exactly as Grafana would send it for one selected cluster/namespace/pod
-($__rate_interval at 4x the 1s scrape interval, as Grafana computes it), and must return
-at least one series with a finite value. The alert rules are loaded too and must all
-evaluate without error against the live data.
+The cluster is a primary and a replica streaming from it (real `velocity-engine`
+processes sharing one CA and token, tests/integration/replication/cluster.py), scraped as
+pods obs-test-0 and obs-test-1. Each query runs exactly as Grafana would send it with
+both pods selected ($__rate_interval at 4x the 1s scrape interval, as Grafana computes
+it), and must return at least one series with a finite value. The alert rules are loaded
+too and must all evaluate without error against the live data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -23,10 +26,17 @@ from tests.dashboards.conftest import REPO_ROOT
 from tests.dashboards.load import LoadDriver
 from tests.dashboards.prometheus_proc import PrometheusProcess, ScrapeTarget
 from tests.dashboards.test_exported import EXTERNAL
-from tests.support.engine_proc import EngineProcess, wait_until
+from tests.integration.replication.cluster import Cluster
+from tests.support.engine_proc import wait_until
 
-LABELS = {"cluster": "obs-test", "namespace": "velocity-test", "pod": "obs-test-0"}
+CLUSTER = {"cluster": "obs-test", "namespace": "velocity-test"}
+PRIMARY, REPLICA = "obs-test-0", "obs-test-1"
+# The variable values Grafana substitutes with both pods selected.
+LABELS = {**CLUSTER, "pod": f"({PRIMARY}|{REPLICA})"}
 RATE_INTERVAL = "4s"
+# The smallest memtable the engine accepts, so the load flushes SSTables and compacts
+# within seconds and the LSM panels have data.
+SMALL_MEMTABLE = {"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}
 
 
 class Live:
@@ -38,20 +48,29 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     base = tmp_path_factory.mktemp("live")
-    # The smallest memtable the engine accepts, so the load flushes SSTables and compacts
-    # within seconds and the LSM panels have data.
-    with EngineProcess(base / "engine", env={"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}) as eng:
+    cluster = Cluster(base / "cluster")
+    try:
+        primary = cluster.node("primary", start=False)
+        replica = cluster.node("replica", "--replica-of", f"vdb://127.0.0.1:{primary.port}", start=False)
+        for node in (primary, replica):
+            node.env.update(SMALL_MEMTABLE)
+            node.start()
+        wait_until(lambda: primary.repl()["replicas_connected"] == 1, 30, 0.1, "the replica to connect")
+
         async def snapshot() -> None:  # what a backup does; the snapshot panels need one
-            async with eng.pool() as vdb:
+            async with primary.pool() as vdb:
                 await vdb.snapshot(base / "first.vsnap")
 
         asyncio.run(snapshot())
-        target = ScrapeTarget("velocity-engine", f"127.0.0.1:{eng.metrics_port}", LABELS)
-        with PrometheusProcess(base / "prometheus", [target], [REPO_ROOT / RULES_FILE]) as prom, \
-                LoadDriver(eng.pool) as load:
+        targets = [ScrapeTarget("velocity-engine", f"127.0.0.1:{node.metrics_port}", {**CLUSTER, "pod": pod})
+                   for node, pod in ((primary, PRIMARY), (replica, REPLICA))]
+        with PrometheusProcess(base / "prometheus", targets, [REPO_ROOT / RULES_FILE]) as prom, \
+                LoadDriver(primary.pool) as load:
             wait_until(lambda: load.ops > 0 or load.failure, 30, 0.05, "the load driver's first requests")
             load.check()
             yield Live(prom, load)
+    finally:
+        cluster.close()
 
 
 def _finite(result: list[dict[str, Any]]) -> bool:
@@ -69,9 +88,24 @@ def _engine_queries() -> list[tuple[str, str]]:
     return out
 
 
-def test_scrape_target_is_up(live: Live) -> None:
-    result = wait_until(lambda: live.prom.query('up{job="velocity-engine"} == 1'), 30, 0.2, "target up")
-    assert result[0]["metric"]["pod"] == LABELS["pod"]
+def test_scrape_targets_are_up(live: Live) -> None:
+    def both_up() -> set[str]:
+        pods = {r["metric"]["pod"] for r in live.prom.query('up{job="velocity-engine"} == 1')}
+        return pods if len(pods) == 2 else set()
+
+    assert wait_until(both_up, 30, 0.2, "both targets up") == {PRIMARY, REPLICA}
+
+
+def test_replication_panels_show_the_live_topology(live: Live) -> None:
+    def value(expr: str) -> dict[str, float]:
+        return {r["metric"].get("role") or r["metric"].get("pod", ""): float(r["value"][1])
+                for r in live.prom.query(to_promql(expr, LABELS))}
+
+    roles = wait_until(lambda: value('sum by (role) (velocity_replication_role{cluster=~"$cluster"})'),
+                       30, 0.2, "roles")
+    assert roles == {"primary": 1.0, "replica": 1.0}
+    connected = value('max by (pod) (velocity_replicas_connected{cluster=~"$cluster"})')
+    assert connected == {PRIMARY: 1.0, REPLICA: 0.0}
 
 
 @pytest.mark.parametrize(("origin", "expr"), _engine_queries(), ids=[o for o, _ in _engine_queries()])
@@ -89,7 +123,7 @@ def test_main_dashboard_query_returns_data(live: Live, origin: str, expr: str) -
         pytest.fail(f"{origin}: no finite result from\n  {expr}\n  last answer: {result}\n{live.prom.log()}")
 
 
-def test_template_variables_list_the_live_pod(live: Live) -> None:
+def test_template_variables_list_the_live_pods(live: Live) -> None:
     for v in catalog.cluster_dashboard().variables:
         selector = to_promql(variable_selector(v.query), LABELS)
 
@@ -97,7 +131,10 @@ def test_template_variables_list_the_live_pod(live: Live) -> None:
             series = live.prom.api("series", **{"match[]": selector})
             return {s[label] for s in series if label in s}
 
-        assert wait_until(values, 30, 0.2, f"${v.name} values") == {LABELS[v.name]}
+        expected = {PRIMARY, REPLICA} if v.name == "pod" else {CLUSTER[v.name]}
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda f=values, e=expected: f() == e, 30, 0.2, f"${v.name} values")
+        assert values() == expected, v.name
 
 
 def test_alert_rules_evaluate_cleanly_against_live_data(live: Live) -> None:
