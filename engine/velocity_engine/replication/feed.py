@@ -26,6 +26,7 @@ from vproto.frame import Opcode, encode_frame
 
 from velocity_engine.replication.batch_codec import encode_mutations
 from velocity_engine.replication.replicated_storage import wall_ms
+from velocity_engine.replication.stream_codec import encode_repl_batches
 from velocity_engine.storage.base import Mutation
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class ReplicaFeed:
                 last, entries = storage.backlog.read(self.next_seq, CHUNK_BYTES)
                 if not entries:
                     raise LookupError(f"batch {self.next_seq} is not in the backlog")
-                self._write(Opcode.REPL_BATCHES, m.ReplBatches(b"".join(entries)).encode())
+                self._write(Opcode.REPL_BATCHES, encode_repl_batches(b"".join(entries)))
                 self.next_seq = last + 1
                 await self._drain()
             else:
