@@ -33,6 +33,7 @@ class ScrapeTarget:
     job: str
     address: str  # host:port of a /metrics endpoint
     labels: dict[str, str]
+    honor_labels: bool = False  # per job: taken from the job's first target
 
 
 def prometheus_binary() -> str:
@@ -52,6 +53,9 @@ class PrometheusProcess:
         self.log_path = base / "prometheus.log"
 
     def config(self) -> dict[str, Any]:
+        first: dict[str, ScrapeTarget] = {}
+        for t in self.targets:
+            first.setdefault(t.job, t)
         # JSON is valid YAML, so no YAML writer is needed for the config file.
         return {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -59,9 +63,10 @@ class PrometheusProcess:
             # One scrape config per job (Prometheus refuses duplicates), one static config
             # per target so each keeps its own labels.
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [t.address], "labels": t.labels}
-                                                     for t in self.targets if t.job == job]}
-                for job in dict.fromkeys(t.job for t in self.targets)
+                {"job_name": job, "honor_labels": head.honor_labels,
+                 "static_configs": [{"targets": [t.address], "labels": t.labels}
+                                    for t in self.targets if t.job == job]}
+                for job, head in first.items()
             ],
         }
 

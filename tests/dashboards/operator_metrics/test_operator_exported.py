@@ -1,24 +1,44 @@
-"""Every operator metric a dashboard or alert uses is exported by a running operator.
+"""The operator's panels and alerts against a real, running operator.
 
 The operator runs as a real process against the tier-1 Kubernetes API server (etcd +
 kube-apiserver + kube-controller-manager, tests/kube) through the operator tests'
 fixtures. It is driven through every path that creates a labelled series: a cluster
 reconciled (reconciles, durations, phases, certificate expiry), a backup that fails
 (backups by result) and a cluster whose StatefulSet a ResourceQuota forbids (reconcile
-errors). Then its /metrics is scraped and polled until every used name is there.
+errors). Then:
+
+- its /metrics is polled until every metric the panels and rules use is there;
+- a real Prometheus scrapes it as the ServiceMonitor would (job velocity-operator,
+  honorLabels) and every operator dashboard query must return a finite value;
+- the two operator alerts react to those real failures: VelocityBackupFailed fires and
+  VelocityOperatorReconcileErrors is pending (it needs 15 minutes to fire).
+
+The tier has no kubelet, so engine pods never run here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from velocity_dashboards.inventory import all_queries
+import pytest
+from velocity_dashboards import catalog
+from velocity_dashboards.inventory import all_queries, dashboard_queries
+from velocity_dashboards.promql import to_promql, variable_selector
+from velocity_dashboards.rules import RULES_FILE
 
 from tests.dashboards.conftest import REPO_ROOT
+from tests.dashboards.prometheus_proc import PrometheusProcess, ScrapeTarget
 from tests.dashboards.test_exported import exported_sample_names, missing_names, operator_query
 from tests.operator.conftest import Kubectl, OperatorProcess, cluster
 from tests.support.engine_proc import wait_until
+
+# Where the operator runs, as the ServiceMonitor's target labels would say.
+OPERATOR = {"namespace": "velocity-system", "pod": "velocity-operator-0"}
+RATE_INTERVAL = "4s"
 
 
 def _backup(name: str, ns: str, **spec: Any) -> dict[str, Any]:
@@ -31,25 +51,42 @@ def _no_statefulsets_quota(ns: str) -> dict[str, Any]:
             "spec": {"hard": {"count/statefulsets.apps": "0"}}}
 
 
-def test_every_operator_metric_used_is_exported_by_a_running_operator(
-    kubectl: Kubectl, operator: OperatorProcess, ns: str
-) -> None:
+@pytest.fixture(scope="module")
+def driven(kubectl: Kubectl, operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The operator after a reconciled cluster, a failed backup and a forbidden StatefulSet."""
+    ns = f"obs-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", ns)
+    try:
+        kubectl.apply(cluster("obs", ns, replicas=1))
+        wait_until(lambda: kubectl.get("statefulset", "obs", ns), 60, 0.2, "the operator to create StatefulSet obs")
+        kubectl.apply(_backup("obs-orphan", ns, cluster="no-such-cluster"))
+        kubectl.apply(_no_statefulsets_quota(ns))
+        # The API server enforces a quota only once it knows it: wait until the quota
+        # controller has published its status, or the StatefulSet may slip through.
+        wait_until(
+            lambda: ((kubectl.get("resourcequota", "no-statefulsets", ns) or {}).get("status") or {}).get("hard"),
+            60, 0.2, "the ResourceQuota's status")
+        kubectl.apply(cluster("obs-blocked", ns, replicas=1))
+        yield operator
+    finally:
+        kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def prom(driven: OperatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
+    target = ScrapeTarget("velocity-operator", f"127.0.0.1:{driven.metrics_port}", OPERATOR, honor_labels=True)
+    with PrometheusProcess(tmp_path_factory.mktemp("operator-prometheus"), [target],
+                           [REPO_ROOT / RULES_FILE]) as p:
+        yield p
+
+
+def test_every_operator_metric_used_is_exported_by_a_running_operator(driven: OperatorProcess) -> None:
     queries = [q for q in all_queries(REPO_ROOT) if operator_query(q)]
     assert len(queries) >= 8
-    kubectl.apply(cluster("obs", ns, replicas=1))
-    wait_until(lambda: kubectl.get("statefulset", "obs", ns), 60, 0.2, "the operator to create StatefulSet obs")
-    kubectl.apply(_backup("obs-orphan", ns, cluster="no-such-cluster"))
-    kubectl.apply(_no_statefulsets_quota(ns))
-    # The API server enforces a quota only once it knows it: wait until the quota
-    # controller has published its status, or the StatefulSet may slip through.
-    wait_until(lambda: ((kubectl.get("resourcequota", "no-statefulsets", ns) or {}).get("status") or {}).get("hard"),
-               60, 0.2, "the ResourceQuota's status")
-    kubectl.apply(cluster("obs-blocked", ns, replicas=1))
-
     exported: set[str] = set()
 
     def all_exported() -> bool:
-        exported.update(exported_sample_names(operator.metrics()))
+        exported.update(exported_sample_names(driven.metrics()))
         return not missing_names(queries, exported)
 
     with contextlib.suppress(TimeoutError):
@@ -57,5 +94,50 @@ def test_every_operator_metric_used_is_exported_by_a_running_operator(
     missing = missing_names(queries, exported)
     assert not missing, (
         "metrics used but not exported by the running operator:\n" + "\n".join(sorted(missing))
-        + f"\n--- operator log ---\n{operator.log_tail()}"
+        + f"\n--- operator log ---\n{driven.log_tail()}"
     )
+
+
+def _operator_panel_queries() -> list[tuple[str, str]]:
+    return [(q.origin, to_promql(q.expr, OPERATOR, rate_interval=RATE_INTERVAL)) for q in dashboard_queries()
+            if q.dashboard == "velocity-operator" and ": variable $" not in q.origin]
+
+
+@pytest.mark.parametrize(("origin", "expr"), _operator_panel_queries(), ids=[o for o, _ in _operator_panel_queries()])
+def test_operator_dashboard_query_returns_data(prom: PrometheusProcess, origin: str, expr: str) -> None:
+    result: list[dict[str, Any]] = []
+
+    def answered() -> bool:
+        result[:] = prom.query(expr)
+        return any(math.isfinite(float(r["value"][1])) for r in result)
+
+    try:
+        wait_until(answered, 60, 0.25, f"{origin} to return a finite value")
+    except TimeoutError:
+        pytest.fail(f"{origin}: no finite result from\n  {expr}\n  last answer: {result}\n{prom.log()}")
+
+
+def test_operator_variables_list_the_operator(prom: PrometheusProcess) -> None:
+    for v in catalog.operator_dashboard().variables:
+        selector = to_promql(variable_selector(v.query), OPERATOR)
+
+        def values(selector: str = selector, label: str = v.name) -> set[str]:
+            return {s[label] for s in prom.api("series", **{"match[]": selector}) if label in s}
+
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda f=values, e={OPERATOR[v.name]}: f() == e, 30, 0.2, f"${v.name} values")
+        assert values() == {OPERATOR[v.name]}, v.name
+
+
+def test_operator_alerts_react_to_the_real_failures(prom: PrometheusProcess) -> None:
+    want = {"VelocityBackupFailed": "firing", "VelocityOperatorReconcileErrors": "pending"}
+
+    def states() -> dict[str, str]:
+        rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+        bad = {r["name"]: r.get("lastError") for r in rules if r["health"] == "err"}
+        assert not bad, bad
+        return {r["name"]: r["state"] for r in rules if r["name"] in want}
+
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: states() == want, 60, 0.25, "the operator alerts' states")
+    assert states() == want
