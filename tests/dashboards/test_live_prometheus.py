@@ -26,7 +26,7 @@ from tests.dashboards.conftest import REPO_ROOT
 from tests.dashboards.load import LoadDriver
 from tests.dashboards.prometheus_proc import PrometheusProcess, ScrapeTarget
 from tests.dashboards.test_exported import EXTERNAL
-from tests.integration.replication.cluster import Cluster
+from tests.integration.replication.cluster import Cluster, Node
 from tests.support.engine_proc import wait_until
 
 CLUSTER = {"cluster": "obs-test", "namespace": "velocity-test"}
@@ -40,9 +40,10 @@ SMALL_MEMTABLE = {"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}
 
 
 class Live:
-    def __init__(self, prom: PrometheusProcess, load: LoadDriver) -> None:
+    def __init__(self, prom: PrometheusProcess, load: LoadDriver, replica: Node) -> None:
         self.prom = prom
         self.load = load
+        self.replica = replica
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 LoadDriver(primary.pool) as load:
             wait_until(lambda: load.ops > 0 or load.failure, 30, 0.05, "the load driver's first requests")
             load.check()
-            yield Live(prom, load)
+            yield Live(prom, load, replica)
     finally:
         cluster.close()
 
@@ -165,3 +166,19 @@ def test_an_unknown_metric_returns_nothing(live: Live) -> None:
 def test_load_actually_ran(live: Live) -> None:
     wait_until(lambda: live.load.wrong_type > 0, 30, 0.05, "a provoked WRONG_TYPE error")
     assert live.load.ops > 100
+
+
+def test_instance_down_goes_pending_when_a_pod_dies(live: Live) -> None:
+    # Last in this module: it kills the replica. The alert's selector and labels must
+    # match what the scrape really produces; it needs 2 minutes to fire, so pending it is.
+    live.replica.kill()
+
+    def pending() -> list[dict[str, Any]]:
+        rules = [r for g in live.prom.api("rules")["groups"] for r in g["rules"]
+                 if r["name"] == "VelocityInstanceDown"]
+        return [a for r in rules for a in r.get("alerts", []) if a["state"] == "pending"]
+
+    alerts = wait_until(pending, 30, 0.2, "VelocityInstanceDown to go pending")
+    assert [(a["labels"]["pod"], a["labels"]["cluster"], a["labels"]["severity"]) for a in alerts] == [
+        (REPLICA, CLUSTER["cluster"], "critical")
+    ]
