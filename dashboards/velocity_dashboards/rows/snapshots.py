@@ -1,4 +1,4 @@
-"""Snapshots: age of the last successful snapshot (what every backup is made of), size, duration.
+"""Snapshots: age of the last successful snapshot (what every backup is made of), size, duration, count.
 
 The engine reports 0 as the last-success time until it writes its first snapshot after a
 start, so the age panel drops zeros instead of showing "56 years".
@@ -21,4 +21,6 @@ def row() -> Row:
               (Target(f"max by (pod) ({sel('velocity_snapshot_bytes')})", "{{pod}}"),), unit="bytes"),
         Panel("Snapshot duration", "Time each pod's last snapshot took to write.",
               (Target(f"max by (pod) ({sel('velocity_snapshot_duration_seconds')})", "{{pod}}"),), unit="s"),
+        Panel("Snapshots taken", "Snapshots each pod wrote in the last hour (backups, velocityctl snapshot).",
+              (Target(f"sum by (pod) (increase({sel('velocity_snapshots_total')}[1h]))", "{{pod}}"),)),
     ))

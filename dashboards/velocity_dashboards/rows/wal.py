@@ -24,4 +24,7 @@ def row() -> Row:
         Panel("Writes refused", "1 once a failed write or fsync made the pod refuse writes (until restarted).",
               (Target(f"max by (pod) ({sel('velocity_writes_refused')})", "{{pod}}"),), max=1,
               thresholds=(Threshold("green"), Threshold("red", 1))),
+        Panel("Torn log tail dropped at start", "Bytes of an interrupted last append that recovery dropped "
+              "when the pod last started (a crash mid-write; never acknowledged data).",
+              (Target(f"max by (pod) ({sel('velocity_wal_truncated_bytes')})", "{{pod}}"),), unit="bytes"),
     ))
