@@ -54,6 +54,12 @@ log = logging.getLogger("velocity_engine")
 @click.option("--advertise", help="This node's endpoint for other nodes and redirects: vdb://HOST:PORT.")
 @click.option("--replica-ca", type=click.Path(path_type=Path, dir_okay=False),
               help="CA the replica trusts for its primary [DATA_DIR/tls/ca.crt].")
+@click.option("--lease-name", help="Elect the primary with this Kubernetes Lease (coordination.k8s.io/v1).")
+@click.option("--lease-namespace", help="Namespace of the Leases [default].")
+@click.option("--lease-duration-s", type=float, help="Lease duration [5].")
+@click.option("--lease-renew-s", type=float, help="Lease renewal interval [1].")
+@click.option("--lease-kubeconfig", type=click.Path(path_type=Path, dir_okay=False),
+              help="kubeconfig for the lease agent [the pod's service account].")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Log level [INFO].")
 @click.version_option(__version__, prog_name="velocity-engine")
 @click.pass_context

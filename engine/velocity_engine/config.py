@@ -88,6 +88,15 @@ class EngineSettings(BaseSettings):
     replica_ca: Path | None = Field(
         None, description="CA a replica trusts for its primary's certificate; default: DATA_DIR/tls/ca.crt."
     )
+    lease_name: str | None = Field(
+        None, description="Elect the primary with this coordination.k8s.io/v1 Lease (unset: admin promotion)."
+    )
+    lease_namespace: str = Field("default", description="Namespace of the Leases.")
+    lease_duration_s: float = Field(5.0, gt=0, description="Lease duration; a primary stops writes well before it.")
+    lease_renew_s: float = Field(1.0, gt=0, description="How often the lease agent renews and observes.")
+    lease_kubeconfig: Path | None = Field(
+        None, description="kubeconfig for the lease agent; unset: the pod's service account."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity.")
     token: str | None = Field(None, exclude=True, repr=False, description="Auth token (from VDB_TOKEN).")
 
@@ -97,6 +106,8 @@ class EngineSettings(BaseSettings):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.max_value_bytes + self.max_key_bytes > self.max_frame_bytes:
             raise ValueError("max_key_bytes + max_value_bytes must fit in max_frame_bytes")
+        if self.lease_duration_s <= 2 * self.lease_renew_s:
+            raise ValueError("lease_duration_s must exceed 2 * lease_renew_s (fencing needs the margin)")
         if self.insecure and (self.tls_cert or self.auth_token_file or self.token):
             raise ValueError("--insecure cannot be combined with TLS or token settings")
         return self

@@ -78,6 +78,7 @@ class Follower:
         self._writer: asyncio.StreamWriter | None = None
         self._acked = 0
         self._snapshot_seq = 0
+        self._early: list[tuple[int, int, bytes]] = []
 
     # -- lag ------------------------------------------------------------------------
 
@@ -163,6 +164,9 @@ class Follower:
         else:
             log.info("resuming from %s after seq %d", self.primary, resp.seq)
         self._acked = 0
+        for opcode, _flags, fbody in self._early:
+            self._frame(opcode, fbody)
+        self._early = []
         self._ack()
         while True:
             data = await asyncio.wait_for(reader.read(READ_BYTES), SILENCE_TIMEOUT_S)
@@ -186,8 +190,8 @@ class Follower:
                     raise error_from_wire(err.code, err.message, err.primary, err.retry_after_ms)
                 if rop != opcode | RESPONSE_BIT:
                     raise StreamFormatError(f"expected a reply to 0x{opcode:02x}, got opcode 0x{rop:02x}")
-                if len(frames) > 1:
-                    raise StreamFormatError("the primary sent frames before the handshake finished")
+                # After the REPL_SYNC reply the stream may already follow in the same read.
+                self._early = frames[1:]
                 return body
 
     def _frame(self, opcode: int, body: bytes) -> None:

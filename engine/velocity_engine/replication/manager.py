@@ -41,6 +41,7 @@ from vproto.frame import RESPONSE_BIT, Consistency, Opcode, encode_frame
 from velocity_engine.replication.admin_call import admin_call
 from velocity_engine.replication.feed import ReplicaFeed
 from velocity_engine.replication.follower import Follower, FollowerConfig
+from velocity_engine.replication.lease import LeaseAgent, LeaseConfig
 from velocity_engine.replication.position import EpochHistory, Position
 from velocity_engine.replication.replicated_storage import ReplicatedStorage, wall_ms
 from velocity_engine.replication.state_file import NodeState, load_state, save_state
@@ -90,10 +91,19 @@ class Replication:
         from velocity_engine.replication.quorum import SyncQuorum
 
         self.quorum = SyncQuorum(s.sync_replicas, s.sync_timeout_s) if self.mode == "sync" else None
+        self.lease: LeaseAgent | None = None
+        if s.lease_name:
+            self.lease = LeaseAgent(self, LeaseConfig(
+                s.lease_name, s.lease_namespace, s.lease_duration_s, s.lease_renew_s, s.lease_kubeconfig,
+            ))
+            if state.role == "primary":
+                # Only the lease makes a primary: wait to hold it before taking writes.
+                state.role, state.primary = "replica", ""
         if self.quorum is not None:
             self.quorum.position = self.storage.seq
-            self.storage.gate = self._gate
             self.storage.replication_waiter = self._waiter
+        if self.quorum is not None or self.lease is not None:
+            self.storage.gate = self._gate
         self.storage.on_apply = self._wake_feeds
         self._dirty_state = fresh or bool(s.replica_of)
 
@@ -115,6 +125,8 @@ class Replication:
         if self._dirty_state:
             self._save()
         self._spawn(self._housekeeping())
+        if self.lease is not None:
+            self._spawn(self.lease.run())
         if self.state.role == "replica" and self.state.primary:
             self._start_follower(self.state.primary)
         log.info(
@@ -133,6 +145,8 @@ class Replication:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.lease is not None:
+            await self.lease.close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -185,7 +199,10 @@ class Replication:
         return sum(1 for f in self.feeds.values() if f.streaming)
 
     def _gate(self, mutations: Sequence[Mutation]) -> None:
-        if self.settings.sync_degrade:
+        if self.lease is not None and not self.lease.writes_allowed():
+            raise RedirectError("this primary's lease is not renewed: writes stop before it can expire",
+                                retry_after_ms=100)
+        if self.quorum is None or self.settings.sync_degrade:
             return
         live = self._live()
         if live < self.quorum_required and any(rec is not None for _, rec in mutations):
@@ -277,15 +294,31 @@ class Replication:
         return None
 
     def op_promote(self, session: Session, body: bytes) -> bytes:
-        req = m.PromoteRequest.decode(body)
+        if self.lease is not None:
+            raise InvalidArgumentError("this cluster elects its primary with a Lease: PROMOTE is not allowed")
+        epoch, seq = self.promote(m.PromoteRequest.decode(body).min_epoch)
+        return m.PromoteResponse(epoch, seq).encode()
+
+    def promote_for_lease(self, min_epoch: int) -> None:
+        self.promote(min_epoch)
+
+    def follow_lease_holder(self, holder: str, epoch: int) -> None:
+        self.follow(holder, max(epoch, self.state.epoch), reason=f"the lease is held by {holder}")
+
+    def fence_for_lease(self, reason: str) -> None:
+        if self.is_primary:
+            self._fence(self.state.epoch, reason)
+
+    def promote(self, min_epoch: int) -> tuple[int, int]:
+        """Become the primary of a new epoch above min_epoch; returns (epoch, seq)."""
         st = self.storage
-        if self.is_primary and req.min_epoch < self.state.epoch:
-            return m.PromoteResponse(self.state.epoch, st.seq).encode()
+        if self.is_primary and min_epoch < self.state.epoch:
+            return self.state.epoch, st.seq
         if st.incomplete:
             raise InvalidArgumentError("cannot promote: this replica's first full copy has not finished")
         old_primary = self.state.primary
         self._stop_follower()
-        epoch = max(self.state.epoch, req.min_epoch) + 1
+        epoch = max(self.state.epoch, min_epoch) + 1
         self.history.begin(epoch, st.seq + 1)
         self.state = NodeState(epoch, list(self.history.entries), "primary", "")
         self._save()
@@ -296,9 +329,9 @@ class Replication:
         self.promotions += 1
         self.fenced_by = ""
         log.warning("promoted to primary of epoch %d at seq %d", epoch, st.seq)
-        if old_primary:
+        if old_primary and self.lease is None:  # with a lease, a deposed primary fences itself
             self._start_fencer(old_primary, epoch)
-        return m.PromoteResponse(epoch, st.seq).encode()
+        return epoch, st.seq
 
     def op_replica_of(self, session: Session, body: bytes) -> bytes:
         req = m.ReplicaOfRequest.decode(body)
@@ -437,6 +470,10 @@ class Replication:
             "lag_records": lag_records,
             "lag_seconds": round(lag_seconds, 3),
             "promotions": self.promotions,
+            "lease": None if self.lease is None else {
+                "name": self.settings.lease_name, "holder": self.lease.holder,
+                "writes_allowed": self.lease.writes_allowed() if self.is_primary else False,
+            },
             "fenced_by": self.fenced_by,
         }
         if self.is_primary:

@@ -17,3 +17,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+# The tier-1 Kubernetes API server (etcd + kube-apiserver), for the Lease tests.
+from tests.kube.plugin import kube_api  # noqa: E402
+
+__all__ = ["cluster", "kube_api"]

@@ -1,0 +1,247 @@
+"""Primary election with Kubernetes Leases (coordination.k8s.io/v1), run inside the engine.
+
+Objects, in one namespace:
+
+- Lease NAME: the primary's. holderIdentity is the primary's endpoint
+  (vdb://HOST:PORT); annotation `vdb.io/epoch` is its epoch.
+- Lease NAME-member-NODE_ID, one per node (label `vdb.io/lease=NAME`):
+  holderIdentity is the node's endpoint, annotation `vdb.io/seq` its log
+  position, renewed by the node every `renew_s`.
+
+Every `renew_s`, each node's agent:
+
+- as primary: renews NAME (optimistic concurrency on resourceVersion). If
+  NAME is held by someone else, a newer primary exists: follow it. If it
+  could not renew for `duration_s - 2 * renew_s`, it stops taking writes
+  (fencing) before anyone else may consider the lease expired.
+- as replica: watches NAME. When its record has not changed for
+  `duration_s` (measured on the local monotonic clock from when this agent
+  last saw it change, as client-go does, so clock skew does not matter), the
+  lease is expired; the live member with the highest position (ties: the
+  lowest node id) takes it with a compare-and-swap and promotes itself with
+  the next epoch; the others follow whoever holds it. Members publish their
+  position every `renew_s` and a lease lasts `duration_s` > 2 * renew_s, so
+  by the time NAME has expired every live member's final position is known:
+  in sync mode the winner holds every acknowledged write.
+
+A node with the lease enabled never starts as a writable primary on its own:
+it waits until it holds NAME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+if TYPE_CHECKING:
+    from velocity_engine.replication.manager import Replication
+
+log = logging.getLogger(__name__)
+
+EPOCH = "vdb.io/epoch"
+SEQ = "vdb.io/seq"
+GROUP = "vdb.io/lease"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    name: str
+    namespace: str
+    duration_s: float
+    renew_s: float
+    kubeconfig: Path | None  # None: the pod's service account
+
+
+class _MicroTime(dt.datetime):
+    """A datetime that always serialises with microseconds, as Kubernetes MicroTime requires."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "microseconds") -> str:
+        return super().isoformat(sep, timespec)
+
+
+def _now() -> dt.datetime:
+    n = dt.datetime.now(dt.UTC)
+    return _MicroTime(n.year, n.month, n.day, n.hour, n.minute, n.second, n.microsecond, dt.UTC)
+
+
+def _age_s(t: Any) -> float:
+    """Seconds since a Lease time field (a datetime once read back), large if unset."""
+    if not isinstance(t, dt.datetime):
+        return 1e9
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return float((dt.datetime.now(dt.UTC) - t).total_seconds())
+
+
+class LeaseAgent:
+    def __init__(self, repl: Replication, cfg: LeaseConfig) -> None:
+        self.repl = repl
+        self.cfg = cfg
+        self.identity = ""
+        self.last_renewed = 0.0  # monotonic time of our last successful renewal as primary
+        self._seen_version = ""
+        self._seen_at = time.monotonic()
+        self.holder = ""
+        self.errors = 0
+        self._api: Any = None
+
+    async def _connect(self) -> Any:
+        configuration = client.Configuration()
+        if self.cfg.kubeconfig is None:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(config_file=str(self.cfg.kubeconfig), client_configuration=configuration)
+        return client.CoordinationV1Api(client.ApiClient(configuration))
+
+    def writes_allowed(self) -> bool:
+        """A primary may take writes only while its lease is surely still its own."""
+        return time.monotonic() - self.last_renewed < self.cfg.duration_s - 2 * self.cfg.renew_s
+
+    async def run(self) -> None:
+        self.identity = self.repl.endpoint
+        while True:
+            try:
+                if self._api is None:
+                    self._api = await self._connect()
+                await self._publish_member()
+                await self._step()
+                self.errors = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API server is unreachable or refused: keep trying
+                self.errors += 1
+                if self.errors in (1, 10) or self.errors % 100 == 0:
+                    log.warning("lease %s/%s: %s", self.cfg.namespace, self.cfg.name, exc)
+            if self.repl.is_primary and not self.writes_allowed():
+                self.repl.fence_for_lease("could not renew the lease in time")
+            await asyncio.sleep(self.cfg.renew_s)
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.api_client.close()
+
+    # -- one round -----------------------------------------------------------------------
+
+    async def _publish_member(self) -> None:
+        name = f"{self.cfg.name}-member-{self.repl.server.node_id}"
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(
+                name=name, labels={GROUP: self.cfg.name}, annotations={SEQ: str(self.repl.storage.seq)}
+            ),
+            spec=client.V1LeaseSpec(
+                holder_identity=self.identity, lease_duration_seconds=int(self.cfg.duration_s), renew_time=_now()
+            ),
+        )
+        try:
+            cur = await self._api.read_namespaced_lease(name, self.cfg.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self._api.create_namespaced_lease(self.cfg.namespace, body)
+            return
+        body.metadata.resource_version = cur.metadata.resource_version
+        await self._api.replace_namespaced_lease(name, self.cfg.namespace, body)
+
+    async def _step(self) -> None:
+        ns, name = self.cfg.namespace, self.cfg.name
+        try:
+            lease = await self._api.read_namespaced_lease(name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            lease = None
+        if lease is None:
+            if await self._best_candidate():
+                await self._acquire(None)
+            return
+        version = lease.metadata.resource_version
+        if version != self._seen_version:
+            self._seen_version = version
+            self._seen_at = time.monotonic()
+        holder = lease.spec.holder_identity or ""
+        self.holder = holder
+        epoch = int((lease.metadata.annotations or {}).get(EPOCH, "0"))
+        if holder == self.identity:
+            if self.repl.is_primary:
+                await self._renew(lease)
+            elif time.monotonic() - self._seen_at < self.cfg.duration_s - 2 * self.cfg.renew_s:
+                # Still ours (say, after a quick restart): take the role back.
+                await self._acquire(lease)
+            return
+        expired = time.monotonic() - self._seen_at > self.cfg.duration_s
+        if expired or not holder:
+            if await self._best_candidate():
+                await self._acquire(lease)
+            return
+        # Someone else holds a live lease: it is the primary.
+        if self.repl.is_primary or self.repl.state.primary != holder:
+            self.repl.follow_lease_holder(holder, epoch)
+
+    async def _renew(self, lease: Any) -> None:
+        lease.spec.renew_time = _now()
+        t0 = time.monotonic()
+        await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease))
+        self.last_renewed = t0  # measured from before the request: conservative
+
+    async def _acquire(self, lease: Any) -> None:
+        if self.repl.storage.incomplete:
+            return
+        epoch = max(self.repl.state.epoch, int(((lease.metadata.annotations or {}) if lease else {}).get(EPOCH, "0")))
+        new_epoch = epoch + 1
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=self.cfg.name, annotations={EPOCH: str(new_epoch)}),
+            spec=client.V1LeaseSpec(
+                holder_identity=self.identity, lease_duration_seconds=int(self.cfg.duration_s),
+                acquire_time=_now(), renew_time=_now(),
+                lease_transitions=((lease.spec.lease_transitions or 0) + 1) if lease is not None else 0,
+            ),
+        )
+        t0 = time.monotonic()
+        try:
+            if lease is None:
+                await self._api.create_namespaced_lease(self.cfg.namespace, body)
+            else:
+                body.metadata.resource_version = lease.metadata.resource_version
+                await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, body)
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                return  # someone else won the race
+            raise
+        self.last_renewed = t0
+        self.repl.promote_for_lease(new_epoch - 1)
+        log.warning("acquired lease %s/%s: primary of epoch %d", self.cfg.namespace, self.cfg.name, new_epoch)
+
+    async def _best_candidate(self) -> bool:
+        """Whether this node has the highest position among the live members (ties: lowest node id)."""
+        if self.repl.storage.incomplete:
+            return False
+        members = await self._api.list_namespaced_lease(self.cfg.namespace, label_selector=f"{GROUP}={self.cfg.name}")
+        best: tuple[int, str] | None = None
+        for item in members.items:
+            if _age_s(item.spec.renew_time) > self.cfg.duration_s:
+                continue  # not alive
+            seq = int((item.metadata.annotations or {}).get(SEQ, "0"))
+            node = item.metadata.name.rsplit("-member-", 1)[-1]
+            key = (-seq, node)
+            if best is None or key < best:
+                best = key
+        return best is not None and best[1] == self.repl.server.node_id
+
+
+def _writable(lease: Any) -> Any:
+    """The Lease as read, ready to send back (times re-serialised with microseconds)."""
+    t = lease.spec.acquire_time
+    if isinstance(t, dt.datetime):
+        t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        lease.spec.acquire_time = _MicroTime(
+            t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, dt.UTC
+        )
+    return lease
