@@ -101,7 +101,8 @@ def profile_markdown(profiles: dict[str, dict[str, Profile]]) -> str:
             if prof.error:
                 lines += [f"error: {prof.error}", ""]
                 continue
-            lines += [f"{prof.samples} samples; {prof.ops_per_sec:,.0f} ops/s under the profiler.", ""]
+            rate = f"; {prof.ops_per_sec:,.0f} ops/s under the profiler" if prof.ops_per_sec else ""
+            lines += [f"{prof.samples} samples{rate}.", ""]
             lines += ["| self % | function |", "|---:|---|"]
             lines += [f"| {pct} | `{fn}` |" for fn, pct in prof.self_pct[:15]]
             lines += ["", "| inclusive % | function |", "|---:|---|"]
