@@ -21,6 +21,9 @@ from .kube import Kubectl, KubectlError, wait_for
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--kubeconfig", default=None,
                      help="kubeconfig of the cluster under test (default: $KUBECONFIG)")
+    parser.addoption("--isolated-dns", action="store_true", default=False,
+                     help="the cluster's DNS must not resolve names outside the cluster "
+                          "(true of the local cluster; kind's CoreDNS forwards)")
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -50,6 +53,12 @@ def kubectl(request: pytest.FixtureRequest) -> Kubectl:
     except (KubectlError, OSError) as exc:
         pytest.fail(f"cannot reach the cluster of {path}: {exc}", pytrace=False)
     return k
+
+
+@pytest.fixture(scope="session")
+def isolated_dns(request: pytest.FixtureRequest) -> bool:
+    """Whether --isolated-dns was given (make e2e gives it for the local cluster)."""
+    return bool(request.config.getoption("--isolated-dns"))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ declare -A PREREQS=(
 	[containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
 	[iptables]=iptables [ip6tables]=iptables [conntrack]=conntrack [socat]=socat
 	[openssl]=openssl [ip]=iproute2 [nsenter]=util-linux [findmnt]=util-linux
-	[ethtool]=ethtool [python3]=python3
+	[ethtool]=ethtool [python3]=python3 [curl]=curl [sysctl]=procps [setsid]=util-linux
 )
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -55,10 +55,15 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 require_root() { [[ ${EUID} -eq 0 ]] || die "$(basename "$0") must run as root (it manages containerd, iptables and interfaces)"; }
 
-# pid_alive NAME: is the recorded process of component NAME running?
+# pid_alive NAME: is the recorded process of component NAME running? The executable's
+# name must match too: after a reboot or a killed session the pid may belong to another
+# process by now.
 pid_alive() {
-	local f="${PIDS}/$1.pid"
-	[[ -f ${f} ]] && kill -0 "$(cat "${f}")" 2>/dev/null
+	local f="${PIDS}/$1.pid" pid exe
+	[[ -f ${f} ]] || return 1
+	pid="$(cat "${f}")"
+	exe="$(readlink "/proc/${pid}/exe" 2>/dev/null)" || return 1
+	[[ ${exe##*/} == "$1" ]]
 }
 
 # has_line TEXT LINE: does TEXT contain LINE exactly? (No `cmd | grep -q` under

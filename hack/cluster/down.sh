@@ -16,7 +16,7 @@ stop_component() { # NAME [TIMEOUT]
 	local name="$1" timeout="${2:-20}" f="${PIDS}/$1.pid" pid
 	[[ -f ${f} ]] || return 0
 	pid="$(cat "${f}")"
-	if kill -0 "${pid}" 2>/dev/null; then
+	if pid_alive "${name}"; then # never signal a process that merely reuses the pid
 		log "stopping ${name} (pid ${pid})"
 		kill -TERM "${pid}" 2>/dev/null
 		local deadline=$((SECONDS + timeout))

@@ -19,7 +19,7 @@
 # any appear). hack/images/mkimage.py writes the docker archive:
 #   $VELOCITY_IMAGE_CACHE/engine.tar    -> velocity/engine:dev
 #   $VELOCITY_IMAGE_CACHE/operator.tar  -> velocity/operator:dev
-# engine/Dockerfile and operator/Dockerfile describe the same images for docker users.
+# images/engine/Dockerfile and images/operator/Dockerfile describe the same images for docker users.
 set -euo pipefail
 [[ ${EUID} -eq 0 ]] || { echo "error: $0 must run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 

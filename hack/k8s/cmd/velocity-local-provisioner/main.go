@@ -1,5 +1,5 @@
 // Command velocity-local-provisioner is the dynamic volume provisioner of the local
-// test cluster (hack/cluster-up.sh). It runs on the cluster's only node, as a host
+// test cluster (hack/cluster/up.sh). It runs on the cluster's only node, as a host
 // process, and gives every claim of a StorageClass whose provisioner is its name
 // (velocity.dev/local-path by default) a directory under --root:
 //

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run the e2e suite (e2e/) on the local cluster, as root.
+#
+# Usage: hack/e2e.sh [--fresh] [PYTEST_ARG...]
+#
+# Brings the local cluster up (or reuses the running one), builds the images (cached
+# layers; only the app layer is rebuilt), imports them into the cluster's containerd
+# and runs pytest on e2e/ with the cluster's kubeconfig, pulls disabled
+# (VELOCITY_IMAGE_PULL_POLICY=Never). With --fresh (what `make test` uses) it first
+# removes any cluster left on the machine, e.g. by a killed session, and always removes
+# its own at the end; the component logs are copied to $VELOCITY_E2E_LOGS
+# (default /tmp/velocity-e2e-logs) first, so a failure can be diagnosed afterwards.
+# Any step that cannot run fails the whole command with its reason: nothing is skipped.
+set -euo pipefail
+HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "${HACK}/.." && pwd)"
+PY="${PY:-${REPO}/.venv/bin/python}"
+STATE="${VELOCITY_CLUSTER_DIR:-/var/lib/velocity-cluster}"
+LOG_COPY="${VELOCITY_E2E_LOGS:-/tmp/velocity-e2e-logs}"
+
+[[ ${EUID} -eq 0 ]] || { echo "error: $0 must run as root (it runs the local cluster)" >&2; exit 1; }
+[[ -x ${PY} ]] || { echo "error: ${PY} not found: run 'make install' first" >&2; exit 1; }
+
+fresh=0
+if [[ ${1:-} == --fresh ]]; then fresh=1; shift; fi
+
+finish() {
+	local status=$?
+	if ((fresh)); then
+		rm -rf "${LOG_COPY}"
+		[[ -d ${STATE}/logs ]] && cp -r "${STATE}/logs" "${LOG_COPY}" && echo "e2e: cluster logs copied to ${LOG_COPY}" >&2
+		bash "${HACK}/cluster/down.sh" || status=1
+	fi
+	exit "${status}"
+}
+if ((fresh)); then
+	bash "${HACK}/cluster/down.sh"
+	trap finish EXIT
+fi
+
+kubeconfig="$(bash "${HACK}/cluster/up.sh" | tail -n 1)"
+mapfile -t archives < <(bash "${HACK}/images/build.sh" | tail -n 2)
+bash "${HACK}/images/load.sh" "${archives[@]}"
+
+cd "${REPO}"
+VELOCITY_KUBECTL="$(bash "${HACK}/k8s-build.sh" --bin-dir)/kubectl" \
+	VELOCITY_IMAGE_PULL_POLICY=Never \
+	"${PY}" -m pytest e2e --kubeconfig "${kubeconfig}" --isolated-dns --timeout=900 "$@"
