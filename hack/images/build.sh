@@ -29,7 +29,12 @@ CACHE="${VELOCITY_IMAGE_CACHE:-${HOME}/.cache/velocity-images}"
 SUITE=bookworm
 PACKAGES="python3,python3-venv"
 UID_GID=10001
-PYTHON="${VELOCITY_HOST_PYTHON:-python3}"
+# pip on the host fetches the wheels: the project's venv has it (make install); the
+# system python3 may not.
+PYTHON="${VELOCITY_HOST_PYTHON:-}"
+if [[ -z ${PYTHON} ]]; then
+	if [[ -x ${REPO}/.venv/bin/python ]]; then PYTHON="${REPO}/.venv/bin/python"; else PYTHON=python3; fi
+fi
 TAR=(tar --sort=name --mtime=@0 --numeric-owner --one-file-system)
 
 log() { printf '%s images: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
