@@ -24,6 +24,7 @@ from .controllers.schedule import reconcile_schedule
 from .kube import ApiError, Kube, connect
 from .metrics import OperatorMetrics, error_reason
 from .names import FIELD_MANAGER
+from .names import lease as lease_name
 
 __all__ = ["Runtime"]
 
@@ -44,6 +45,9 @@ class Runtime:
     metrics: OperatorMetrics
     kubeconfig: str | None = None
     kube: Kube | None = field(default=None, repr=False)
+    # (namespace, Lease name) -> last holderIdentity acted on: the engines renew their
+    # Lease every second, the operator reacts only when the holder changes.
+    lease_holders: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def api(self) -> Kube:
         if self.kube is None:
@@ -163,6 +167,37 @@ async def statefulset_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     status = await refresh_status(runtime.api(), cluster, runtime.settings, _now())
     if status != cluster.get("status"):
         await _write_cluster_status(runtime, cluster, status)
+
+
+_LEASE_SUFFIX = lease_name("")  # "-primary": Leases named CLUSTER-primary
+
+
+def _is_cluster_lease(name: str, annotations: kopf.Annotations, **_: Any) -> bool:
+    # Cheap filter: the engines' primary Lease carries its epoch; node and controller
+    # Leases (renewed every few seconds cluster-wide) are dropped here.
+    return name.endswith(_LEASE_SUFFIX) and "vdb.io/epoch" in annotations
+
+
+@kopf.on.event("coordination.k8s.io", "v1", "leases", when=_is_cluster_lease)
+async def lease_event(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """The primary Lease changed hands: move the role label (the client Service follows)
+    and status.currentPrimary within seconds instead of at the next resync."""
+    runtime = _runtime(memo)
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    holder = (body.get("spec") or {}).get("holderIdentity") or ""
+    if runtime.lease_holders.get((namespace, name)) == holder:
+        return
+    cluster = await runtime.api().get(CLUSTER.api_version, CLUSTER.kind, namespace,
+                                      name.removesuffix(_LEASE_SUFFIX))
+    if cluster is None:  # a Lease of no VelocityCluster: nothing to follow
+        runtime.lease_holders[(namespace, name)] = holder
+        return
+    actions: list[Action] = []
+    status = await refresh_status(runtime.api(), cluster, runtime.settings, _now(), actions)
+    _post(cluster, actions)
+    if status != cluster.get("status"):
+        await _write_cluster_status(runtime, cluster, status)
+    runtime.lease_holders[(namespace, name)] = holder
 
 
 async def _reconcile_backup(body: Any, memo: Any) -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "FIELD_MANAGER",
     "GROUP",
     "METRICS_PORT",
+    "ROLE_LABEL",
     "SNAPSHOTS_VOLUME",
     "auth_secret",
     "backup_job",
@@ -21,10 +22,15 @@ __all__ = [
     "ca_secret",
     "claim",
     "config_map",
+    "engine_role",
+    "engine_service_account",
     "headless_service",
     "labels",
+    "lease",
     "pod",
+    "pod_dns_name",
     "pod_dns_names",
+    "pod_of_endpoint",
     "selector",
     "selector_string",
     "service",
@@ -40,6 +46,9 @@ METRICS_PORT = 9105
 AOF_VOLUME = "aof"
 SNAPSHOTS_VOLUME = "snapshots"
 CLUSTER_DOMAIN = "cluster.local"
+# On the pods: "primary" on the holder of the cluster's Lease, "replica" on the others.
+# The client Service selects role=primary; the operator moves the label when the Lease moves.
+ROLE_LABEL = "vdb.io/role"
 
 
 def service(cluster: str) -> str:
@@ -71,6 +80,20 @@ def ca_key_secret(cluster: str) -> str:
 
 def tls_secret(cluster: str) -> str:
     return f"{cluster}-tls"
+
+
+def lease(cluster: str) -> str:
+    """The coordination.k8s.io/v1 Lease whose holder is the primary (written by the engines)."""
+    return f"{cluster}-primary"
+
+
+def engine_service_account(cluster: str) -> str:
+    """The engine pods' ServiceAccount: the Lease agent inside the engine acts as it."""
+    return f"{cluster}-engine"
+
+
+def engine_role(cluster: str) -> str:
+    return f"{cluster}-engine"
 
 
 def config_map(cluster: str) -> str:
@@ -125,3 +148,20 @@ def pod_dns_names(cluster: str, namespace: str) -> list[str]:
     """Wildcards covering each pod's stable name under the headless Service."""
     headless = headless_service(cluster)
     return [f"*.{headless}.{namespace}.svc", f"*.{headless}.{namespace}.svc.{CLUSTER_DOMAIN}"]
+
+
+def pod_dns_name(cluster: str, namespace: str, pod_name: str) -> str:
+    """A pod's stable name under the headless Service (covered by the server certificate)."""
+    return f"{pod_name}.{headless_service(cluster)}.{namespace}.svc"
+
+
+def pod_of_endpoint(cluster: str, namespace: str, endpoint: str) -> str | None:
+    """The pod an engine endpoint `vdb://POD.HEADLESS.NS.svc:PORT` (a Lease holderIdentity)
+    names, or None for an endpoint that is not one of this cluster's pods."""
+    host = endpoint.removeprefix("vdb://").rsplit(":", 1)[0]
+    pod_name, _, rest = host.partition(".")
+    if rest.removesuffix(f".{CLUSTER_DOMAIN}") != f"{headless_service(cluster)}.{namespace}.svc":
+        return None
+    if not pod_name.startswith(f"{cluster}-") or not pod_name.removeprefix(f"{cluster}-").isdigit():
+        return None
+    return pod_name

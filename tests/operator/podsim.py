@@ -52,6 +52,19 @@ def _write_secret(secret: dict[str, Any], directory: Path) -> None:
         (directory / key).chmod(0o600)
 
 
+def _without_lease(args: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--lease-name", "--lease-namespace"):
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 @dataclass
 class SimulatedPod:
     root: Path
@@ -59,6 +72,10 @@ class SimulatedPod:
     spec: VelocityClusterSpec
     restore: statefulset.RestoreSource | None = None
     restore_root: Path | None = None  # where the restore claim is "mounted"
+    # The Lease agent's credentials (the pod's ServiceAccount token, as a kubeconfig). None:
+    # no API server, so the Lease flags are dropped and the engine runs as a lone primary.
+    lease_kubeconfig: Path | None = None
+    pod_name: str = "alpha-0"
     port: int = 0
     metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -92,7 +109,12 @@ class SimulatedPod:
         command = [self._relocate(part) for part in container["command"]]
         if command[0] == "velocity-engine":
             command[0] = str(BIN / "velocity-engine")
-        args = [self._relocate(a) for a in container["args"]]
+        # What the kubelet does: expand $(VAR) from the container's env (the pod name).
+        args = [self._relocate(a).replace("$(VELOCITY_POD_NAME)", self.pod_name) for a in container["args"]]
+        if self.lease_kubeconfig is None:
+            args = _without_lease(args)
+        else:
+            args += ["--lease-kubeconfig", str(self.lease_kubeconfig)]
         env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         for item in container.get("env", []):
             if "value" in item:

@@ -22,6 +22,7 @@ __all__ = [
     "FromBackup",
     "IssuerRef",
     "LastBackupStatus",
+    "ReplicationSpec",
     "ResourceRequirements",
     "StorageSpec",
     "TLSSpec",
@@ -282,6 +283,34 @@ class BootstrapSpec(ApiModel):
     )
 
 
+class ReplicationSpec(ApiModel):
+    """How the primary replicates writes to the other pods (engine replication, issue 5)."""
+
+    mode: Literal["async", "sync"] = Field(
+        default="async",
+        description="async (default): a write is acknowledged once the primary has it; a "
+        "failover can lose the last writes not yet streamed. sync: a write is acknowledged "
+        "once syncReplicas replicas also have it durably; the primary refuses writes "
+        "(NOT_ENOUGH_REPLICAS) while fewer replicas are connected.",
+    )
+    sync_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPLICAS - 1,
+        description="sync mode: how many replicas must acknowledge each write. Must be "
+        "below spec.replicas. Ignored in async mode. Defaults to 1.",
+    )
+
+
+# Sync mode with as many required acknowledgements as there are replicas (or more) would
+# refuse every write as soon as one replica restarts, and always with replicas = 1.
+SYNC_REPLICAS_RULE = (
+    "!has(self.replication) || !has(self.replication.mode) || self.replication.mode != 'sync' || "
+    "(has(self.replication.syncReplicas) ? self.replication.syncReplicas : 1) < "
+    "(has(self.replicas) ? self.replicas : 1)"
+)
+
+
 class VelocityClusterSpec(ApiModel):
     """The desired state of a Velocity cluster."""
 
@@ -292,7 +321,13 @@ class VelocityClusterSpec(ApiModel):
                     "has(self.bootstrap) == has(oldSelf.bootstrap)",
                     "spec.bootstrap can only be set when the cluster is created",
                     reason="FieldValueForbidden",
-                )
+                ),
+                cel(
+                    SYNC_REPLICAS_RULE,
+                    "spec.replication.syncReplicas must be below spec.replicas in sync mode "
+                    "(the primary needs that many other pods to acknowledge a write)",
+                    reason="FieldValueInvalid",
+                ),
             ]
         }
     )
@@ -301,9 +336,10 @@ class VelocityClusterSpec(ApiModel):
         default=1,
         ge=1,
         le=MAX_REPLICAS,
-        description="Number of pods. Pod 0 is the primary (see status.currentPrimary); the "
-        "others are replicas. Scaling down removes replicas one at a time, never the "
-        "primary. Defaults to 1.",
+        description="Number of pods. One of them is the primary, elected through the Lease "
+        "CLUSTER-primary (see status.currentPrimary); the others replicate it and take over "
+        "when it is lost. Scaling down removes the highest-numbered pods one at a time. "
+        "Defaults to 1.",
     )
     image: str | None = Field(
         default=None,
@@ -351,6 +387,11 @@ class VelocityClusterSpec(ApiModel):
         default=None,
         description="Restore a new cluster from a backup. Only settable when the cluster is "
         "created.",
+    )
+    replication: ReplicationSpec = Field(
+        default_factory=lambda: ReplicationSpec(),
+        description="Replication from the primary to the other pods: async (default) or sync.",
+        json_schema_extra={"default": {}},
     )
 
 
@@ -406,8 +447,9 @@ class VelocityClusterStatus(ApiModel):
     )
     current_primary: str | None = Field(
         default=None,
-        description="The pod that accepts writes. Pod 0 until replication with failover "
-        "arrives.",
+        description="The pod that accepts writes: the holder of the Lease CLUSTER-primary "
+        "(carries the label vdb.io/role=primary, which the client Service selects). Unset "
+        "until a pod has taken the Lease.",
     )
     image: str | None = Field(default=None, description="The engine image the pods are set to run.")
     certificate: CertificateStatus | None = Field(

@@ -21,14 +21,17 @@ def _ports(metrics: bool) -> list[dict[str, Any]]:
 
 
 def client_service(owner: Owner) -> dict[str, Any]:
-    """What SDKs connect to: every ready pod (the primary only once replication exists)."""
+    """What SDKs connect to: the primary, i.e. the pod the operator labelled
+    vdb.io/role=primary after reading the Lease. Between a failover and the operator's
+    relabelling the Service may point at no pod or at the deposed one, which answers
+    REDIRECT to the new primary (the SDK follows it)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": object_meta(owner, names.service(owner.name)),
         "spec": {
             "type": "ClusterIP",
-            "selector": names.selector(owner.name),
+            "selector": {**names.selector(owner.name), names.ROLE_LABEL: "primary"},
             "ports": _ports(metrics=True),
         },
     }

@@ -1,9 +1,12 @@
 """The StatefulSet that runs the engine pods, with one claim template per volume.
 
-Pod 0 is the primary. Rolling updates go from the highest ordinal down (StatefulSet
-RollingUpdate order), so replicas are updated first and the primary last; each step
-waits for the pod's readiness probe (/readyz). Config and certificate changes reach
-the pods through hashes in the pod template's annotations.
+Every pod runs the engine's replication with Lease election (always, even with one pod:
+scaling up then adds replicas without restarting the primary, and status/routing work
+the same way for every size): it advertises its stable DNS name under the headless
+Service, and the engine's Lease agent (as ServiceAccount NAME-engine) elects the primary
+through the Lease NAME-primary. Rolling updates go from the highest ordinal down, one pod
+at a time, each step waiting for /readyz. Config and certificate changes reach the pods
+through hashes in the pod template's annotations.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "TLS_HASH_ANNOTATION",
     "RestoreSource",
     "claim_sizes",
+    "replication_args",
     "restore_of",
     "statefulset",
 ]
@@ -135,6 +139,26 @@ def restore_of(existing: dict[str, Any]) -> RestoreSource | None:
     return RestoreSource(claim_name=claim, path=env.removeprefix(f"{RESTORE_DIR}/"))
 
 
+def replication_args(owner: Owner, spec: VelocityClusterSpec) -> list[str]:
+    """Engine flags for replication and Lease election. `$(VELOCITY_POD_NAME)` is expanded
+    by the kubelet from the container's env, so each pod advertises its own name."""
+    pod_name = "$(VELOCITY_POD_NAME)"
+    endpoint = f"vdb://{names.pod_dns_name(owner.name, owner.namespace, pod_name)}:{names.CLIENT_PORT}"
+    args = [
+        "--advertise", endpoint,
+        "--lease-name", names.lease(owner.name),
+        "--lease-namespace", owner.namespace,
+        "--replication-mode", spec.replication.mode,
+    ]
+    if spec.replication.mode == "sync":
+        args += ["--sync-replicas", str(spec.replication.sync_replicas)]
+    if spec.tls.enabled:
+        # The cluster CA (NAME-tls's ca.crt) signed every pod's certificate, whose SANs
+        # cover *.NAME-headless.NS.svc: a replica verifies its primary's advertised name.
+        args += ["--replica-ca", f"{TLS_DIR}/ca.crt"]
+    return args
+
+
 def statefulset(
     owner: Owner,
     spec: VelocityClusterSpec,
@@ -184,7 +208,8 @@ def statefulset(
     env: list[dict[str, Any]] = [
         {"name": "VELOCITY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
     ]
-    engine_args = ["--data-dir", DATA_DIR, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"]
+    engine_args = ["--data-dir", DATA_DIR, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
+                   *replication_args(owner, spec)]
     command = ["velocity-engine"]
     if restore is not None:
         mounts.append({"name": "restore", "mountPath": RESTORE_DIR, "readOnly": True})
@@ -229,7 +254,9 @@ def statefulset(
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
-        "automountServiceAccountToken": False,  # the engine never talks to the API server
+        # The engine's Lease agent talks to the API server as NAME-engine (leases only).
+        "serviceAccountName": names.engine_service_account(cluster),
+        "automountServiceAccountToken": True,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
         "securityContext": {
@@ -255,8 +282,8 @@ def statefulset(
         "spec": {
             "replicas": spec.replicas if replicas is None else replicas,
             "serviceName": names.headless_service(cluster),
-            # Parallel: pods start together (no replication yet, nothing to order); rolling
-            # updates still go one pod at a time, highest ordinal (a replica) first.
+            # Parallel: pods start together and the Lease elects the primary (no ordering
+            # needed); rolling updates still go one pod at a time, highest ordinal first.
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
             "persistentVolumeClaimRetentionPolicy": {

@@ -15,7 +15,7 @@ from .. import names
 from ..api.cluster import VelocityClusterSpec
 from ..conditions import BACKUP_SUCCEEDED, DEGRADED, PROGRESSING, READY, Reason, merge_condition
 
-__all__ = ["CertificateInfo", "Problem", "cluster_status", "latest_finished_backup", "primary_pod"]
+__all__ = ["CertificateInfo", "Problem", "cluster_status", "latest_finished_backup"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,6 @@ class CertificateInfo:
     secret_name: str
     not_after: dt.datetime | None
     renew_after: dt.datetime | None
-
-
-def primary_pod(cluster: str) -> str:
-    """Pod 0 accepts writes until replication with failover exists (issue 5)."""
-    return names.pod(cluster, 0)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -56,9 +51,11 @@ def cluster_status(
     problems: Sequence[Problem] = (),
     certificate: CertificateInfo | None = None,
     last_backup: dict[str, Any] | None = None,
+    primary: str | None = None,
 ) -> dict[str, Any]:
     """The status subresource to write (camelCase, as stored). `last_backup` is the
-    newest finished VelocityBackup of the cluster (see latest_finished_backup)."""
+    newest finished VelocityBackup of the cluster (see latest_finished_backup); `primary`
+    the pod holding the cluster's Lease (None: nobody has taken it yet)."""
     desired = spec.replicas
     sts_status = (statefulset or {}).get("status", {})
     sts_meta = (statefulset or {}).get("metadata", {})
@@ -113,9 +110,10 @@ def cluster_status(
         "readyReplicas": ready,
         "updatedReplicas": updated,
         "selector": names.selector_string(cluster),
-        "currentPrimary": primary_pod(cluster),
         "image": image,
     }
+    if primary is not None:
+        status["currentPrimary"] = primary
     if certificate is not None:
         cert: dict[str, Any] = {"secretName": certificate.secret_name}
         if certificate.not_after is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from .. import names
 from ..api.cluster import VelocityClusterSpec
 from ..builders import config as config_builder
+from ..builders import engine_rbac
 from ..builders import pdb as pdb_builder
 from ..builders import services as service_builder
 from ..builders import statefulset as sts_builder
@@ -23,6 +24,7 @@ from ..builders.status import Problem, cluster_status, latest_finished_backup
 from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action, Settings
+from .primary import label_roles, read_primary
 from .restore import restore_source
 from .scaling import next_replicas
 from .storage import reconcile_storage
@@ -60,6 +62,10 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     await kube.apply(service_builder.client_service(owner))
     await kube.apply(service_builder.headless_service(owner))
     await kube.apply(pdb_builder.pod_disruption_budget(owner))
+    # The engines' Lease agents act as NAME-engine: it must exist before the pods do.
+    await kube.apply(engine_rbac.service_account(owner))
+    await kube.apply(engine_rbac.role(owner))
+    await kube.apply(engine_rbac.role_binding(owner))
 
     existing = await kube.get("apps/v1", "StatefulSet", owner.namespace, names.statefulset(owner.name))
     fixed_sizes = sts_builder.claim_sizes(existing) if existing else {}
@@ -82,6 +88,8 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     )
     _describe_changes(existing, desired, actions)
     applied = await kube.apply(desired)
+    primary = await read_primary(kube, owner)
+    await label_roles(kube, owner, primary, actions)
 
     for problem in problems:
         actions.append(Action(problem.reason, problem.message, warning=True))
@@ -92,19 +100,22 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
         cluster=owner.name, spec=spec, generation=int(body["metadata"].get("generation", 1)),
         statefulset=applied, previous=dict(body.get("status") or {}), now=now,
         image=spec.image or settings.default_image, problems=problems, certificate=tls.certificate,
-        last_backup=latest_finished_backup(backups, owner.name),
+        last_backup=latest_finished_backup(backups, owner.name), primary=primary,
     )
     return ClusterResult(status, actions)
 
 
 async def refresh_status(kube: Kube, body: dict[str, Any], settings: Settings,
-                         now: dt.datetime) -> dict[str, Any]:
-    """Status from the StatefulSet as it is now, without writing anything else (used when
-    the StatefulSet reports progress, so Ready is seen within seconds)."""
+                         now: dt.datetime, actions: list[Action] | None = None) -> dict[str, Any]:
+    """Status from the StatefulSet and the Lease as they are now, writing nothing but the
+    pods' role labels (used when the StatefulSet reports progress or the Lease changes
+    hands, so Ready and a new primary are seen within seconds)."""
     spec = VelocityClusterSpec.model_validate(body.get("spec") or {})
     owner = owner_of(body)
     previous = dict(body.get("status") or {})
     sts = await kube.get("apps/v1", "StatefulSet", owner.namespace, names.statefulset(owner.name))
+    primary = await read_primary(kube, owner)
+    await label_roles(kube, owner, primary, actions if actions is not None else [])
     problems = [
         Problem(c.get("reason", Reason.RECONCILE_FAILED), c.get("message", ""))
         for c in previous.get("conditions") or []
@@ -113,7 +124,7 @@ async def refresh_status(kube: Kube, body: dict[str, Any], settings: Settings,
     return cluster_status(
         cluster=owner.name, spec=spec, generation=int(previous.get("observedGeneration") or 1),
         statefulset=sts, previous=previous, now=now, image=spec.image or settings.default_image,
-        problems=problems, certificate=None,
+        problems=problems, certificate=None, primary=primary,
     ) | ({"certificate": previous["certificate"]} if "certificate" in previous else {})
 
 

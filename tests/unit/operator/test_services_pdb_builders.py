@@ -11,7 +11,9 @@ def test_client_service(owner: Owner) -> None:
     assert svc["metadata"]["name"] == "alpha"
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     assert ports["vproto"] == 2005
-    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "velocity", "app.kubernetes.io/instance": "alpha"}
+    # Only the pod the operator labelled primary (the Lease holder) receives clients.
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "velocity", "app.kubernetes.io/instance": "alpha",
+                                       "vdb.io/role": "primary"}
 
 
 def test_headless_service(owner: Owner) -> None:

@@ -55,7 +55,7 @@ def test_provisioning_then_ready() -> None:
     assert _cond(status, DEGRADED)["status"] == "False"
     assert status["observedGeneration"] == 4
     assert status["readyReplicas"] == 3
-    assert status["currentPrimary"] == "alpha-0"
+    assert "currentPrimary" not in status  # nobody holds the Lease yet
     assert status["selector"] == "app.kubernetes.io/name=velocity,app.kubernetes.io/instance=alpha"
 
 
@@ -118,3 +118,9 @@ def test_latest_finished_backup_sets_backup_succeeded() -> None:
                             previous=status, now=T0, image="img", last_backup=ok)
     assert _cond(status, BACKUP_SUCCEEDED)["status"] == "True"
     assert latest_finished_backup([], "alpha") is None
+
+
+def test_current_primary_is_the_lease_holder() -> None:
+    status = cluster_status(cluster="alpha", spec=make_spec(replicas=3), generation=1, statefulset=_sts(3, 3),
+                            previous={}, now=T0, image="img", primary="alpha-2")
+    assert status["currentPrimary"] == "alpha-2"

@@ -1,0 +1,132 @@
+"""Replication wiring on a real kube-apiserver: the engines' Lease RBAC, real engines
+started with the operator's generated flags electing a primary through the cluster's
+Lease (acting as the cluster's engine ServiceAccount), and the operator following the
+Lease holder in status.currentPrimary and in the role label the client Service selects.
+
+There is no kubelet in this tier: the engines run as local processes (podsim) and their
+advertised pod DNS names do not resolve, so replicas cannot stream here (replication
+itself is tested in tests/integration/replication); election and routing can.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from velocity_operator.api.cluster import VelocityClusterSpec
+from velocity_operator.builders.meta import Owner
+
+from tests.kube.kube_api import KubeAPI
+
+from .conftest import Kubectl, OperatorProcess, cluster, wait_for
+from .podsim import ClusterMaterial, SimulatedPod
+
+SELECTOR = "app.kubernetes.io/instance=rp"
+
+
+def _engine_kubeconfig(kubectl: Kubectl, kube_api: KubeAPI, ns: str, path: Path) -> Path:
+    """What a pod of the cluster mounts: a token of ServiceAccount rp-engine."""
+    token = kubectl.run("create", "token", "rp-engine", "-n", ns, "--duration=1h").stdout.strip()
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "t", "cluster": {"server": kube_api.server,
+                                               "certificate-authority": str(kube_api.ca_file)}}],
+        "users": [{"name": "engine", "user": {"token": token}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "engine", "namespace": ns}}],
+        "current-context": "t",
+    }))
+    return path
+
+
+def _holder(kubectl: Kubectl, ns: str) -> str | None:
+    lease = kubectl.get("lease", "rp-primary", ns)
+    return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
+
+
+def _roles(kubectl: Kubectl, ns: str) -> dict[str, str | None]:
+    return {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get("vdb.io/role")
+            for p in kubectl.items("pods", ns, SELECTOR)}
+
+
+@pytest.fixture
+def engines() -> Iterator[list[SimulatedPod]]:
+    started: list[SimulatedPod] = []
+    try:
+        yield started
+    finally:
+        for pod in started:
+            pod.stop()
+
+
+def test_engine_rbac_is_leases_only(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    kubectl.apply(cluster("rp", ns, replicas=2))
+    for kind in ("serviceaccount", "role", "rolebinding"):
+        wait_for(f"{kind}/rp-engine", lambda k=kind: kubectl.get(k, "rp-engine", ns))
+    sts = wait_for("StatefulSet", lambda: kubectl.get("statefulset", "rp", ns))
+    assert sts["spec"]["template"]["spec"]["serviceAccountName"] == "rp-engine"
+    who = f"--as=system:serviceaccount:{ns}:rp-engine"
+
+    def can(*what: str, namespace: str = ns) -> str:
+        return kubectl.run("auth", "can-i", *what, who, "-n", namespace, check=False).stdout.strip()
+
+    for verb in ("get", "list", "watch", "create", "update"):
+        assert can(verb, "leases.coordination.k8s.io") == "yes", verb
+    assert can("delete", "leases.coordination.k8s.io") == "no"
+    assert can("get", "secrets") == "no"
+    assert can("get", "leases.coordination.k8s.io", namespace="default") == "no"
+
+
+def test_sync_replicas_must_be_below_replicas(kubectl: Kubectl, crds: None, ns: str) -> None:
+    done = kubectl.apply(cluster("bad", ns, replicas=2, replication={"mode": "sync", "syncReplicas": 2}),
+                         check=False)
+    assert done.returncode != 0 and "syncReplicas must be below spec.replicas" in done.stderr, done.stderr
+    kubectl.apply(cluster("good", ns, replicas=3, replication={"mode": "sync", "syncReplicas": 2}))
+
+
+def test_primary_follows_the_lease_holder(kubectl: Kubectl, kube_api: KubeAPI, operator: OperatorProcess,
+                                          ns: str, tmp_path: Path, engines: list[SimulatedPod]) -> None:
+    kubectl.apply(cluster("rp", ns, replicas=2))
+    vc: dict[str, Any] = wait_for("the cluster", lambda: kubectl.get("vc", "rp", ns))
+    wait_for("2 pods", lambda: len(kubectl.items("pods", ns, SELECTOR)) == 2)
+    svc = wait_for("Service rp", lambda: kubectl.get("service", "rp", ns))
+    assert svc["spec"]["selector"]["vdb.io/role"] == "primary"
+    wait_for("rolebinding/rp-engine", lambda: kubectl.get("rolebinding", "rp-engine", ns))
+
+    owner = Owner(name="rp", namespace=ns, uid=vc["metadata"]["uid"])
+    material = ClusterMaterial(owner)
+    spec = VelocityClusterSpec.model_validate(vc["spec"])
+    kubeconfig = _engine_kubeconfig(kubectl, kube_api, ns, tmp_path / "engine.kubeconfig")
+
+    first = SimulatedPod(tmp_path / "rp-0", material, spec, lease_kubeconfig=kubeconfig, pod_name="rp-0")
+    engines.append(first)
+    first.start()
+    endpoint = f"vdb://rp-0.rp-headless.{ns}.svc:2005"
+    wait_for("rp-0 to take the Lease", lambda: _holder(kubectl, ns) == endpoint, timeout=30)
+    wait_for("status.currentPrimary rp-0",
+             lambda: ((kubectl.get("vc", "rp", ns) or {}).get("status") or {}).get("currentPrimary") == "rp-0")
+    wait_for("role labels", lambda: _roles(kubectl, ns) == {"rp-0": "primary", "rp-1": "replica"})
+    done = first.ctl("set", "k", "v")  # the Lease holder takes writes
+    assert done.returncode == 0, done.stderr
+
+    second = SimulatedPod(tmp_path / "rp-1", material, spec, lease_kubeconfig=kubeconfig, pod_name="rp-1")
+    engines.append(second)
+    second.start()
+    # The member Lease shows the second engine joined the election.
+    wait_for("rp-1's member Lease", lambda: any(
+        (item.get("spec") or {}).get("holderIdentity") == f"vdb://rp-1.rp-headless.{ns}.svc:2005"
+        for item in kubectl.items("leases", ns, "vdb.io/lease=rp-primary")))
+    assert _holder(kubectl, ns) == endpoint
+
+    first.stop()  # the primary goes away: its Lease expires and the live member takes it
+    wait_for("rp-1 to take the Lease", lambda: _holder(kubectl, ns) == f"vdb://rp-1.rp-headless.{ns}.svc:2005",
+             timeout=40)
+    wait_for("status.currentPrimary rp-1",
+             lambda: ((kubectl.get("vc", "rp", ns) or {}).get("status") or {}).get("currentPrimary") == "rp-1",
+             timeout=15)
+    wait_for("role labels moved", lambda: _roles(kubectl, ns) == {"rp-0": "replica", "rp-1": "primary"},
+             timeout=15)
+    printed = kubectl.run("get", "vc", "rp", "-n", ns).stdout
+    assert "rp-1" in printed, printed
