@@ -74,10 +74,12 @@ def _run_load_then_kill(primary: Node, seconds: float) -> History:
         task = asyncio.create_task(write_load(primary, stop))
         await asyncio.sleep(seconds)  # the load's duration, not a synchronisation
         primary.kill()
-        killed = time.monotonic()
         history = await asyncio.wait_for(task, 30)
         stop.set()
-        assert history.last_ack_at <= killed + 0.001 or not history.last_ack_at
+        # Acks may be *read* after the kill: kill() blocks this loop while replies the
+        # primary sent before dying sit in the socket buffer. What matters is checked
+        # by the caller: every acknowledged write survives on the promoted replica.
+        assert history.acked, "no write was acknowledged before the kill"
         return history
 
     return asyncio.run(go())
