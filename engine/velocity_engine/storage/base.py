@@ -16,7 +16,7 @@ write durable raises StorageError from `apply()` and refuses further writes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,3 +62,20 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Release resources; pending writes are made durable first."""
+
+
+def sample_expiring(cycle: list[bytes], expiring: Mapping[bytes, int], n: int) -> list[tuple[bytes, int]]:
+    """Up to n (key, expire_at_ms) pairs, walking `cycle` and refilling it from `expiring` when empty.
+
+    `cycle` is the caller's cursor, kept between calls so that successive calls visit
+    every key with a TTL before any is visited twice; keys removed since the refill are skipped.
+    """
+    if not cycle:
+        cycle.extend(expiring)
+    out: list[tuple[bytes, int]] = []
+    while cycle and len(out) < n:
+        key = cycle.pop()
+        at = expiring.get(key)
+        if at is not None:
+            out.append((key, at))
+    return out

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from velocity_engine.fsutil import fsync_dir
-from velocity_engine.storage.base import Mutation, Record
+from velocity_engine.storage.base import Mutation, Record, sample_expiring
 from velocity_engine.storage.block_cache import BlockCache
 from velocity_engine.storage.compaction import CompactionStats, MergeResult, merge_tables, pick, wall_ms
 from velocity_engine.storage.entry_codec import encode_batch
@@ -492,15 +492,7 @@ class LsmStorage:
     # -- expiry, counts, stats ----------------------------------------------------------------------
 
     def expiring_sample(self, n: int) -> list[tuple[bytes, int]]:
-        if not self._cycle:
-            self._cycle = list(self._expiring)
-        out: list[tuple[bytes, int]] = []
-        while self._cycle and len(out) < n:
-            key = self._cycle.pop()
-            at = self._expiring.get(key)
-            if at is not None:
-                out.append((key, at))
-        return out
+        return sample_expiring(self._cycle, self._expiring, n)
 
     def __len__(self) -> int:
         return self._live

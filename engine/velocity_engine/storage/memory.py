@@ -8,7 +8,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from velocity_engine.storage.base import Mutation, Record
+from velocity_engine.storage.base import Mutation, Record, sample_expiring
 
 
 class MemoryStorage:
@@ -55,15 +55,7 @@ class MemoryStorage:
             yield key, data[key]
 
     def expiring_sample(self, n: int) -> list[tuple[bytes, int]]:
-        if not self._cycle:
-            self._cycle = list(self._expiring)
-        out: list[tuple[bytes, int]] = []
-        while self._cycle and len(out) < n:
-            key = self._cycle.pop()
-            at = self._expiring.get(key)
-            if at is not None:
-                out.append((key, at))
-        return out
+        return sample_expiring(self._cycle, self._expiring, n)
 
     def __len__(self) -> int:
         return len(self._data)
