@@ -164,7 +164,9 @@ async def statefulset_event(body: kopf.Body, memo: Any, **_: Any) -> None:
         # Mid scale-down: take the next step as soon as the last pod is gone.
         await _reconcile_cluster(cluster, memo, schedule=False)
         return
-    status = await refresh_status(runtime.api(), cluster, runtime.settings, _now())
+    actions: list[Action] = []
+    status = await refresh_status(runtime.api(), cluster, runtime.settings, _now(), actions)
+    _post(cluster, actions)
     if status != cluster.get("status"):
         await _write_cluster_status(runtime, cluster, status)
 

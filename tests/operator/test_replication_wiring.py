@@ -22,7 +22,7 @@ from velocity_operator.builders.meta import Owner
 
 from tests.kube.kube_api import KubeAPI
 
-from .conftest import Kubectl, OperatorProcess, cluster, wait_for
+from .conftest import Kubectl, OperatorProcess, cluster, mark_pods_ready, wait_for
 from .podsim import ClusterMaterial, SimulatedPod
 
 SELECTOR = "app.kubernetes.io/instance=rp"
@@ -139,3 +139,49 @@ def test_primary_follows_the_lease_holder(kubectl: Kubectl, kube_api: KubeAPI, o
           f"-> status.currentPrimary {t_status - t_lease:.2f}s")
     printed = kubectl.run("get", "vc", "rp", "-n", ns).stdout
     assert "rp-1" in printed, printed
+
+
+def test_rolling_update_restarts_the_primary_last(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    """OnDelete, driven by the operator: replicas highest ordinal first, the Lease holder
+    last, one pod at a time while every pod is ready. The Lease is written by hand here
+    (as an engine would) to make the middle pod the primary."""
+    selector = "app.kubernetes.io/instance=ru"
+    kubectl.apply(cluster("ru", ns, replicas=3))
+    wait_for("3 pods", lambda: len(kubectl.items("pods", ns, selector)) == 3)
+    kubectl.apply({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": "ru-primary", "namespace": ns, "annotations": {"vdb.io/epoch": "1"}},
+                   "spec": {"holderIdentity": f"vdb://ru-1.ru-headless.{ns}.svc:2005", "leaseDurationSeconds": 5}})
+    wait_for("ru-1 labelled primary", lambda: {p["metadata"]["name"]: (p["metadata"].get("labels") or {})
+                                               .get("vdb.io/role") for p in kubectl.items("pods", ns, selector)}
+             == {"ru-0": "replica", "ru-1": "primary", "ru-2": "replica"})
+    mark_pods_ready(kubectl, ns, selector)
+    kubectl.run("wait", "--for=condition=Ready", "vc/ru", "-n", ns, "--timeout=30s")
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.items("pods", ns, selector)}
+
+    patch = {"spec": {"config": {"logLevel": "DEBUG"}}}
+    kubectl.run("patch", "vc", "ru", "-n", ns, "--type=merge", "-p", json.dumps(patch))
+    order: list[str] = []
+
+    def step() -> bool:
+        # What kubelets would do: recreated pods start and become ready. Each pod is marked
+        # ready only under the uid recorded here (a uid in the patch is a precondition),
+        # so no restart goes unseen.
+        pods = kubectl.items("pods", ns, selector)
+        assert len(pods) >= 2, "more than one pod down at a time"
+        for pod in pods:
+            name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+            if uids.get(name) != uid:
+                uids[name] = uid
+                order.append(name)
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            ready = {"metadata": {"uid": uid}, "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}}
+            kubectl.run("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge",
+                        "-p", json.dumps(ready), check=False)
+        return len(order) == 3
+
+    wait_for("every pod restarted", step, timeout=120, interval=0.5)
+    assert order == ["ru-2", "ru-0", "ru-1"], order
+    wait_for("phase Ready after the rollout",
+             lambda: ((kubectl.get("vc", "ru", ns) or {}).get("status") or {}).get("phase") == "Ready", timeout=30)

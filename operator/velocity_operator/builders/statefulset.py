@@ -4,9 +4,10 @@ Every pod runs the engine's replication with Lease election (always, even with o
 scaling up then adds replicas without restarting the primary, and status/routing work
 the same way for every size): it advertises its stable DNS name under the headless
 Service, and the engine's Lease agent (as ServiceAccount NAME-engine) elects the primary
-through the Lease NAME-primary. Rolling updates go from the highest ordinal down, one pod
-at a time, each step waiting for /readyz. Config and certificate changes reach the pods
-through hashes in the pod template's annotations.
+through the Lease NAME-primary. Rolling updates are the operator's (OnDelete): one pod at
+a time, replicas first and the primary last, each step waiting for every pod's /readyz.
+Config and certificate changes reach the pods through hashes in the pod template's
+annotations.
 """
 
 from __future__ import annotations
@@ -283,9 +284,11 @@ def statefulset(
             "replicas": spec.replicas if replicas is None else replicas,
             "serviceName": names.headless_service(cluster),
             # Parallel: pods start together and the Lease elects the primary (no ordering
-            # needed); rolling updates still go one pod at a time, highest ordinal first.
+            # needed); rolling updates go one pod at a time, driven by the operator.
             "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            # OnDelete: the operator restarts outdated pods itself, replicas first and the
+            # primary (the Lease holder, any ordinal) last (controllers/rollout.py).
+            "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {
                 "whenScaled": retention.when_scaled,
                 "whenDeleted": retention.when_deleted,

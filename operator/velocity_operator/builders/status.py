@@ -63,7 +63,10 @@ def cluster_status(
     ready = int(sts_status.get("readyReplicas", 0))
     updated = int(sts_status.get("updatedReplicas", 0))
     observed = sts_status.get("observedGeneration", 0) >= sts_meta.get("generation", 1)
-    revision_done = sts_status.get("currentRevision") == sts_status.get("updateRevision")
+    # Under OnDelete the StatefulSet controller never advances currentRevision: a rollout
+    # is done when every pod runs the update revision.
+    revision_done = (sts_status.get("currentRevision") == sts_status.get("updateRevision")
+                     or (sts_replicas > 0 and updated == sts_replicas))
 
     all_ready = statefulset is not None and observed and ready == desired and sts_replicas == desired
     rolled = all_ready and updated == desired and revision_done

@@ -26,6 +26,7 @@ from ..kube import Kube
 from .actions import Action, Settings
 from .primary import label_roles, read_primary
 from .restore import restore_source
+from .rollout import rollout_step
 from .scaling import next_replicas
 from .storage import reconcile_storage
 from .tls import ensure_auth_token, ensure_tls
@@ -90,6 +91,7 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     applied = await kube.apply(desired)
     primary = await read_primary(kube, owner)
     await label_roles(kube, owner, primary, actions)
+    await rollout_step(kube, owner, applied, primary, actions)
 
     for problem in problems:
         actions.append(Action(problem.reason, problem.message, warning=True))
@@ -108,14 +110,17 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
 async def refresh_status(kube: Kube, body: dict[str, Any], settings: Settings,
                          now: dt.datetime, actions: list[Action] | None = None) -> dict[str, Any]:
     """Status from the StatefulSet and the Lease as they are now, writing nothing but the
-    pods' role labels (used when the StatefulSet reports progress or the Lease changes
-    hands, so Ready and a new primary are seen within seconds)."""
+    pods' role labels and the next rollout step (used when the StatefulSet reports
+    progress or the Lease changes hands, so Ready, a new primary and the next pod of a
+    rolling update follow within seconds)."""
     spec = VelocityClusterSpec.model_validate(body.get("spec") or {})
     owner = owner_of(body)
     previous = dict(body.get("status") or {})
     sts = await kube.get("apps/v1", "StatefulSet", owner.namespace, names.statefulset(owner.name))
     primary = await read_primary(kube, owner)
-    await label_roles(kube, owner, primary, actions if actions is not None else [])
+    actions = actions if actions is not None else []
+    await label_roles(kube, owner, primary, actions)
+    await rollout_step(kube, owner, sts, primary, actions)
     problems = [
         Problem(c.get("reason", Reason.RECONCILE_FAILED), c.get("message", ""))
         for c in previous.get("conditions") or []

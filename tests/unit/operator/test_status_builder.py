@@ -124,3 +124,10 @@ def test_current_primary_is_the_lease_holder() -> None:
     status = cluster_status(cluster="alpha", spec=make_spec(replicas=3), generation=1, statefulset=_sts(3, 3),
                             previous={}, now=T0, image="img", primary="alpha-2")
     assert status["currentPrimary"] == "alpha-2"
+
+
+def test_on_delete_rollout_done_when_every_pod_is_updated() -> None:
+    """Under OnDelete currentRevision never advances: all pods updated means done."""
+    sts = _sts(3, 3, updated=3, same_revision=False)
+    assert _status(3, sts, previous={"readyReplicas": 3})["phase"] == "Ready"
+    assert _status(3, _sts(3, 3, updated=2, same_revision=False), previous={"readyReplicas": 3})["phase"] == "Updating"

@@ -1,0 +1,66 @@
+"""Rolling updates ordered by role: replicas first, the primary last, one pod at a time.
+
+The StatefulSet uses `updateStrategy: OnDelete`, so its controller never restarts a pod
+by itself on a template change; the operator deletes the outdated pods (the controller
+recreates them from the new template). The StatefulSet's own order (highest ordinal
+first) would restart the primary whenever its ordinal comes up, possibly first, and the
+Lease would then move to a pod that is restarted again later: several failovers per
+update. Here the primary goes last, once every other pod runs the new template and is
+ready, so a rollout costs exactly one change of primary (the engine offers no planned
+switchover under Lease election yet: see docs/operator/limits.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import names
+from ..builders.meta import Owner
+from ..kube import Kube
+from .actions import Action
+
+__all__ = ["REVISION_LABEL", "next_pod_to_update", "rollout_step"]
+
+REVISION_LABEL = "controller-revision-hash"  # set on every pod by the StatefulSet controller
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _ordinal(pod: dict[str, Any]) -> int:
+    return int(pod["metadata"]["name"].rsplit("-", 1)[-1])
+
+
+def next_pod_to_update(statefulset: dict[str, Any], pods: list[dict[str, Any]], primary: str | None) -> str | None:
+    """The pod to delete now, or None (nothing outdated, or wait: a pod is missing or not
+    ready, or the StatefulSet controller has not seen the latest template yet)."""
+    meta, spec, status = statefulset["metadata"], statefulset["spec"], statefulset.get("status") or {}
+    revision = status.get("updateRevision")
+    if not revision or int(status.get("observedGeneration", 0)) < int(meta.get("generation", 0)):
+        return None
+    if len(pods) != int(spec.get("replicas", 0)) or not all(_ready(p) for p in pods):
+        return None  # one pod at a time, and only while every pod serves
+    outdated = [p for p in pods if (p["metadata"].get("labels") or {}).get(REVISION_LABEL) != revision]
+    if not outdated:
+        return None
+    replicas = [p for p in outdated if p["metadata"]["name"] != primary]
+    victim = max(replicas, key=_ordinal) if replicas else outdated[0]
+    name: str = victim["metadata"]["name"]
+    return name
+
+
+async def rollout_step(kube: Kube, owner: Owner, statefulset: dict[str, Any] | None, primary: str | None,
+                       actions: list[Action]) -> None:
+    if statefulset is None:
+        return
+    pods = await kube.list("v1", "Pod", owner.namespace, label_selector=names.selector_string(owner.name))
+    victim = next_pod_to_update(statefulset, pods, primary)
+    if victim is None:
+        return
+    role = "the primary, last" if victim == primary else "a replica"
+    if await kube.delete("v1", "Pod", owner.namespace, victim):
+        actions.append(Action("RollingUpdate", f"restarting {victim} ({role}) on the new pod template"))
