@@ -36,19 +36,26 @@ def _ordinal(pod: dict[str, Any]) -> int:
 
 
 def next_pod_to_update(statefulset: dict[str, Any], pods: list[dict[str, Any]], primary: str | None) -> str | None:
-    """The pod to delete now, or None (nothing outdated, or wait: a pod is missing or not
-    ready, or the StatefulSet controller has not seen the latest template yet)."""
+    """The pod to delete now, or None (nothing outdated, or wait: a pod is missing or going,
+    an updated pod is not ready, or the StatefulSet controller has not seen the latest
+    template yet). Outdated pods that are not ready go first: they serve nothing."""
     meta, spec, status = statefulset["metadata"], statefulset["spec"], statefulset.get("status") or {}
     revision = status.get("updateRevision")
     if not revision or int(status.get("observedGeneration", 0)) < int(meta.get("generation", 0)):
         return None
-    if len(pods) != int(spec.get("replicas", 0)) or not all(_ready(p) for p in pods):
-        return None  # one pod at a time, and only while every pod serves
+    if len(pods) != int(spec.get("replicas", 0)) or any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return None  # one pod at a time
     outdated = [p for p in pods if (p["metadata"].get("labels") or {}).get(REVISION_LABEL) != revision]
     if not outdated:
         return None
-    replicas = [p for p in outdated if p["metadata"]["name"] != primary]
-    victim = max(replicas, key=_ordinal) if replicas else outdated[0]
+    if any(not _ready(p) for p in pods if p not in outdated):
+        return None  # an updated pod does not serve (yet, or the new template is broken): wait
+    # An outdated pod that does not serve costs nothing to restart (this is how a broken
+    # template is replaced by a fixed one); otherwise every pod serves and one may go.
+    down = [p for p in outdated if not _ready(p)]
+    candidates = down or outdated
+    replicas = [p for p in candidates if p["metadata"]["name"] != primary]
+    victim = max(replicas, key=_ordinal) if replicas else candidates[0]
     name: str = victim["metadata"]["name"]
     return name
 

@@ -32,7 +32,7 @@ def test_replicas_first_highest_ordinal_first_primary_last() -> None:
     assert next_pod_to_update(sts, pods, primary="a-2") is None  # done
 
 
-def test_waits_while_a_pod_is_not_ready_missing_or_going() -> None:
+def test_waits_while_an_updated_pod_is_not_ready_or_a_pod_is_missing_or_going() -> None:
     sts = _sts()
     assert next_pod_to_update(sts, [_pod("a-0", "old"), _pod("a-1", "new", ready=False), _pod("a-2", "new")],
                               "a-0") is None
@@ -50,3 +50,12 @@ def test_waits_for_the_controller_to_see_the_template() -> None:
 def test_without_a_known_primary_replicas_order_still_applies() -> None:
     pods = [_pod("a-0", "old"), _pod("a-1", "old")]
     assert next_pod_to_update(_sts(replicas=2), pods, None) == "a-1"
+
+
+def test_outdated_pods_that_do_not_serve_go_first() -> None:
+    """A broken template fixed by a new one: its crashing pods are replaced at once, one
+    at a time, even though not every pod is ready."""
+    pods = [_pod("a-0", "old"), _pod("a-1", "old", ready=False), _pod("a-2", "old")]
+    assert next_pod_to_update(_sts(), pods, "a-0") == "a-1"
+    all_down = [_pod("a-0", "old", ready=False), _pod("a-1", "old", ready=False)]
+    assert next_pod_to_update(_sts(replicas=2), all_down, "a-0") == "a-1"
