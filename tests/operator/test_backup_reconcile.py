@@ -52,7 +52,7 @@ def test_backup_runs_a_snapshot_job_and_records_the_result(kubectl: Kubectl, ope
     assert job is not None
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["VDB_ENDPOINT"] == f"vdb://bk-0.bk-headless.{ns}.svc:2005"
+    assert env["VDB_ENDPOINT"] == f"vdb://bk.{ns}.svc:2005"
     assert job["metadata"]["ownerReferences"][0]["kind"] == "VelocityBackup"
 
     # Play the kubelet: the Job's pod ran the snapshot and left its report.

@@ -65,8 +65,9 @@ def resolve_destination(cluster: str, backup: str, destination: BackupDestinatio
 def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation, image: str,
                tls: bool) -> dict[str, Any]:
     """The snapshot Job, owned by the VelocityBackup `owner`."""
-    endpoint = (f"vdb://{names.pod(cluster, 0)}.{names.headless_service(cluster)}."
-                f"{owner.namespace}.svc:{names.CLIENT_PORT}")
+    # The client Service routes to the primary (vdb.io/role=primary): the snapshot is the
+    # freshest data, not a replica's possibly lagging copy.
+    endpoint = f"vdb://{names.service(cluster)}.{owner.namespace}.svc:{names.CLIENT_PORT}"
     env: list[dict[str, Any]] = [{"name": "VDB_ENDPOINT", "value": endpoint}]
     mounts: list[dict[str, Any]] = [
         {"name": "backup", "mountPath": BACKUP_MOUNT},

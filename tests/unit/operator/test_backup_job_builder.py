@@ -47,7 +47,7 @@ def test_job_targets_the_primary_with_tls_and_token() -> None:
     pod = job["spec"]["template"]["spec"]
     c = pod["containers"][0]
     env = {e["name"]: e["value"] for e in c["env"]}
-    assert env["VDB_ENDPOINT"] == "vdb://alpha-0.alpha-headless.prod.svc:2005"
+    assert env["VDB_ENDPOINT"] == "vdb://alpha.prod.svc:2005"
     assert env["VDB_CA"].endswith("/ca.crt") and env["VDB_TOKEN_FILE"].endswith("/token")
     assert c["args"][-2:] == ["--file", "/backup/v/a/b1.vsnap"]
     assert {v["name"] for v in pod["volumes"]} == {"backup", "tmp", "ca", "auth"}
