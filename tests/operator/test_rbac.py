@@ -78,7 +78,7 @@ def test_operator_works_with_its_own_rbac(kubectl: Kubectl, sa_operator: Operato
     # into an earlier test's namespace while it terminates are refused with Forbidden
     # too, for a reason that is not RBAC: those lines do not count.
     denied = [line for line in log.splitlines()
-              if "forbidden" in line.lower() and "NamespaceTerminating" not in line]
+              if "forbidden" in line.lower() and "being terminated" not in line]
     assert not denied, "\n".join(denied[:5])
     vc = kubectl.get("vc", "rb", ns)
     degraded = condition(vc, "Degraded")
