@@ -74,8 +74,8 @@ def test_operator_works_with_its_own_rbac(kubectl: Kubectl, sa_operator: Operato
     wait_for("its Job", lambda: kubectl.get("job", f"{name}-snapshot", ns), timeout=30)
     log = sa_operator.log.read_text()
     # Every 403 from the API server carries reason Forbidden ("forbidden" in messages);
-    # a bare "403" would also match log timestamps such as 05:09:09,403. Events posted
-    # into an earlier test's namespace while it terminates are refused with Forbidden
+    # a bare "403" would also match log timestamps such as 05:09:09,403. Writes (events,
+    # secrets) into an earlier test's namespace while it terminates are refused as Forbidden
     # too, for a reason that is not RBAC: those lines do not count.
     denied = [line for line in log.splitlines()
               if "forbidden" in line.lower() and "being terminated" not in line]
