@@ -15,7 +15,7 @@ from .. import names
 from ..api.destination import BackupDestination
 from .config import AUTH_DIR
 from .meta import Owner, object_meta
-from .statefulset import RUN_AS
+from .statefulset import restricted_container_security, restricted_pod_security
 
 __all__ = [
     "BACKUP_MOUNT",
@@ -101,10 +101,7 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod_security(),
                     "containers": [{
                         "name": "snapshot",
                         "image": image,
@@ -116,10 +113,7 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation
                         "terminationMessagePolicy": "File",
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"memory": "256Mi"}},
-                        "securityContext": {
-                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                        },
+                        "securityContext": restricted_container_security(),
                     }],
                     "volumes": volumes,
                 },
@@ -146,10 +140,7 @@ def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocatio
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod_security(),
                     "containers": [{
                         "name": "cleanup",
                         "image": image,
@@ -157,10 +148,7 @@ def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocatio
                         "command": ["rm", "-f", "--", path, f"{path}.sha256", f"{path}.partial"],
                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
                                       "limits": {"memory": "64Mi"}},
-                        "securityContext": {
-                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                        },
+                        "securityContext": restricted_container_security(),
                         "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}],
                     }],
                     "volumes": [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}],

@@ -32,6 +32,8 @@ __all__ = [
     "claim_sizes",
     "replication_args",
     "restore_of",
+    "restricted_container_security",
+    "restricted_pod_security",
     "statefulset",
 ]
 
@@ -65,6 +67,27 @@ DEFAULT_RESOURCES: dict[str, dict[str, Any]] = {
     "limits": {"memory": "1Gi"},
 }
 
+
+
+def restricted_pod_security() -> dict[str, Any]:
+    """The pod-level half of the "restricted" Pod Security Standard, for every pod we create."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security() -> dict[str, Any]:
+    """The container-level half: no privilege escalation, read-only root, no capabilities."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 def _resources(res: ResourceRequirements | None) -> dict[str, Any]:
     if res is None:
@@ -245,12 +268,7 @@ def statefulset(
         "startupProbe": _probe("/healthz", period=2, failures=150),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=2, failures=2),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -260,14 +278,7 @@ def statefulset(
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": {**restricted_pod_security(), "fsGroupChangePolicy": "OnRootMismatch"},
     }
     affinity = _affinity(spec, cluster)
     if affinity is not None:
