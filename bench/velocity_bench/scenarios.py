@@ -51,6 +51,19 @@ _ALL = (
         baseline="redis-aof",
     ),
     Scenario(
+        "redis-always",
+        "redis",
+        "redis-server appendonly yes, appendfsync always, plaintext",
+        appendfsync="always",
+    ),
+    Scenario(
+        "velocity-always",
+        "velocity",
+        "velocity-engine --insecure --appendfsync always (group commit; plaintext, no auth)",
+        appendfsync="always",
+        baseline="redis-always",
+    ),
+    Scenario(
         "redis-tls",
         "redis",
         "redis-server, TLS 1.3 port + requirepass, appendonly yes, appendfsync everysec",
