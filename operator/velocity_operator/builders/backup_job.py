@@ -87,46 +87,45 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation
                     {"name": "auth", "secret": {"secretName": names.auth_secret(cluster)}}]
     else:
         args.append("--insecure")
-    meta = object_meta(owner, names.backup_job(backup), cluster=cluster)
-    meta["labels"]["vdb.io/backup"] = backup
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": meta,
-        "spec": {
-            "backoffLimit": 2,
-            "activeDeadlineSeconds": 3600,
-            "template": {
-                "metadata": {"labels": {**names.labels(cluster), "vdb.io/backup": backup}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": restricted_pod_security(),
-                    "containers": [{
-                        "name": "snapshot",
-                        "image": image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": ["python"],
-                        "args": args,
-                        "env": env,
-                        "volumeMounts": mounts,
-                        "terminationMessagePolicy": "File",
-                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                      "limits": {"memory": "256Mi"}},
-                        "securityContext": restricted_container_security(),
-                    }],
-                    "volumes": volumes,
-                },
-            },
-        },
+    container = {
+        "name": "snapshot",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python"],
+        "args": args,
+        "env": env,
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "File",
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": restricted_container_security(),
     }
+    return _backup_job(owner, names.backup_job(backup), cluster=cluster, backup=backup,
+                       container=container, volumes=volumes, activeDeadlineSeconds=3600)
 
 
 def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation, image: str) -> dict[str, Any]:
     """A Job that deletes one backup's files (retention), owned by the cluster so it is
     garbage-collected with it; it removes itself 10 minutes after finishing."""
     path = f"{BACKUP_MOUNT}/{location.path}"
-    meta = object_meta(owner, f"{backup}-cleanup", cluster=cluster)
+    container = {
+        "name": "cleanup",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["rm", "-f", "--", path, f"{path}.sha256", f"{path}.partial"],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}],
+    }
+    volumes = [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}]
+    return _backup_job(owner, f"{backup}-cleanup", cluster=cluster, backup=backup,
+                       container=container, volumes=volumes, ttlSecondsAfterFinished=600)
+
+
+def _backup_job(owner: Owner, name: str, *, cluster: str, backup: str, container: dict[str, Any],
+                volumes: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    """The Job shape both backup Jobs share: labelled with the backup, one non-root
+    container, never restarted in place, at most two retries."""
+    meta = object_meta(owner, name, cluster=cluster)
     meta["labels"]["vdb.io/backup"] = backup
     return {
         "apiVersion": "batch/v1",
@@ -134,24 +133,15 @@ def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocatio
         "metadata": meta,
         "spec": {
             "backoffLimit": 2,
-            "ttlSecondsAfterFinished": 600,
+            **spec,
             "template": {
                 "metadata": {"labels": {**names.labels(cluster), "vdb.io/backup": backup}},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": restricted_pod_security(),
-                    "containers": [{
-                        "name": "cleanup",
-                        "image": image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": ["rm", "-f", "--", path, f"{path}.sha256", f"{path}.partial"],
-                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
-                                      "limits": {"memory": "64Mi"}},
-                        "securityContext": restricted_container_security(),
-                        "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}],
-                    }],
-                    "volumes": [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}],
+                    "containers": [container],
+                    "volumes": volumes,
                 },
             },
         },
