@@ -38,9 +38,14 @@ if ((fresh)); then
 	trap finish EXIT
 fi
 
+# Several developers may share one cluster: bring-up, image build and import are
+# serialised so two runs never write the same image archive or import it at once.
+exec {setup_lock}>"/run/velocity-e2e-setup.lock"
+flock "${setup_lock}"
 kubeconfig="$(bash "${HACK}/cluster/up.sh" | tail -n 1)"
 mapfile -t archives < <(bash "${HACK}/images/build.sh" | tail -n 2)
 bash "${HACK}/images/load.sh" "${archives[@]}"
+flock --unlock "${setup_lock}"
 
 cd "${REPO}"
 VELOCITY_KUBECTL="$(bash "${HACK}/k8s-build.sh" --bin-dir)/kubectl" \
