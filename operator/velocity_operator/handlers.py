@@ -110,6 +110,8 @@ async def _write_cluster_status(runtime: Runtime, body: Any, status: dict[str, A
     if not_after:
         expiry = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00")).timestamp()
         runtime.metrics.certificate_expiry.labels(meta["name"], meta["namespace"]).set(expiry)
+    # After an operator restart the last-success gauge comes back from the status.
+    runtime.metrics.observe_last_backup(meta["namespace"], meta["name"], status.get("lastBackup"))
 
 
 async def _reconcile_cluster(body: Any, memo: Any, *, schedule: bool) -> None:
@@ -217,7 +219,7 @@ async def _reconcile_backup(body: Any, memo: Any) -> None:
         await runtime.api().merge_patch(BACKUP.api_version, BACKUP.kind, meta["namespace"], meta["name"],
                                         {"status": result.status}, subresource="status")
         if result.finished:
-            runtime.metrics.backups.labels(result.status["phase"]).inc()
+            runtime.metrics.backup_finished(meta["namespace"], body["spec"]["cluster"], result.status)
         if result.cluster_patch is not None:
             await runtime.api().merge_patch(CLUSTER.api_version, CLUSTER.kind, meta["namespace"],
                                             body["spec"]["cluster"], {"status": result.cluster_patch},

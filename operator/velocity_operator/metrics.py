@@ -6,9 +6,11 @@ do not rename them.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -56,7 +58,14 @@ class OperatorMetrics:
             "Unix time at which a cluster's server certificate expires.",
             ["cluster", "namespace"], registry=self.registry,
         )
+        self.backup_last_success = Gauge(
+            "velocity_operator_backup_last_success_timestamp_seconds",
+            "Unix time at which the newest Completed backup of a cluster finished (set when its "
+            "Job completes, and from status.lastBackup after an operator restart).",
+            ["cluster", "namespace"], registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
+        self._last_success: dict[tuple[str, str], float] = {}
 
     @contextmanager
     def reconciling(self, resource: str) -> Iterator[None]:
@@ -73,6 +82,22 @@ class OperatorMetrics:
         finally:
             self.reconcile_duration.labels(resource).observe(time.perf_counter() - start)
 
+    def backup_finished(self, namespace: str, cluster: str, status: Mapping[str, Any]) -> None:
+        """A VelocityBackup of `cluster` reached Completed or Failed (its final status)."""
+        self.backups.labels(str(status.get("phase"))).inc()
+        self.observe_last_backup(namespace, cluster, status)
+
+    def observe_last_backup(self, namespace: str, cluster: str, last: Mapping[str, Any] | None) -> None:
+        """Record a finished backup (a VelocityBackup status or a cluster's status.lastBackup):
+        a Completed one with a completionTime moves the last-success gauge forward, never back."""
+        if not last or last.get("phase") != "Completed" or not isinstance(last.get("completionTime"), str):
+            return
+        when = dt.datetime.fromisoformat(last["completionTime"].replace("Z", "+00:00")).timestamp()
+        key = (cluster, namespace)
+        if when > self._last_success.get(key, 0.0):
+            self._last_success[key] = when
+            self.backup_last_success.labels(cluster, namespace).set(when)
+
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
         """Record a cluster's phase (None: the cluster is gone) and refresh the gauge."""
         key = (namespace, name)
@@ -80,6 +105,8 @@ class OperatorMetrics:
             self._phases.pop(key, None)
             if (name, namespace) in self._cert_keys():
                 self.certificate_expiry.remove(name, namespace)
+            if self._last_success.pop((name, namespace), None) is not None:
+                self.backup_last_success.remove(name, namespace)
         else:
             self._phases[key] = phase
         counts: dict[str, int] = {}

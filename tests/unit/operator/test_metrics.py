@@ -14,6 +14,7 @@ CONTRACT = {
     "velocity_operator_managed_clusters": {"phase"},
     "velocity_operator_backups_total": {"result"},
     "velocity_operator_certificate_expiry_timestamp_seconds": {"cluster", "namespace"},
+    "velocity_operator_backup_last_success_timestamp_seconds": {"cluster", "namespace"},
 }
 
 
@@ -24,7 +25,7 @@ def test_names_and_labels_match_the_contract() -> None:
     with pytest.raises(ApiError), m.reconciling("VelocityCluster"):
         raise ApiError("PATCH", "/x", 409, "Conflict", "busy")
     m.set_phase("prod", "alpha", "Ready")
-    m.backups.labels("Completed").inc()
+    m.backup_finished("prod", "alpha", {"phase": "Completed", "completionTime": "2026-01-01T00:00:00Z"})
     m.certificate_expiry.labels("alpha", "prod").set(1.7e9)
     found = {}
     for family in m.registry.collect():
@@ -59,3 +60,21 @@ def test_error_reason_looks_through_the_retry_wrapper() -> None:
     except RuntimeError as exc:
         assert error_reason(exc) == "Forbidden"
     assert error_reason(ValueError("x")) == "ValueError"
+
+
+def test_backup_last_success_moves_forward_only_and_goes_with_the_cluster() -> None:
+    m = OperatorMetrics()
+    series = 'velocity_operator_backup_last_success_timestamp_seconds{cluster="alpha",namespace="prod"}'
+    m.backup_finished("prod", "alpha", {"phase": "Failed", "completionTime": "2026-01-01T00:00:00Z"})
+    assert series not in generate_latest(m.registry).decode()  # a failure is no success
+    m.backup_finished("prod", "alpha", {"phase": "Completed", "completionTime": "2026-01-01T01:00:00Z"})
+    # An older lastBackup read from a status after a restart does not move it back.
+    m.observe_last_backup("prod", "alpha", {"phase": "Completed", "completionTime": "2026-01-01T00:30:00Z"})
+    m.observe_last_backup("prod", "alpha", None)
+    text = generate_latest(m.registry).decode()
+    assert f"{series} 1.7672292e+09" in text
+    assert 'velocity_operator_backups_total{result="Failed"} 1.0' in text
+    assert 'velocity_operator_backups_total{result="Completed"} 1.0' in text
+    m.set_phase("prod", "alpha", "Ready")
+    m.set_phase("prod", "alpha", None)
+    assert series not in generate_latest(m.registry).decode()
