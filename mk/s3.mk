@@ -1,0 +1,15 @@
+# S3-compatible object storage for backup tests (docs/operator/backup-restore.md).
+# Included by the Makefile.
+#
+#   make s3-server   build versitygw (a real S3 gateway, SigV4, POSIX backend) from the Go
+#                    module proxy into ~/.cache/velocity-s3 (hack/s3/build.sh; never rebuilds)
+#
+# The S3 client's integration tests (tests/integration/s3) start it as a process, so the
+# integration tier depends on it.
+
+.PHONY: s3-server
+
+s3-server: ## Build the S3 test server (versitygw, pinned in hack/s3/go.mod) if missing
+	@nice -n 19 bash hack/s3/build.sh >/dev/null
+
+test-integration: s3-server
