@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Velocity images without a registry or docker; print the archives.
 #
-# Usage: hack/images/build.sh [engine] [operator]     (default: both)
+# Usage: hack/images/build.sh [engine] [operator] [s3]  (default: all three; s3 listed first)
 #
 # Each image is three layers, cached under $VELOCITY_IMAGE_CACHE
 # (default ~/.cache/velocity-images) so a code change rebuilds only the last one:
@@ -19,7 +19,9 @@
 # any appear). hack/images/mkimage.py writes the docker archive:
 #   $VELOCITY_IMAGE_CACHE/engine.tar    -> velocity/engine:dev
 #   $VELOCITY_IMAGE_CACHE/operator.tar  -> velocity/operator:dev
-# images/engine/Dockerfile and images/operator/Dockerfile describe the same images for docker users.
+#   $VELOCITY_IMAGE_CACHE/s3.tar        -> velocity/s3:dev (test S3 server, see build_s3)
+# images/engine/Dockerfile and images/operator/Dockerfile describe the same images for docker users;
+# images/s3/Dockerfile the S3 server image.
 set -euo pipefail
 [[ ${EUID} -eq 0 ]] || { echo "error: $0 must run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 
@@ -193,14 +195,52 @@ assemble() { # IMAGE
 		--label org.opencontainers.image.title="velocity-${image}" "${args[@]}" >/dev/null
 }
 
+# ------------------------------------------------------------------ s3 (test server)
+# velocity/s3:dev: the S3-compatible server the backup e2e tests run in their namespace
+# (versitygw, built by hack/s3/build.sh from the Go module proxy). One layer: the static
+# binary, /data owned by the velocity user (10001) and a sticky /tmp. Keyed by version.
+build_s3() {
+	local bin version dir
+	bin="$(bash "${REPO}/hack/s3/build.sh" | tail -n 1)"
+	version="$(basename "$(dirname "${bin}")")"
+	dir="${CACHE}/s3-${version}"
+	if [[ ! -s ${dir}/layer.tar ]]; then
+		rm -rf "${dir}"; mkdir -p "${dir}/root/usr/local/bin" "${dir}/root/tmp"
+		install -m 0755 "${bin}" "${dir}/root/usr/local/bin/versitygw"
+		install -d -m 0750 -o "${UID_GID}" -g "${UID_GID}" "${dir}/root/data"
+		chmod 1777 "${dir}/root/tmp"
+		"${TAR[@]}" -C "${dir}/root" -cf "${dir}/layer.tar.tmp" . && mv "${dir}/layer.tar.tmp" "${dir}/layer.tar"
+	fi
+	"${PYTHON}" "${HERE}/mkimage.py" --out "${CACHE}/s3.tar" --tag velocity/s3:dev --layer "${dir}/layer.tar" \
+		--user "${UID_GID}:${UID_GID}" --workdir /data --entrypoint=/usr/local/bin/versitygw \
+		--cmd=--port --cmd=:7070 --cmd=--health --cmd=/health --cmd=posix --cmd=/data \
+		--env HOME=/tmp --expose 7070/tcp --volume /data \
+		--label org.opencontainers.image.title=velocity-s3 >/dev/null
+}
+
 main() {
-	local images=("$@") start=${SECONDS}
-	((${#images[@]})) || images=(engine operator)
-	mkdir -p "${CACHE}"
-	build_rootfs
-	build_wheel
+	local images=("$@") python_images=() s3=0 start=${SECONDS}
+	# No arguments: also the test S3 server image, listed FIRST so that callers taking the
+	# last two lines (hack/e2e.sh, make images) still get engine and operator; load.sh
+	# imports the s3.tar built beside the engine archive.
+	((${#images[@]})) || images=(s3 engine operator)
 	for image in "${images[@]}"; do
-		case "${image}" in engine | operator) ;; *) die "unknown image ${image} (engine, operator)" ;; esac
+		case "${image}" in
+		engine | operator) python_images+=("${image}") ;;
+		s3) s3=1 ;;
+		*) die "unknown image ${image} (engine, operator, s3)" ;;
+		esac
+	done
+	mkdir -p "${CACHE}"
+	if ((s3)); then
+		build_s3
+		log "velocity/s3:dev -> ${CACHE}/s3.tar ($(du -h "${CACHE}/s3.tar" | cut -f1))"
+	fi
+	if ((${#python_images[@]})); then
+		build_rootfs
+		build_wheel
+	fi
+	for image in "${python_images[@]}"; do
 		build_deps "${image}"
 		build_app "${image}"
 		assemble "${image}"

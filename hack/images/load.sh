@@ -2,7 +2,7 @@
 # Import docker-archive images into the local cluster's containerd (namespace k8s.io),
 # where kubelet finds them by tag without pulling.
 #
-# Usage: hack/images/load.sh ARCHIVE.tar...
+# Usage: hack/images/load.sh ARCHIVE.tar...   (engine.tar brings s3.tar from its directory along)
 # Fails when the local cluster's containerd is not running (make cluster-up first).
 # For kind, the equivalent is `kind load image-archive ARCHIVE.tar` (docs/images.md).
 set -euo pipefail
@@ -11,7 +11,16 @@ require_root
 (($#)) || die "usage: $0 ARCHIVE.tar..."
 pid_alive containerd && [[ -S ${CONTAINERD_SOCK} ]] ||
 	die "the local cluster's containerd is not running (${CONTAINERD_SOCK}); run 'make cluster-up' first"
+archives=("$@")
+# The test S3 server image travels with the engine image: a caller passing engine.tar
+# (hack/e2e.sh, make images) also gets the s3.tar that hack/images/build.sh left beside it.
 for archive in "$@"; do
+	companion="$(dirname "${archive}")/s3.tar"
+	if [[ $(basename "${archive}") == engine.tar && -s ${companion} && " $* " != *" ${companion} "* ]]; then
+		archives+=("${companion}")
+	fi
+done
+for archive in "${archives[@]}"; do
 	[[ -s ${archive} ]] || die "no image archive at ${archive} (run 'make images')"
 	# --no-unpack=false: unpack into the overlayfs snapshotter now, not at first use.
 	ctr --address "${CONTAINERD_SOCK}" -n k8s.io images import --no-unpack=false "${archive}" >/dev/null
