@@ -1,7 +1,8 @@
 """Operator: managed clusters by phase, backups, and the certificates it manages.
 
 Result and phase values are the operator's (operator/velocity_operator/metrics.py):
-backups end `Completed` or `Failed`.
+backups end `Completed` or `Failed`. The certificate and last-backup series carry the
+VelocityCluster's own `cluster`/`namespace` labels (scraped with honorLabels).
 """
 
 from __future__ import annotations
@@ -24,4 +25,10 @@ def row() -> Row:
               (Target("min by (cluster, namespace) "
                       f"({op_sel('velocity_operator_certificate_expiry_timestamp_seconds', labels=('pod',))})"
                       " - time()", "{{namespace}}/{{cluster}}"),), unit="dtdurations"),
+        Panel("Time since the last backup",
+              "Age of each VelocityCluster's newest Completed backup (VelocityBackupTooOld fires above 26h). "
+              "Clusters that never completed a backup are not listed. Only $pod filters it.",
+              (Target("time() - max by (cluster, namespace) "
+                      f"({op_sel('velocity_operator_backup_last_success_timestamp_seconds', labels=('pod',))})",
+                      "{{namespace}}/{{cluster}}"),), unit="dtdurations"),
     ))

@@ -3,9 +3,10 @@
 The operator runs as a real process against the tier-1 Kubernetes API server (etcd +
 kube-apiserver + kube-controller-manager, tests/kube) through the operator tests'
 fixtures. It is driven through every path that creates a labelled series: a cluster
-reconciled (reconciles, durations, phases, certificate expiry), a backup that fails
-(backups by result) and a cluster whose StatefulSet a ResourceQuota forbids (reconcile
-errors). Then:
+reconciled (reconciles, durations, phases, certificate expiry), a backup of it whose Job
+pod the test reports Succeeded, playing the kubelet (backups by result, last successful
+backup), a backup that fails (backups by result) and a cluster whose StatefulSet a
+ResourceQuota forbids (reconcile errors). Then:
 
 - its /metrics is polled until every metric the panels and rules use is there;
 - a real Prometheus scrapes it as the ServiceMonitor would (job velocity-operator,
@@ -19,6 +20,7 @@ The tier has no kubelet, so engine pods never run here.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import uuid
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ from velocity_dashboards.rules import RULES_FILE
 from tests.dashboards.conftest import REPO_ROOT
 from tests.dashboards.prometheus_proc import PrometheusProcess, ScrapeTarget
 from tests.dashboards.test_exported import exported_sample_names, missing_names, operator_query
-from tests.operator.conftest import Kubectl, OperatorProcess, cluster
+from tests.operator.conftest import Kubectl, OperatorProcess, cluster, mark_pods_ready
 from tests.support.engine_proc import wait_until
 
 # Where the operator runs, as the ServiceMonitor's target labels would say.
@@ -51,6 +53,24 @@ def _no_statefulsets_quota(ns: str) -> dict[str, Any]:
             "spec": {"hard": {"count/statefulsets.apps": "0"}}}
 
 
+def _complete_backup(kubectl: Kubectl, ns: str, cluster_name: str, backup: str) -> None:
+    """Take a backup of a cluster whose pods the test marks Ready, and play the kubelet for
+    its Job: the snapshot pod Succeeded with the runner's report as termination message."""
+    mark_pods_ready(kubectl, ns, f"app.kubernetes.io/instance={cluster_name},app.kubernetes.io/component=engine")
+    kubectl.run("wait", "--for=condition=Ready", f"vc/{cluster_name}", "-n", ns, "--timeout=60s")
+    kubectl.apply(_backup(backup, ns, cluster=cluster_name))
+    pod = wait_until(lambda: kubectl.items("pods", ns, f"vdb.io/backup={backup}"), 60, 0.2,
+                     f"the snapshot Job's pod of {backup}")[0]
+    report = {"sizeBytes": 4096, "checksum": "sha256:" + "ab" * 32, "durationSeconds": 0.25}
+    now = "2026-01-01T00:00:00Z"
+    kubectl.run("patch", "pod", pod["metadata"]["name"], "-n", ns, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"phase": "Succeeded", "containerStatuses": [{
+                    "name": pod["spec"]["containers"][0]["name"], "image": pod["spec"]["containers"][0]["image"],
+                    "imageID": "", "ready": False, "restartCount": 0, "started": False,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": json.dumps(report),
+                                             "startedAt": now, "finishedAt": now}}}]}}))
+
+
 @pytest.fixture(scope="module")
 def driven(kubectl: Kubectl, operator: OperatorProcess) -> Iterator[OperatorProcess]:
     """The operator after a reconciled cluster, a failed backup and a forbidden StatefulSet."""
@@ -59,6 +79,8 @@ def driven(kubectl: Kubectl, operator: OperatorProcess) -> Iterator[OperatorProc
     try:
         kubectl.apply(cluster("obs", ns, replicas=1))
         wait_until(lambda: kubectl.get("statefulset", "obs", ns), 60, 0.2, "the operator to create StatefulSet obs")
+        wait_until(lambda: kubectl.items("pods", ns, "app.kubernetes.io/instance=obs"), 60, 0.2, "pod obs-0")
+        _complete_backup(kubectl, ns, "obs", "obs-b1")
         kubectl.apply(_backup("obs-orphan", ns, cluster="no-such-cluster"))
         kubectl.apply(_no_statefulsets_quota(ns))
         # The API server enforces a quota only once it knows it: wait until the quota
