@@ -5,6 +5,10 @@ is re-issued when renewal is due or its SANs no longer match. A new certificate 
 the pod template's TLS hash, which rolls the pods one at a time (readiness-gated), so
 clients always find a serving pod. Bring-your-own Secrets (spec.tls.secretName) are only
 read, never written.
+
+Rotation on demand (after a key leak, or to test the path): annotate the cluster with
+`vdb.io/rotate-certificates=<any new value>`. The value the certificate was last issued
+for is kept on NAME-tls under the same annotation, so each new value rotates exactly once.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import base64
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import names, tlsutil
 from ..api.cluster import VelocityClusterSpec
+from ..api.crd import CLUSTER
 from ..builders import secrets
 from ..builders.certificate import CERT_MANAGER_API, certificate
 from ..builders.meta import Owner
@@ -24,7 +30,9 @@ from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action
 
-__all__ = ["TlsState", "ensure_auth_token", "ensure_tls"]
+__all__ = ["ROTATE_ANNOTATION", "TlsState", "ensure_auth_token", "ensure_tls"]
+
+ROTATE_ANNOTATION = "vdb.io/rotate-certificates"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,18 @@ async def _ensure_ca(kube: Kube, owner: Owner, now: dt.datetime, actions: list[A
     return ca
 
 
+def _annotation(obj: dict[str, Any] | None, key: str) -> str | None:
+    value = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(key)
+    return value if isinstance(value, str) and value else None
+
+
+async def _rotation_request(kube: Kube, owner: Owner) -> str | None:
+    """The cluster's vdb.io/rotate-certificates value (read here rather than passed in, so
+    the trigger stays within the TLS controller)."""
+    cluster = await kube.get(CLUSTER.api_version, CLUSTER.kind, owner.namespace, owner.name)
+    return _annotation(cluster, ROTATE_ANNOTATION)
+
+
 def _hash(pem: bytes) -> str:
     return hashlib.sha256(pem).hexdigest()[:16]
 
@@ -102,9 +122,15 @@ async def ensure_tls(kube: Kube, owner: Owner, spec: VelocityClusterSpec, now: d
     cert_pem = _data(current, "tls.crt")
     wanted = secrets.server_dns_names(owner.name, owner.namespace)
     why = "missing" if cert_pem is None else tlsutil.needs_renewal(cert_pem, ca.cert_pem, wanted, now=now)
+    requested = await _rotation_request(kube, owner)
+    if why is None and requested is not None and requested != _annotation(current, ROTATE_ANNOTATION):
+        why = f"requested by annotation {ROTATE_ANNOTATION}={requested}"
     if why is not None:
         server = tlsutil.issue_server(ca, wanted, now=now)
-        await kube.apply(secrets.tls_secret(owner, server, ca.cert_pem))
+        secret = secrets.tls_secret(owner, server, ca.cert_pem)
+        if requested is not None:  # remember which request this certificate answers
+            secret["metadata"].setdefault("annotations", {})[ROTATE_ANNOTATION] = requested
+        await kube.apply(secret)
         cert_pem = server.cert_pem
         reason = "CertificateIssued" if why == "missing" else "CertificateRotated"
         actions.append(Action(reason, f"issued server certificate {tls_name} ({why}), valid until "
