@@ -44,7 +44,12 @@ class Reason:
     BACKUP_COMPLETED = "BackupCompleted"
     BACKUP_FAILED = "BackupFailed"
     CLUSTER_NOT_FOUND = "ClusterNotFound"
-    DESTINATION_NOT_SUPPORTED = "DestinationNotSupported"
+    WAITING_FOR_CREDENTIALS = "WaitingForCredentials"
+    # S3 backup failures, as the backup Job reports them (snapshot_job.s3_failure_reason).
+    S3_ACCESS_DENIED = "S3AccessDenied"
+    S3_BUCKET_NOT_FOUND = "S3BucketNotFound"
+    S3_UNREACHABLE = "S3Unreachable"
+    S3_ERROR = "S3Error"
     JOB_FAILED = "JobFailed"
     JOB_RUNNING = "JobRunning"
     WAITING_FOR_CLUSTER = "WaitingForCluster"

@@ -28,12 +28,47 @@ def test_backup_of_a_missing_cluster_fails_with_a_reason(kubectl: Kubectl, opera
     kubectl.run("wait", "--for=condition=Completed=False", "vbackup/orphan", "-n", ns, "--timeout=5s")
 
 
-def test_s3_destination_is_refused(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+def test_s3_backup_waits_for_its_secret_and_reports_the_s3_reason(kubectl: Kubectl, operator: OperatorProcess,
+                                                                   ns: str) -> None:
     kubectl.apply(cluster("s3c", ns))
+    wait_for("pod", lambda: kubectl.items("pods", ns, "app.kubernetes.io/instance=s3c"))
+    mark_pods_ready(kubectl, ns, "app.kubernetes.io/instance=s3c,app.kubernetes.io/component=engine")
+    kubectl.run("wait", "--for=condition=Ready", "vc/s3c", "-n", ns, "--timeout=30s")
     kubectl.apply(_backup("s3b", ns, cluster="s3c", destination={"s3": {
-        "endpoint": "http://127.0.0.1:9000", "bucket": "bkt", "credentialsSecret": {"name": "creds"}}}))
-    obj = wait_for("Failed", lambda: _phase(kubectl, ns, "s3b", "Failed"))
-    assert obj["status"]["reason"] == "DestinationNotSupported"
+        "endpoint": "http://127.0.0.1:9000", "bucket": "bkt", "prefix": "db", "credentialsSecret": {"name": "creds"}}}))
+    obj = wait_for("Pending", lambda: _phase(kubectl, ns, "s3b", "Pending"))
+    assert obj["status"]["reason"] == "WaitingForCredentials"
+    assert kubectl.get("job", "s3b-snapshot", ns) is None
+
+    kubectl.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": ns},
+                   "stringData": {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "wrong"}})
+    obj = wait_for("Running", lambda: _phase(kubectl, ns, "s3b", "Running"), timeout=60)
+    assert obj["status"]["location"] == "s3://bkt/db/s3c/s3b.vsnap"
+    job = kubectl.get("job", "s3b-snapshot", ns)
+    assert job is not None
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "creds", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert "wrong" not in json.dumps(job)
+
+    # Play the kubelet: the upload was refused (exit 3), which fails the Job at once.
+    pod = wait_for("job pod", lambda: kubectl.items("pods", ns, "vdb.io/backup=s3b"))[0]
+    report = {"error": "upload to s3://bkt/db/s3c/s3b.vsnap failed: PUT ...: HTTP 403 SignatureDoesNotMatch: ...",
+              "reason": "S3AccessDenied"}
+    now = "2026-01-01T00:00:00Z"
+    kubectl.run("patch", "pod", pod["metadata"]["name"], "-n", ns, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"phase": "Failed", "containerStatuses": [{
+                    "name": "snapshot", "image": container["image"], "imageID": "", "ready": False,
+                    "restartCount": 0, "started": False,
+                    "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": json.dumps(report),
+                                             "startedAt": now, "finishedAt": now}}}]}}))
+    obj = wait_for("Failed", lambda: _phase(kubectl, ns, "s3b", "Failed", "Completed"), timeout=60)
+    assert obj["status"]["phase"] == "Failed", obj["status"]
+    assert obj["status"]["reason"] == "S3AccessDenied"
+    assert "SignatureDoesNotMatch" in obj["status"]["message"]
+    # FailJob on exit 3: no second pod was started.
+    assert len(kubectl.items("pods", ns, "vdb.io/backup=s3b")) == 1
 
 
 def test_backup_runs_a_snapshot_job_and_records_the_result(kubectl: Kubectl, operator: OperatorProcess,

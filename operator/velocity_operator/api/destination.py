@@ -66,11 +66,8 @@ class S3Credentials(ApiModel):
 
 
 class S3Destination(ApiModel):
-    """Backups uploaded to a bucket of S3-compatible object storage (AWS S3, MinIO, ...).
-
-    Designed now, implemented in a later release: a backup that names it fails with
-    reason DestinationNotSupported.
-    """
+    """Backups uploaded to a bucket of S3-compatible object storage (AWS S3, MinIO, versitygw, ...)
+    as PREFIX/CLUSTER/BACKUP.vsnap, with the snapshot's SHA-256 stored as object metadata."""
 
     endpoint: str = Field(
         description="URL of the S3 API, for example https://s3.eu-west-1.amazonaws.com or "
@@ -79,13 +76,15 @@ class S3Destination(ApiModel):
         pattern=r"^https?://[^\s/]+(/.*)?$",
     )
     bucket: str = Field(
-        description="Name of the bucket; it must already exist.",
+        description="Name of the bucket; it must already exist (a backup to a missing bucket fails with "
+        "reason S3BucketNotFound).",
         min_length=3,
         max_length=63,
     )
     prefix: str = Field(
         default="",
-        description="Key prefix under which backups are stored, as PREFIX/CLUSTER/BACKUP.vsnap.",
+        description="Key prefix under which backups are stored, as PREFIX/CLUSTER/BACKUP.vsnap "
+        "(empty: CLUSTER/BACKUP.vsnap at the top of the bucket).",
         max_length=512,
     )
     region: str = Field(
@@ -97,7 +96,8 @@ class S3Destination(ApiModel):
         "instead of BUCKET.ENDPOINT (false).",
     )
     credentials_secret: S3Credentials = Field(
-        description="The Secret holding the access key pair used to upload and download."
+        description="The Secret holding the access key pair used to upload, download and delete "
+        "(retention). Backup pods read it through secretKeyRef; a backup waits for it to exist."
     )
 
 

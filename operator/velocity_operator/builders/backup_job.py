@@ -1,9 +1,14 @@
 """The Job that takes one backup: `velocityctl snapshot FILE` against the primary, run by
-`velocity_operator.snapshot_job` in the engine image, writing to a PersistentVolumeClaim.
+`velocity_operator.snapshot_job` in the engine image.
 
-The file lands at CLAIM:/PATH/CLUSTER/BACKUP.vsnap with BACKUP.vsnap.sha256 beside it; the
-runner reports size, checksum and duration as JSON in the container's termination message,
-which the operator copies into VelocityBackup.status.
+On a PersistentVolumeClaim the file lands at CLAIM:/PATH/CLUSTER/BACKUP.vsnap with
+BACKUP.vsnap.sha256 beside it. For S3 the snapshot goes to an emptyDir scratch volume
+first and is then uploaded to s3://BUCKET/PREFIX/CLUSTER/BACKUP.vsnap with its SHA-256 as
+object metadata; the key pair comes from the user's Secret through secretKeyRef, so it is
+never part of the Job spec. The runner reports size, checksum, duration and location as
+JSON in the container's termination message, which the operator copies into
+VelocityBackup.status. Errors that a retry cannot fix (exit status 3: wrong credentials,
+missing bucket) fail the Job at once through its podFailurePolicy.
 """
 
 from __future__ import annotations
@@ -12,27 +17,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import names
-from ..api.destination import BackupDestination
+from ..api.destination import BackupDestination, S3Destination
 from .config import AUTH_DIR
 from .meta import Owner, object_meta
+from .s3_env import s3_env
 from .statefulset import restricted_container_security, restricted_pod_security
 
 __all__ = [
     "BACKUP_MOUNT",
     "CA_DIR",
-    "DestinationNotSupportedError",
+    "EXIT_PERMANENT",
+    "SCRATCH_MOUNT",
+    "BackupLocation",
     "PvcLocation",
+    "S3Location",
     "backup_job",
     "cleanup_job",
     "resolve_destination",
+    "stored_location",
 ]
 
 BACKUP_MOUNT = "/backup"
+SCRATCH_MOUNT = "/scratch"
 CA_DIR = "/etc/velocity/ca"
-
-
-class DestinationNotSupportedError(ValueError):
-    """The destination is valid in the API but this operator version cannot write to it."""
+# Exit status of snapshot_job and `python -m velocity_operator.s3` for errors that
+# repeating cannot fix (velocity_operator.s3.__main__.EXIT_PERMANENT).
+EXIT_PERMANENT = 3
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,46 @@ class PvcLocation:
         return f"pvc://{self.claim_name}/{self.path}"
 
 
-def resolve_destination(cluster: str, backup: str, destination: BackupDestination | None) -> PvcLocation:
-    """The file location for backup `backup` of `cluster`; None means the CLUSTER-backups claim."""
+@dataclass(frozen=True)
+class S3Location:
+    """Where one backup object lives: KEY in the bucket of `destination`."""
+
+    destination: S3Destination
+    key: str
+
+    @property
+    def bucket(self) -> str:
+        return self.destination.bucket
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.destination.bucket}/{self.key}"
+
+
+BackupLocation = PvcLocation | S3Location
+
+
+def stored_location(url: str, destination: BackupDestination | None) -> BackupLocation | None:
+    """The location a backup's status.location names: pvc://CLAIM/PATH, or s3://BUCKET/KEY
+    in the bucket of `destination` (which supplies the endpoint and credentials). None
+    when it is neither (or another bucket): nothing to clean up that we can reach."""
+    if url.startswith("pvc://"):
+        claim, _, path = url.removeprefix("pvc://").partition("/")
+        return PvcLocation(claim, path)
+    if url.startswith("s3://") and destination is not None and destination.s3 is not None:
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        if bucket == destination.s3.bucket and key:
+            return S3Location(destination.s3, key)
+    return None
+
+
+def s3_key(prefix: str, cluster: str, backup: str) -> str:
+    """PREFIX/CLUSTER/BACKUP.vsnap, without empty segments."""
+    return "/".join(p for p in (prefix.strip("/"), cluster, f"{backup}.vsnap") if p)
+
+
+def resolve_destination(cluster: str, backup: str, destination: BackupDestination | None) -> BackupLocation:
+    """Where backup `backup` of `cluster` goes; None means the CLUSTER-backups claim."""
     if destination is None:
         return PvcLocation(names.backups_claim(cluster), f"velocity/{cluster}/{backup}.vsnap")
     if destination.persistent_volume_claim is not None:
@@ -56,28 +104,39 @@ def resolve_destination(cluster: str, backup: str, destination: BackupDestinatio
         prefix = pvc.path.strip("/")
         path = f"{prefix}/{cluster}/{backup}.vsnap" if prefix else f"{cluster}/{backup}.vsnap"
         return PvcLocation(pvc.claim_name, path)
-    raise DestinationNotSupportedError(
-        "S3-compatible destinations are not implemented by this operator version; "
-        "use destination.persistentVolumeClaim"
-    )
+    assert destination.s3 is not None  # the CRD's CEL rule: exactly one of the two
+    return S3Location(destination.s3, s3_key(destination.s3.prefix, cluster, backup))
 
 
-def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation, image: str,
-               tls: bool) -> dict[str, Any]:
-    """The snapshot Job, owned by the VelocityBackup `owner`."""
+def _fail_fast_on_permanent_errors(container: str) -> dict[str, Any]:
+    """podFailurePolicy: exit status 3 (wrong credentials, missing bucket) fails the Job
+    at once instead of after backoffLimit retries that cannot succeed."""
+    return {"rules": [{"action": "FailJob", "onExitCodes": {
+        "containerName": container, "operator": "In", "values": [EXIT_PERMANENT]}}]}
+
+
+def backup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLocation, image: str,
+               tls: bool, scratch_size: str = "5Gi") -> dict[str, Any]:
+    """The snapshot Job, owned by the VelocityBackup `owner`. `scratch_size` bounds the
+    emptyDir an S3 backup is staged in (the cluster's snapshot volume size fits it)."""
     # The client Service routes to the primary (vdb.io/role=primary): the snapshot is the
     # freshest data, not a replica's possibly lagging copy.
     endpoint = f"vdb://{names.service(cluster)}.{owner.namespace}.svc:{names.CLIENT_PORT}"
     env: list[dict[str, Any]] = [{"name": "VDB_ENDPOINT", "value": endpoint}]
-    mounts: list[dict[str, Any]] = [
-        {"name": "backup", "mountPath": BACKUP_MOUNT},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-    ]
-    args = ["-m", "velocity_operator.snapshot_job", "--file", f"{BACKUP_MOUNT}/{location.path}"]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    extra: dict[str, Any] = {}
+    if isinstance(location, S3Location):
+        mounts.append({"name": "scratch", "mountPath": SCRATCH_MOUNT})
+        volumes.append({"name": "scratch", "emptyDir": {"sizeLimit": scratch_size}})
+        env += s3_env(location.destination)
+        args = ["-m", "velocity_operator.snapshot_job", "--file", f"{SCRATCH_MOUNT}/{backup}.vsnap",
+                "--s3-url", location.url]
+        extra["podFailurePolicy"] = _fail_fast_on_permanent_errors("snapshot")
+    else:
+        mounts.append({"name": "backup", "mountPath": BACKUP_MOUNT})
+        volumes.append({"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}})
+        args = ["-m", "velocity_operator.snapshot_job", "--file", f"{BACKUP_MOUNT}/{location.path}"]
     if tls:
         env += [{"name": "VDB_CA", "value": f"{CA_DIR}/ca.crt"},
                 {"name": "VDB_TOKEN_FILE", "value": f"{AUTH_DIR}/token"}]
@@ -100,25 +159,33 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation
         "securityContext": restricted_container_security(),
     }
     return _backup_job(owner, names.backup_job(backup), cluster=cluster, backup=backup,
-                       container=container, volumes=volumes, activeDeadlineSeconds=3600)
+                       container=container, volumes=volumes, activeDeadlineSeconds=3600, **extra)
 
 
-def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: PvcLocation, image: str) -> dict[str, Any]:
-    """A Job that deletes one backup's files (retention), owned by the cluster so it is
-    garbage-collected with it; it removes itself 10 minutes after finishing."""
-    path = f"{BACKUP_MOUNT}/{location.path}"
-    container = {
+def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLocation,
+                image: str) -> dict[str, Any]:
+    """A Job that deletes one backup's files or object (retention), owned by the cluster so
+    it is garbage-collected with it; it removes itself 10 minutes after finishing."""
+    container: dict[str, Any] = {
         "name": "cleanup",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["rm", "-f", "--", path, f"{path}.sha256", f"{path}.partial"],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": restricted_container_security(),
-        "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}],
     }
-    volumes = [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}]
+    extra: dict[str, Any] = {}
+    if isinstance(location, S3Location):
+        container |= {"command": ["python", "-m", "velocity_operator.s3", "rm", location.url],
+                      "env": s3_env(location.destination)}
+        volumes: list[dict[str, Any]] = []
+        extra["podFailurePolicy"] = _fail_fast_on_permanent_errors("cleanup")
+    else:
+        path = f"{BACKUP_MOUNT}/{location.path}"
+        container |= {"command": ["rm", "-f", "--", path, f"{path}.sha256", f"{path}.partial"],
+                      "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}]}
+        volumes = [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}]
     return _backup_job(owner, f"{backup}-cleanup", cluster=cluster, backup=backup,
-                       container=container, volumes=volumes, ttlSecondsAfterFinished=600)
+                       container=container, volumes=volumes, ttlSecondsAfterFinished=600, **extra)
 
 
 def _backup_job(owner: Owner, name: str, *, cluster: str, backup: str, container: dict[str, Any],

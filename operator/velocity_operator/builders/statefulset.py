@@ -19,6 +19,7 @@ from .. import names
 from ..api.cluster import ResourceRequirements, VelocityClusterSpec
 from .config import AUTH_DIR, CONFIG_DIR, CONFIG_KEY, DATA_DIR, SNAPSHOTS_DIR, TLS_DIR
 from .meta import Owner, object_meta
+from .restore_download import RESTORE_FILE, S3RestoreSource, download_container, s3_restore_of
 
 __all__ = [
     "CONFIG_HASH_ANNOTATION",
@@ -151,9 +152,11 @@ def claim_sizes(existing: dict[str, Any]) -> dict[str, str]:
     return sizes
 
 
-def restore_of(existing: dict[str, Any]) -> RestoreSource | None:
+def restore_of(existing: dict[str, Any]) -> RestoreSource | S3RestoreSource | None:
     """The restore source an existing StatefulSet's pods were built with, if any."""
     pod_spec = existing.get("spec", {}).get("template", {}).get("spec", {})
+    if (s3 := s3_restore_of(pod_spec)) is not None:
+        return s3
     claim = next((v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes", [])
                   if v.get("name") == "restore" and "persistentVolumeClaim" in v), None)
     env = next((e.get("value", "") for c in pod_spec.get("containers", []) for e in c.get("env", [])
@@ -191,7 +194,7 @@ def statefulset(
     config_hash: str,
     tls_hash: str | None = None,
     fixed_claim_sizes: dict[str, str] | None = None,
-    restore: RestoreSource | None = None,
+    restore: RestoreSource | S3RestoreSource | None = None,
     replicas: int | None = None,
 ) -> dict[str, Any]:
     """The desired StatefulSet.
@@ -235,7 +238,18 @@ def statefulset(
     engine_args = ["--data-dir", DATA_DIR, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
                    *replication_args(owner, spec)]
     command = ["velocity-engine"]
-    if restore is not None:
+    init_containers: list[dict[str, Any]] = []
+    if isinstance(restore, S3RestoreSource):
+        # An init container downloads and verifies the backup (builders/restore_download.py).
+        init_containers.append(download_container(
+            restore, image=spec.image or default_image, pull_policy=spec.image_pull_policy or "IfNotPresent",
+            restore_dir=RESTORE_DIR, data_mount={"name": names.AOF_VOLUME, "mountPath": DATA_DIR},
+            security=restricted_container_security()))
+        mounts.append({"name": "restore", "mountPath": RESTORE_DIR, "readOnly": True})
+        volumes.append({"name": "restore", "emptyDir": {"sizeLimit": str(spec.storage.snapshots.size)}})
+        env.append({"name": "VELOCITY_RESTORE_FILE", "value": f"{RESTORE_DIR}/{RESTORE_FILE}"})
+        command = ["/bin/sh", "-c", _RESTORE_SCRIPT, "velocity-engine"]
+    elif restore is not None:
         mounts.append({"name": "restore", "mountPath": RESTORE_DIR, "readOnly": True})
         volumes.append({"name": "restore", "persistentVolumeClaim": {
             "claimName": restore.claim_name, "readOnly": True}})
@@ -271,6 +285,7 @@ def statefulset(
         "securityContext": restricted_container_security(),
     }
     pod_spec: dict[str, Any] = {
+        **({"initContainers": init_containers} if init_containers else {}),
         "containers": [container],
         "volumes": volumes,
         # The engine's Lease agent talks to the API server as NAME-engine (leases only).

@@ -2,7 +2,9 @@
 
 Pending -> Running (Job created) -> Completed | Failed. A finished backup is never
 touched again. The result (size, checksum, duration) comes from the Job pod's
-termination message written by `velocity_operator.snapshot_job`.
+termination message written by `velocity_operator.snapshot_job`; so does the reason of
+an S3 failure (S3AccessDenied, S3BucketNotFound, ...). An S3 backup waits (Pending,
+WaitingForCredentials) until its credentials Secret exists.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .. import names
 from ..api.backup import VelocityBackupSpec
 from ..api.cluster import VelocityClusterSpec
 from ..api.crd import BACKUP
-from ..builders.backup_job import DestinationNotSupportedError, backup_job, resolve_destination
+from ..builders.backup_job import BackupLocation, S3Location, backup_job, resolve_destination
 from ..builders.meta import Owner, object_meta
 from ..conditions import BACKUP_SUCCEEDED, COMPLETED, Reason, merge_condition
 from ..kube import Kube
@@ -25,6 +27,7 @@ from .actions import Action, Settings
 __all__ = ["FINISHED", "BackupResult", "reconcile_backup", "scheduled_backup"]
 
 FINISHED = ("Completed", "Failed")
+_S3_REASONS = frozenset({Reason.S3_ACCESS_DENIED, Reason.S3_BUCKET_NOT_FOUND, Reason.S3_UNREACHABLE, Reason.S3_ERROR})
 
 
 @dataclass
@@ -88,12 +91,7 @@ async def reconcile_backup(kube: Kube, body: dict[str, Any], settings: Settings,
                             finished=True)
     cluster_spec = VelocityClusterSpec.model_validate(cluster.get("spec") or {})
     destination = spec.destination or (cluster_spec.backup.destination if cluster_spec.backup else None)
-    try:
-        location = resolve_destination(spec.cluster, name, destination)
-    except DestinationNotSupportedError as exc:
-        status = _finish(previous, "Failed", Reason.DESTINATION_NOT_SUPPORTED, str(exc), now)
-        return BackupResult(status, [Action(Reason.DESTINATION_NOT_SUPPORTED, str(exc), warning=True)],
-                            finished=True)
+    location = resolve_destination(spec.cluster, name, destination)
     if destination is None:
         await _ensure_default_claim(kube, cluster, cluster_spec, actions)
 
@@ -107,9 +105,15 @@ async def reconcile_backup(kube: Kube, body: dict[str, Any], settings: Settings,
                       "message": f"waiting for VelocityCluster {spec.cluster} to be Ready",
                       "location": location.url}
             return BackupResult(status, actions)
+        missing = await _missing_credentials(kube, namespace, location)
+        if missing:
+            status = {**previous, "phase": "Pending", "reason": Reason.WAITING_FOR_CREDENTIALS,
+                      "message": missing, "location": location.url}
+            return BackupResult(status, actions)
         image = cluster_spec.image or settings.default_image
         await kube.create(backup_job(owner, cluster=spec.cluster, backup=name, location=location,
-                                     image=image, tls=cluster_spec.tls.enabled))
+                                     image=image, tls=cluster_spec.tls.enabled,
+                                     scratch_size=str(cluster_spec.storage.snapshots.size)))
         actions.append(Action("SnapshotStarted", f"started Job {job_name} writing {location.url}"))
         status = {**previous, "phase": "Running", "reason": Reason.JOB_RUNNING, "jobName": job_name,
                   "startTime": _ts(now), "location": location.url,
@@ -131,13 +135,29 @@ async def reconcile_backup(kube: Kube, body: dict[str, Any], settings: Settings,
     if "Failed" in conditions:
         report = await _termination_report(kube, namespace, name)
         detail = report.get("error") or conditions["Failed"].get("message") or "the snapshot Job failed"
-        status = _finish(base, "Failed", Reason.JOB_FAILED, str(detail), now)
+        reason = report["reason"] if report.get("reason") in _S3_REASONS else Reason.JOB_FAILED
+        status = _finish(base, "Failed", reason, str(detail), now)
         actions.append(Action(Reason.BACKUP_FAILED, str(detail), warning=True))
         return BackupResult(status, actions, finished=True,
                             cluster_patch=_cluster_patch(cluster, name, status, now, success=False))
     status = {**base, "phase": "Running", "reason": Reason.JOB_RUNNING,
               "message": f"Job {job_name} is taking the snapshot"}
     return BackupResult(status, actions)
+
+
+async def _missing_credentials(kube: Kube, namespace: str, location: BackupLocation) -> str:
+    """Why an S3 backup cannot start yet ("" when it can): its Secret or a key is missing.
+    Without this check the Job's pod would sit in CreateContainerConfigError."""
+    if not isinstance(location, S3Location):
+        return ""
+    ref = location.destination.credentials_secret
+    secret = await kube.get("v1", "Secret", namespace, ref.name)
+    if secret is None:
+        return f"waiting for the S3 credentials Secret {ref.name} in namespace {namespace}"
+    absent = [k for k in (ref.access_key_id_key, ref.secret_access_key_key) if k not in (secret.get("data") or {})]
+    if absent:
+        return f"S3 credentials Secret {ref.name} has no key {', '.join(absent)}"
+    return ""
 
 
 async def _termination_report(kube: Kube, namespace: str, backup: str) -> dict[str, Any]:

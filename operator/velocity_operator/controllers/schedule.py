@@ -1,6 +1,6 @@
 """Scheduled backups (VelocityCluster.spec.backup): create VelocityBackups when the cron
 schedule fires and delete the oldest scheduled ones beyond spec.backup.retention, their
-files with them (a cleanup Job removes them from the claim)."""
+files with them (a cleanup Job removes them from the claim or the S3 bucket)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import cron
 from ..api.cluster import VelocityClusterSpec
-from ..builders.backup_job import PvcLocation, cleanup_job
+from ..builders.backup_job import cleanup_job, stored_location
 from ..builders.meta import Owner
 from ..kube import Kube
 from .actions import Action
@@ -62,10 +62,10 @@ async def reconcile_schedule(kube: Kube, body: dict[str, Any], now: dt.datetime,
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     for victim in retention_victims(backups, spec.backup.retention):
         location = str((by_name[victim].get("status") or {}).get("location") or "")
-        if location.startswith("pvc://"):
-            claim, _, path = location.removeprefix("pvc://").partition("/")
+        stored = stored_location(location, spec.backup.destination)  # pvc:// or s3://
+        if stored is not None:
             await kube.create(cleanup_job(owner, cluster=meta["name"], backup=victim,
-                                          location=PvcLocation(claim, path), image=spec.image or default_image))
+                                          location=stored, image=spec.image or default_image))
         await kube.delete("vdb.io/v1alpha1", "VelocityBackup", meta["namespace"], victim)
         actions.append(Action("BackupExpired", f"deleted VelocityBackup {victim} and its files "
                                                f"(retention {spec.backup.retention})"))
