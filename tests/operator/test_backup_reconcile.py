@@ -146,3 +146,30 @@ def test_retention_deletes_old_scheduled_backups_and_their_files(kubectl: Kubect
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:3] == ["rm", "-f", "--"] and command[3] == "/backup/velocity/ret/ret-old.vsnap"
     assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "ret-backups"
+
+
+def test_retention_deletes_old_s3_objects(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    # As above, with the cluster's backups in a bucket: the cleanup Job deletes the object.
+    s3 = {"endpoint": "http://s3.example:7070", "bucket": "bkt", "prefix": "velocity",
+          "credentialsSecret": {"name": "creds"}}
+    kubectl.apply(cluster("rets3", ns, backup={"schedule": "@yearly", "retention": 1, "destination": {"s3": s3}}))
+    for name in ("rets3-old", "rets3-new"):
+        obj = _backup(name, ns, cluster="ghost")
+        obj["metadata"]["labels"] = {"vdb.io/cluster": "rets3", "vdb.io/scheduled": "true"}
+        kubectl.apply(obj)
+        wait_for(f"{name} finished", lambda n=name: _phase(kubectl, ns, n, "Failed"))
+        kubectl.run("patch", "vbackup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(
+            {"status": {"phase": "Completed", "location": f"s3://bkt/velocity/rets3/{name}.vsnap"}}))
+        if name == "rets3-old":
+            first = kubectl.get("vbackup", name, ns)
+            assert first is not None
+            created = str(first["metadata"]["creationTimestamp"])
+            wait_for("next second", lambda c=created: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > c,
+                     timeout=3, interval=0.05)
+    wait_for("rets3-old deleted", lambda: kubectl.get("vbackup", "rets3-old", ns) is None)
+    job = wait_for("cleanup Job", lambda: kubectl.get("job", "rets3-old-cleanup", ns))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "velocity_operator.s3", "rm", "s3://bkt/velocity/rets3/rets3-old.vsnap"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["VDB_S3_ENDPOINT"]["value"] == "http://s3.example:7070"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
