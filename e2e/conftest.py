@@ -24,6 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--isolated-dns", action="store_true", default=False,
                      help="the cluster's DNS must not resolve names outside the cluster "
                           "(true of the local cluster; kind's CoreDNS forwards)")
+    parser.addoption("--node-control", default=None, metavar="CMD",
+                     help="command that simulates node loss: `CMD stop NODE` / `CMD start NODE` "
+                          "(make e2e passes the local cluster's hack/cluster/node.sh)")
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -59,6 +62,13 @@ def kubectl(request: pytest.FixtureRequest) -> Kubectl:
 def isolated_dns(request: pytest.FixtureRequest) -> bool:
     """Whether --isolated-dns was given (make e2e gives it for the local cluster)."""
     return bool(request.config.getoption("--isolated-dns"))
+
+
+@pytest.fixture(scope="session")
+def node_control(request: pytest.FixtureRequest) -> str | None:
+    """The --node-control command, or None (node-loss tests are then skipped, with that reason)."""
+    value = request.config.getoption("--node-control")
+    return str(value) if value else None
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,12 @@ kubeconfig="$(bash "${HACK}/cluster/up.sh" | tail -n 1)"
 mapfile -t archives < <(bash "${HACK}/images/build.sh" | tail -n 2)
 bash "${HACK}/images/load.sh" "${archives[@]}"
 flock --unlock "${setup_lock}"
+# A second node, so the failover tests can lose one (idempotent: starts what is not
+# running, brings its images up to date, leaves a node stopped by node.sh stopped).
+bash "${HACK}/cluster/add-node.sh" velocity-node-2
 
 cd "${REPO}"
 VELOCITY_KUBECTL="$(bash "${HACK}/k8s-build.sh" --bin-dir)/kubectl" \
 	VELOCITY_IMAGE_PULL_POLICY=Never \
-	"${PY}" -m pytest e2e --kubeconfig "${kubeconfig}" --isolated-dns --timeout=900 "$@"
+	"${PY}" -m pytest e2e --kubeconfig "${kubeconfig}" --isolated-dns --timeout=900 \
+	--node-control "${HACK}/cluster/node.sh" "$@"

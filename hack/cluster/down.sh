@@ -2,7 +2,8 @@
 # Tear down the local test cluster and everything it left on the machine.
 #
 # Order: stop controllers (nothing recreates pods), let kubelet delete the pods
-# (CNI DEL removes veths, IPAM entries, netns), stop the node and control plane,
+# (CNI DEL removes veths, IPAM entries, netns), remove the worker nodes
+# (remove-node.sh's cleanup), stop the first node and the control plane,
 # kill what is left of containers, unmount, remove cgroups, iptables chains,
 # interfaces, conntrack entries, restore sysctls, delete $VELOCITY_CLUSTER_DIR.
 # Safe to run when nothing is up, twice, or after a half-finished up.sh.
@@ -10,6 +11,7 @@
 # are signalled.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/worker-lib.sh"
 require_root
 
 stop_component() { # NAME [TIMEOUT]
@@ -42,6 +44,16 @@ drain_pods() {
 	# Give kubelet a moment to stop the sandboxes of pods deleted with --force.
 	deadline=$((SECONDS + 30))
 	while ((SECONDS < deadline)) && [[ -n "$(ctr --address "${CONTAINERD_SOCK}" -n k8s.io tasks ls -q 2>/dev/null)" ]]; do sleep 1; done
+}
+
+# remove_workers: every worker node add-node.sh added (after drain_pods, so their
+# kubelets have torn down their pods' networks; stopped workers are killed anyway).
+remove_workers() {
+	local name
+	for name in $(worker_names); do
+		log "removing worker node ${name}"
+		(worker_env "${name}" && remove_worker) || log "warning: worker ${name} not fully removed"
+	done
 }
 
 kill_containers() {
@@ -144,6 +156,7 @@ main() {
 	stop_component kube-controller-manager
 	stop_component kube-scheduler
 	drain_pods
+	remove_workers
 	stop_component velocity-local-provisioner
 	stop_component coredns
 	stop_component kubelet

@@ -57,47 +57,12 @@ setup_network() {
 	save_sysctl net.ipv4.ip_forward
 	save_sysctl net.bridge.bridge-nf-call-iptables
 	ip addr replace "${NODE_IP}/32" dev "${NODE_IF}"
-	# Pods may talk to each other, to the node and to Services, never beyond: drop
-	# anything forwarded between the pod bridge and another interface.
-	iptables -N "${FORWARD_CHAIN}" 2>/dev/null || iptables -F "${FORWARD_CHAIN}"
-	iptables -A "${FORWARD_CHAIN}" -i "${BRIDGE}" ! -o "${BRIDGE}" -j DROP
-	iptables -A "${FORWARD_CHAIN}" ! -i "${BRIDGE}" -o "${BRIDGE}" -j DROP
-	iptables -C FORWARD -j "${FORWARD_CHAIN}" 2>/dev/null || iptables -I FORWARD 1 -j "${FORWARD_CHAIN}"
+	# Pods may talk to each other (on any node's bridge), to the node and to Services,
+	# never beyond (common.sh: forward_rules).
+	forward_rules
 }
 
 # ---------------------------------------------------------------- certificates
-# cert NAME CN ORG(optional) SANS(optional, openssl syntax) USAGE(serverAuth,clientAuth)
-cert() {
-	local name="$1" cn="$2" org="$3" sans="$4" usage="$5"
-	[[ -s ${PKI}/${name}.crt ]] && return 0
-	local subj="/CN=${cn}"; [[ -n ${org} ]] && subj+="/O=${org}"
-	openssl ecparam -name prime256v1 -genkey -noout -out "${PKI}/${name}.key" 2>/dev/null
-	openssl req -new -key "${PKI}/${name}.key" -subj "${subj}" -out "${PKI}/${name}.csr"
-	{
-		echo "basicConstraints=critical,CA:FALSE"
-		echo "keyUsage=critical,digitalSignature,keyEncipherment"
-		echo "extendedKeyUsage=${usage}"
-		[[ -n ${sans} ]] && echo "subjectAltName=${sans}"
-	} >"${PKI}/${name}.ext"
-	openssl x509 -req -in "${PKI}/${name}.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" \
-		-CAcreateserial -days 365 -sha256 -extfile "${PKI}/${name}.ext" -out "${PKI}/${name}.crt" 2>/dev/null
-	rm -f "${PKI}/${name}.csr" "${PKI}/${name}.ext"
-	chmod 600 "${PKI}/${name}.key"
-}
-
-kubeconfig() { # NAME USER CERT: write ${KUBECONFIGS}/NAME.kubeconfig (certs embedded)
-	local file="${KUBECONFIGS}/$1.kubeconfig"
-	[[ -s ${file} ]] && return 0
-	local k=("${BIN}/kubectl" --kubeconfig "${file}.tmp")
-	"${k[@]}" config set-cluster velocity --server="https://${NODE_IP}:${API_PORT}" \
-		--certificate-authority="${PKI}/ca.crt" --embed-certs=true >/dev/null
-	"${k[@]}" config set-credentials "$2" --client-certificate="${PKI}/$3.crt" \
-		--client-key="${PKI}/$3.key" --embed-certs=true >/dev/null
-	"${k[@]}" config set-context velocity --cluster=velocity --user="$2" >/dev/null
-	"${k[@]}" config use-context velocity >/dev/null
-	chmod 600 "${file}.tmp"; mv "${file}.tmp" "${file}"
-}
-
 setup_pki() {
 	mkdir -p "${PKI}" "${KUBECONFIGS}"
 	if [[ ! -s ${PKI}/ca.crt ]]; then
@@ -132,35 +97,6 @@ setup_pki() {
 }
 
 # ---------------------------------------------------------------- processes
-# start NAME COMMAND...: run COMMAND in its own session, log to $LOGS/NAME.log
-start() {
-	local name="$1"; shift
-	if pid_alive "${name}"; then log "running: ${name} (pid $(cat "${PIDS}/${name}.pid"))"; return 0; fi
-	log "starting ${name}"
-	setsid "$@" </dev/null >>"${LOGS}/${name}.log" 2>&1 &
-	echo $! >"${PIDS}/${name}.pid"
-}
-
-# healthy NAME TIMEOUT DESCRIPTION COMMAND...: wait, or fail with the log's tail
-healthy() {
-	local name="$1" timeout="$2" what="$3"; shift 3
-	local deadline=$((SECONDS + timeout))
-	until "$@" >/dev/null 2>&1; do
-		if ! pid_alive "${name}"; then
-			tail -n 30 "${LOGS}/${name}.log" >&2 || true
-			die "${name} exited during start-up; full log: ${LOGS}/${name}.log"
-		fi
-		if ((SECONDS >= deadline)); then
-			tail -n 30 "${LOGS}/${name}.log" >&2 || true
-			die "${name}: ${what} not reached after ${timeout}s; full log: ${LOGS}/${name}.log"
-		fi
-		sleep 0.5
-	done
-}
-
-curl_ok() { curl -fsS --max-time 3 "$@"; }
-admin_curl() { curl_ok --cacert "${PKI}/ca.crt" --cert "${PKI}/admin.crt" --key "${PKI}/admin.key" "$@"; }
-
 start_etcd() {
 	start etcd "${BIN}/etcd" --name=velocity --data-dir="${STATE}/etcd" \
 		--listen-client-urls="http://127.0.0.1:${ETCD_PORT}" --advertise-client-urls="http://127.0.0.1:${ETCD_PORT}" \
@@ -208,67 +144,9 @@ start_control_plane() {
 }
 
 start_containerd() {
-	mkdir -p "${CONTAINERD_DIR}"/{root,state,runc,opt} "${CONTAINERD_DIR}/hosts.d/_default" "${STATE}/cni"/{net.d,networks}
-	# Pull blocker, not a mirror: every registry resolves to a closed loopback port,
-	# so a missing image fails at once (ErrImagePull) and nothing leaves the machine.
-	cat >"${CONTAINERD_DIR}/hosts.d/_default/hosts.toml" <<-EOF
-		# Written by hack/cluster/up.sh: images are imported, never pulled.
-		server = "https://127.0.0.1:9"
-	EOF
-	cat >"${CONTAINERD_DIR}/config.toml" <<-EOF
-		# Written by hack/cluster/up.sh.
-		version = 2
-		root = "${CONTAINERD_DIR}/root"
-		state = "${CONTAINERD_DIR}/state"
-		disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
-		[grpc]
-		  address = "${CONTAINERD_SOCK}"
-		[ttrpc]
-		  address = "${CONTAINERD_SOCK}.ttrpc"
-		[debug]
-		  address = ""
-		[metrics]
-		  address = ""
-		[plugins."io.containerd.internal.v1.opt"]
-		  path = "${CONTAINERD_DIR}/opt"
-		[plugins."io.containerd.grpc.v1.cri"]
-		  sandbox_image = "${PAUSE_IMAGE}"
-		  # Root here may lack CAP_SYS_RESOURCE (seen: VMs that drop it), so the
-		  # negative oom_score_adj CRI gives sandboxes and Guaranteed pods cannot be
-		  # set and runc fails; never go below containerd's own score instead.
-		  restrict_oom_score_adj = true
-		  netns_mounts_under_state_dir = true
-		  enable_selinux = false
-		  [plugins."io.containerd.grpc.v1.cri".containerd]
-		    snapshotter = "overlayfs"
-		    default_runtime_name = "runc"
-		    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-		      runtime_type = "io.containerd.runc.v2"
-		      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-		        SystemdCgroup = false
-		        Root = "${CONTAINERD_DIR}/runc"
-		  [plugins."io.containerd.grpc.v1.cri".cni]
-		    bin_dir = "/usr/lib/cni"
-		    conf_dir = "${STATE}/cni/net.d"
-		  [plugins."io.containerd.grpc.v1.cri".registry]
-		    config_path = "${CONTAINERD_DIR}/hosts.d"
-	EOF
-	cat >"${STATE}/cni/net.d/10-velocity.conflist" <<-EOF
-		{
-		  "cniVersion": "1.0.0",
-		  "name": "velocity",
-		  "plugins": [
-		    {
-		      "type": "bridge", "bridge": "${BRIDGE}", "isGateway": true, "ipMasq": false,
-		      "hairpinMode": true,
-		      "ipam": {
-		        "type": "host-local", "dataDir": "${STATE}/cni/networks",
-		        "ranges": [[{"subnet": "${POD_CIDR}"}]], "routes": [{"dst": "0.0.0.0/0"}]
-		      }
-		    }
-		  ]
-		}
-	EOF
+	mkdir -p "${STATE}/cni"/{net.d,networks}
+	write_containerd_config "${CONTAINERD_DIR}" "${STATE}/cni/net.d"
+	write_cni_conflist "${STATE}/cni/net.d/10-velocity.conflist" "${BRIDGE}" "${POD_CIDR}" "${STATE}/cni/networks"
 	start containerd containerd --config "${CONTAINERD_DIR}/config.toml"
 	healthy containerd 30 "its socket" ctr --address "${CONTAINERD_SOCK}" version
 }
@@ -285,34 +163,8 @@ import_pause_image() {
 
 start_node() {
 	mkdir -p "${STATE}/kubelet" "${STATE}/pod-logs"
-	cat >"${STATE}/kubelet-config.yaml" <<-EOF
-		apiVersion: kubelet.config.k8s.io/v1beta1
-		kind: KubeletConfiguration
-		address: ${NODE_IP}
-		authentication:
-		  anonymous: {enabled: false}
-		  webhook: {enabled: true}
-		  x509: {clientCAFile: ${PKI}/ca.crt}
-		authorization: {mode: Webhook}
-		cgroupDriver: cgroupfs
-		failCgroupV1: false
-		containerRuntimeEndpoint: unix://${CONTAINERD_SOCK}
-		clusterDNS: [${DNS_SERVICE_IP}]
-		clusterDomain: ${CLUSTER_DOMAIN}
-		resolvConf: ""
-		failSwapOn: false
-		tlsCertFile: ${PKI}/kubelet-serving.crt
-		tlsPrivateKeyFile: ${PKI}/kubelet-serving.key
-		healthzBindAddress: 127.0.0.1
-		healthzPort: 10248
-		readOnlyPort: 0
-		podLogsDir: ${STATE}/pod-logs
-		imageGCHighThresholdPercent: 100
-		imageGCLowThresholdPercent: 99
-		evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
-		serializeImagePulls: false
-		maxPods: 110
-	EOF
+	write_kubelet_config "${STATE}/kubelet-config.yaml" "${NODE_IP}" "${CONTAINERD_SOCK}" 10248 kubelet-serving \
+		"${STATE}/pod-logs" /
 	start kubelet "${BIN}/kubelet" --config="${STATE}/kubelet-config.yaml" \
 		--kubeconfig="${KUBECONFIGS}/kubelet.kubeconfig" --root-dir="${STATE}/kubelet" \
 		--cert-dir="${STATE}/kubelet/pki" --hostname-override="${NODE_NAME}" --node-ip="${NODE_IP}" \

@@ -20,10 +20,18 @@ for archive in "$@"; do
 		archives+=("${companion}")
 	fi
 done
+# Worker nodes (hack/cluster/add-node.sh) whose containerd runs get the images too; a
+# stopped one catches up when `node.sh start` syncs it from the first node.
+sockets=("${CONTAINERD_SOCK}")
+for sock in "${WORKERS_DIR}"/*/containerd/containerd.sock; do
+	[[ -S ${sock} ]] && timeout 10 ctr --address "${sock}" version >/dev/null 2>&1 && sockets+=("${sock}")
+done
 for archive in "${archives[@]}"; do
 	[[ -s ${archive} ]] || die "no image archive at ${archive} (run 'make images')"
 	# --no-unpack=false: unpack into the overlayfs snapshotter now, not at first use.
-	ctr --address "${CONTAINERD_SOCK}" -n k8s.io images import --no-unpack=false "${archive}" >/dev/null
+	for sock in "${sockets[@]}"; do
+		ctr --address "${sock}" -n k8s.io images import --no-unpack=false "${archive}" >/dev/null
+	done
 	tag="$(python3 -c 'import json, sys, tarfile
 with tarfile.open(sys.argv[1]) as t:
     print(" ".join(json.load(t.extractfile("manifest.json"))[0]["RepoTags"]))' "${archive}")"
