@@ -10,18 +10,36 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .kube import Kubectl
+from .kube import Kubectl, wait_for
 from .manifests import ENGINE_IMAGE
 
-__all__ = ["REPO", "OperatorProcess", "running_operator"]
+__all__ = ["REPO", "OperatorProcess", "operator_log", "running_operator"]
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def operator_log(ns: Kubectl) -> Path:
+    """Where the operator of `ns` logs: outside pytest's basetemp, which a concurrent
+    pytest run of the same user may prune while this one still runs."""
+    path = Path(tempfile.gettempdir()) / "velocity-e2e" / f"{ns.namespace}-operator.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 class OperatorProcess:
@@ -35,18 +53,38 @@ class OperatorProcess:
         self.starts = 0
 
     def start(self) -> None:
+        """Start the operator and wait for its liveness endpoint. The ports are picked
+        free: `--liveness-port 0` would make kopf bind port 80, which a second operator
+        on the machine then cannot."""
         assert self.proc is None or self.proc.poll() is not None, "the operator is already running"
         env = {**os.environ, "VELOCITY_OPERATOR_RESYNC_SECONDS": str(self.resync_seconds),
                "VELOCITY_ENGINE_IMAGE": ENGINE_IMAGE}
+        liveness = _free_port()
         with self.log.open("ab") as out:
             self.starts += 1
             out.write(f"===== operator start #{self.starts} =====\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "velocity_operator.main", "--kubeconfig", self.ns.kubeconfig,
-                 "--namespace", str(self.ns.namespace), "--metrics-port", "0", "--liveness-port", "0",
-                 "--metrics-host", "127.0.0.1"],
+                 "--namespace", str(self.ns.namespace), "--metrics-port", str(_free_port()),
+                 "--liveness-port", str(liveness), "--metrics-host", "127.0.0.1"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=REPO)
+        wait_for(lambda: self._alive(liveness), timeout=60, interval=0.25, what="the operator's /healthz")
+
+    def _alive(self, port: int) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the operator exited with {self.proc.returncode}:\n{self.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def assert_running(self) -> None:
+        """Fail at once (with its log) if the operator died, instead of timing out later."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"the operator is not running:\n{self.tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup handlers, no finalizer work, in-flight reconciles cut short."""
@@ -72,9 +110,11 @@ class OperatorProcess:
 
 
 @contextmanager
-def running_operator(ns: Kubectl, log: Path) -> Iterator[OperatorProcess]:
-    """Install the CRDs, start the operator; on exit delete the namespace's Velocity
-    resources while it still runs (it holds their finalizers), then stop it."""
+def running_operator(ns: Kubectl, log: Path | None = None) -> Iterator[OperatorProcess]:
+    """Install the CRDs, start the operator (log: `log`, default operator_log(ns)); on
+    exit delete the namespace's Velocity resources while it still runs (it holds their
+    finalizers), then stop it."""
+    log = log or operator_log(ns)
     ns.run("apply", "--server-side", "-f", str(REPO / "crds"))
     for crd in ("velocityclusters.vdb.io", "velocitybackups.vdb.io"):
         ns.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")

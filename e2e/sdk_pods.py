@@ -26,8 +26,18 @@ async def main(endpoint, op, key, value):
         if op == "set":
             await vdb.set(key, value)
             print("OK")
-        elif op == "get-stale":
-            print("GOT", await vdb.get(key, stale_ok=True))
+        elif op == "fill":  # KEY:i = i for i < VALUE
+            n = int(value)
+            for start in range(0, n, 200):
+                await vdb.mset({f"{key}:{i}": i for i in range(start, min(n, start + 200))})
+            print("OK")
+        elif op == "count-stale":  # how many of KEY:i = i (i < VALUE) this node holds
+            n, match = int(value), 0
+            for start in range(0, n, 200):
+                chunk = range(start, min(n, start + 200))
+                values = await vdb.mget([f"{key}:{i}" for i in chunk], stale_ok=True)
+                match += sum(v == i for i, v in zip(chunk, values))
+            print("MATCH", match)
         else:
             print("GOT", await vdb.get(key))
 
@@ -99,12 +109,19 @@ def pod_endpoint(ns: Kubectl, cluster: str, ordinal: int) -> str:
     return f"vdb://{cluster}-{ordinal}.{cluster}-headless.{ns.namespace}.svc:2005"
 
 
-def client_pod(name: str, command: list[str], *, ca_secret: str, auth_secret: str) -> dict[str, Any]:
+def client_pod(name: str, command: list[str], *, ca_secret: str, auth_secret: str,
+               near: str | None = None) -> dict[str, Any]:
     """A restricted pod running `command` with the CA at /ca/ca.crt, the token at
-    /auth/token and a writable /work."""
+    /auth/token and a writable /work; with `near`, on a node running a pod of that
+    VelocityCluster (a shared cluster may gain and lose other nodes during a test)."""
+    affinity = {} if near is None else {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": near}},
+            "topologyKey": "kubernetes.io/hostname"}]}}}
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "velocity-e2e-client"}},
         "spec": {
+            **affinity,
             "restartPolicy": "Never", "enableServiceLinks": False, "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "client", "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
@@ -131,9 +148,10 @@ def _finished(ns: Kubectl, name: str, timeout: float) -> tuple[str, str]:
 
 def client_outcome(ns: Kubectl, cluster: str, name: str, endpoint: str, op: str, key: str, value: str = "",
                    *, ca_secret: str | None = None) -> tuple[str, str]:
-    """One SET/GET/get-stale through the SDK in a pod: its final phase and its output."""
+    """One operation through the SDK in a pod (set, get, fill, count-stale: see ONE_SHOT):
+    its final phase and its output."""
     ns.apply(client_pod(name, ["python3", "-c", ONE_SHOT, endpoint, op, key, value],
-                        ca_secret=ca_secret or f"{cluster}-ca", auth_secret=f"{cluster}-auth"))
+                        ca_secret=ca_secret or f"{cluster}-ca", auth_secret=f"{cluster}-auth", near=cluster))
     phase, logs = _finished(ns, name, 120)
     ns.run("delete", "pod", name, "--wait=false")
     return phase, logs
@@ -165,7 +183,7 @@ class WriteLoop:
     def __init__(self, ns: Kubectl, cluster: str, name: str, endpoint: str) -> None:
         self.ns, self.name = ns, name
         ns.apply(client_pod(name, ["python3", "-c", LOOP, endpoint, name],
-                            ca_secret=f"{cluster}-ca", auth_secret=f"{cluster}-auth"))
+                            ca_secret=f"{cluster}-ca", auth_secret=f"{cluster}-auth", near=cluster))
         wait_for(lambda: "READY" in ns.run("logs", name), timeout=120, what=f"write loop {name} connected")
 
     def acked(self) -> int:

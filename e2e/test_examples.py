@@ -32,8 +32,8 @@ READY_TARGET_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def operator(namespace: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    with running_operator(namespace, tmp_path_factory.mktemp("operator") / "operator.log") as op:
+def operator(namespace: Kubectl) -> Iterator[OperatorProcess]:
+    with running_operator(namespace) as op:
         yield op
 
 
