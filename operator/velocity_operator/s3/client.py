@@ -220,7 +220,8 @@ class S3Client:
                 conn.close()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                if attempt == attempts:
+                # A certificate that does not verify will not verify on the next try either.
+                if attempt == attempts or isinstance(exc, ssl.SSLCertVerificationError):
                     raise S3ConnectionError(f"{method} {resource}: {exc}") from exc
                 time.sleep(attempt)
                 continue

@@ -182,3 +182,17 @@ def test_command_line_get_rm_and_exit_codes(s3: S3Server, bucket: str, tmp_path:
     assert s3.client().list_objects(bucket, "p/") == []
     assert _cli(s3, "mb", "second").returncode == 0
     assert _cli(s3, "get", f"s3://{bucket}/p/k", str(out)).returncode == 3  # NoSuchKey: permanent
+
+
+def test_https_with_the_servers_ca(tmp_path: Path) -> None:
+    with S3Server(tmp_path, tls=True) as server:
+        client = server.client()
+        client.create_bucket("secure")
+        client.put_bytes("secure", "k", b"over tls")
+        out = tmp_path / "out"
+        client.get_file("secure", "k", out)
+        assert out.read_bytes() == b"over tls"
+        # Without the CA the certificate does not verify: refused at once, not retried.
+        stranger = S3Client(server.endpoint, server.credentials, timeout=5)
+        with pytest.raises(S3ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            stranger.list_objects("secure")
