@@ -173,3 +173,35 @@ def test_retention_deletes_old_s3_objects(kubectl: Kubectl, operator: OperatorPr
     env = {e["name"]: e for e in container["env"]}
     assert env["VDB_S3_ENDPOINT"]["value"] == "http://s3.example:7070"
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
+
+
+def test_restore_from_an_s3_backup_downloads_it_first(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:
+    # A finished backup (its cluster is gone) stored in a bucket its own spec names.
+    s3 = {"endpoint": "http://s3.example:7070", "bucket": "bkt", "credentialsSecret": {"name": "creds"}}
+    kubectl.apply(_backup("gone-1", ns, cluster="gone", destination={"s3": s3}))
+    wait_for("gone-1 finished", lambda: _phase(kubectl, ns, "gone-1", "Failed"))
+    checksum = "sha256:" + "cd" * 32
+    kubectl.run("patch", "vbackup", "gone-1", "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"phase": "Completed", "location": "s3://bkt/gone/gone-1.vsnap", "checksum": checksum}}))
+    # A backup in a bucket no destination names cannot be fetched: the cluster waits.
+    kubectl.apply(_backup("elsewhere", ns, cluster="gone"))
+    wait_for("elsewhere finished", lambda: _phase(kubectl, ns, "elsewhere", "Failed"))
+    kubectl.run("patch", "vbackup", "elsewhere", "-n", ns, "--subresource=status", "--type=merge", "-p",
+                json.dumps({"status": {"phase": "Completed", "location": "s3://other/gone/elsewhere.vsnap"}}))
+    kubectl.apply(cluster("stuck", ns, bootstrap={"fromBackup": {"name": "elsewhere"}}))
+
+    kubectl.apply(cluster("from-s3", ns, bootstrap={"fromBackup": {"name": "gone-1"}}))
+    sts = wait_for("StatefulSet", lambda: kubectl.get("statefulset", "from-s3", ns))
+    pod = sts["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert init["args"] == ["s3://bkt/gone/gone-1.vsnap", "/restore/backup.vsnap", "--sha256", "cd" * 32]
+    assert {e["name"]: e.get("value") for e in init["env"]}["VDB_S3_ENDPOINT"] == "http://s3.example:7070"
+    assert {"name": "VELOCITY_RESTORE_FILE", "value": "/restore/backup.vsnap"} in pod["containers"][0]["env"]
+
+    def waiting_event() -> bool:
+        events = json.loads(kubectl.run("get", "events", "-n", ns, "--field-selector",
+                                        "involvedObject.name=stuck", "-o", "json").stdout)
+        return any("no S3 destination for bucket other" in e.get("message", "") for e in events["items"])
+
+    wait_for("WaitingForBackup event of stuck", waiting_event)
+    assert kubectl.get("statefulset", "stuck", ns) is None
