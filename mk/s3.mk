@@ -4,8 +4,9 @@
 #   make s3-server   build versitygw (a real S3 gateway, SigV4, POSIX backend) from the Go
 #                    module proxy into ~/.cache/velocity-s3 (hack/s3/build.sh; never rebuilds)
 #
-# The S3 client's integration tests (tests/integration/s3) start it as a process, so the
-# integration tier depends on it.
+# The S3 client's integration tests (tests/integration/s3) and the operator's S3
+# backup/restore test with real engines (tests/operator) start it as a process, so those
+# tiers depend on it (tests/support/s3_server.py would build it on first use anyway).
 
 .PHONY: s3-server
 
@@ -13,3 +14,4 @@ s3-server: ## Build the S3 test server (versitygw, pinned in hack/s3/go.mod) if 
 	@nice -n 19 bash hack/s3/build.sh >/dev/null
 
 test-integration: s3-server
+test-operator: s3-server
