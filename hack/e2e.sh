@@ -51,7 +51,11 @@ flock --unlock "${setup_lock}"
 bash "${HACK}/cluster/add-node.sh" velocity-node-2
 
 cd "${REPO}"
+# Test paths among the arguments (E2E_ARGS="e2e/test_failover.py -s") replace the
+# default, the whole suite: pytest would otherwise run e2e/ and the file.
+paths=(e2e)
+for arg in "$@"; do [[ ${arg} == e2e/* ]] && { paths=(); break; }; done
 VELOCITY_KUBECTL="$(bash "${HACK}/k8s-build.sh" --bin-dir)/kubectl" \
 	VELOCITY_IMAGE_PULL_POLICY=Never \
-	"${PY}" -m pytest e2e --kubeconfig "${kubeconfig}" --isolated-dns --timeout=900 \
+	"${PY}" -m pytest "${paths[@]}" --kubeconfig "${kubeconfig}" --isolated-dns --timeout=900 \
 	--node-control "${HACK}/cluster/node.sh" "$@"
