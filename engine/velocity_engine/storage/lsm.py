@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from velocity_engine.fsutil import fsync_dir
 from velocity_engine.storage.base import Mutation, Record, sample_expiring
 from velocity_engine.storage.block_cache import BlockCache
 from velocity_engine.storage.compaction import CompactionStats, MergeResult, merge_tables, pick, wall_ms
 from velocity_engine.storage.entry_codec import encode_batch
 from velocity_engine.storage.errors import CorruptionError, WalWriteError
+from velocity_engine.storage.file_ops import FileOps
 from velocity_engine.storage.filenames import (
     manifest_name,
     manifest_numbers,
@@ -55,7 +54,7 @@ from velocity_engine.storage.sstable_builder import SSTableBuilder, TableInfo
 from velocity_engine.storage.sstable_reader import BloomStats, SSTable
 from velocity_engine.storage.wal_format import FILE_HEADER_SIZE
 from velocity_engine.storage.wal_reader import replay
-from velocity_engine.storage.wal_writer import FileOps, Policy, WalWriter
+from velocity_engine.storage.wal_writer import Policy, WalWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,8 +95,9 @@ class LsmStorage:
         t0 = time.monotonic()
         self.options = options or LsmOptions()
         self.loop = loop
+        self.ops = ops or FileOps()  # every durable file operation (power-loss tests swap it)
         self.dir = storage_dir(data_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ops.make_dirs(self.dir)
         self.recovery = RecoveryReport()
         self.block_cache = BlockCache(self.options.block_cache_bytes)
         self.bloom_stats = BloomStats()
@@ -134,8 +134,8 @@ class LsmStorage:
         self.mem = Memtable()
         self.imm: list[Memtable] = []  # frozen, oldest first
         self._replay([s for s in wal_numbers(self.dir) if s >= self._state.log_number])
-        self.wal = WalWriter(self.dir, self._alloc(), self.options.appendfsync, loop, ops)
-        fsync_dir(self.dir)
+        self.wal = WalWriter(self.dir, self._alloc(), self.options.appendfsync, loop, self.ops)
+        self.ops.fsync_dir(self.dir)
         self.recovery.seconds = time.monotonic() - t0
         if self.mem.approx_bytes >= self.options.memtable_bytes:
             self._freeze()
@@ -168,11 +168,11 @@ class LsmStorage:
             if entry.name.startswith("."):  # an interrupted atomic_write
                 removed.append(entry.name)
         for name in removed:
-            (self.dir / name).unlink(missing_ok=True)
+            self.ops.unlink(self.dir / name)
         if removed:
             log.info("removed %d file(s) left over from an interrupted flush/compaction: %s",
                      len(removed), ", ".join(sorted(removed)))
-            fsync_dir(self.dir)
+            self.ops.fsync_dir(self.dir)
 
     # -- recovery ----------------------------------------------------------------
 
@@ -197,12 +197,10 @@ class LsmStorage:
     def _cut_tail(self, number: int, valid_end: int) -> None:
         path = self.dir / wal_name(number)
         if valid_end < FILE_HEADER_SIZE:
-            path.unlink()
+            self.ops.unlink(path)
         else:
-            with open(path, "r+b") as fh:
-                fh.truncate(valid_end)
-                os.fsync(fh.fileno())
-        fsync_dir(self.dir)
+            self.ops.truncate_file(path, valid_end)
+        self.ops.fsync_dir(self.dir)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -290,7 +288,7 @@ class LsmStorage:
 
     def _build_table(self, mem: Memtable, number: int) -> SSTable:
         path = self.dir / table_name(number)
-        builder = SSTableBuilder(path, number)
+        builder = SSTableBuilder(path, number, ops=self.ops)
         try:
             for key, rec in mem.items():
                 builder.add(key, rec)
@@ -309,7 +307,7 @@ class LsmStorage:
         if exc is not None or table is None:
             # The data is still in the WAL and in memory: nothing is lost. Try again later.
             log.error("flush to %s failed: %s; retrying in 1 s", table_name(number), exc)
-            (self.dir / table_name(number)).unlink(missing_ok=True)
+            self.ops.unlink(self.dir / table_name(number))
             self._later(1.0, self._schedule_flush)
             return
         meta = TableMeta(number, 0, table.size, table.entries, table.smallest, table.largest)
@@ -322,7 +320,7 @@ class LsmStorage:
         except OSError as exc2:
             log.error("publishing the manifest failed: %s; retrying the flush in 1 s", exc2)
             table.close()
-            (self.dir / table_name(number)).unlink(missing_ok=True)
+            self.ops.unlink(self.dir / table_name(number))
             self._later(1.0, self._schedule_flush)
             return
         self._readers[number] = table
@@ -332,17 +330,17 @@ class LsmStorage:
         self.flush_bytes += table.size
         for seg in wal_numbers(self.dir):
             if seg <= mem.last_segment:
-                (self.dir / wal_name(seg)).unlink(missing_ok=True)
+                self.ops.unlink(self.dir / wal_name(seg))
         self._schedule_flush()
         self._maybe_compact()
 
     def _publish(self, state: ManifestState) -> None:
         number = self._alloc()
         state.next_file = self._next_file
-        publish(self.dir, number, state)
+        publish(self.dir, number, state, self.ops)
         old, self._manifest_no, self._state = self._manifest_no, number, state
         if old:
-            (self.dir / manifest_name(old)).unlink(missing_ok=True)
+            self.ops.unlink(self.dir / manifest_name(old))
 
     # -- compaction ------------------------------------------------------------------------
 
@@ -366,7 +364,7 @@ class LsmStorage:
 
     def _merge(self, inputs: list[SSTable], number: int, includes_oldest: bool) -> tuple[MergeResult, SSTable | None]:
         path = self.dir / table_name(number)
-        builder = SSTableBuilder(path, number, throttle=self._limiter.throttle)
+        builder = SSTableBuilder(path, number, throttle=self._limiter.throttle, ops=self.ops)
         try:
             res = merge_tables(inputs, builder, includes_oldest=includes_oldest, now_ms=wall_ms())
         except BaseException:
@@ -383,7 +381,7 @@ class LsmStorage:
         if self._closed or exc is not None or result is None:
             if result is not None and result[1] is not None:
                 result[1].close()
-            (self.dir / table_name(number)).unlink(missing_ok=True)
+            self.ops.unlink(self.dir / table_name(number))
             if exc is not None and not isinstance(exc, Cancelled) and not self._closed:
                 log.error("compaction into %s failed: %s; retrying in 5 s", table_name(number), exc)
                 self._later(5.0, self._maybe_compact)
@@ -411,7 +409,7 @@ class LsmStorage:
             log.error("publishing the manifest after compaction failed: %s", exc2)
             if table is not None:
                 table.close()
-            (self.dir / table_name(number)).unlink(missing_ok=True)
+            self.ops.unlink(self.dir / table_name(number))
             return
         for key in vanished_in_tables:
             if not self.mem.lookup(key)[0] and not any(m.lookup(key)[0] for m in self.imm):
@@ -432,7 +430,7 @@ class LsmStorage:
         if self._pins.get(table.number, 0) == 0 and table.number in self._doomed:
             self._doomed.discard(table.number)
             table.close()
-            table.path.unlink(missing_ok=True)
+            self.ops.unlink(table.path)
 
     # -- background plumbing ------------------------------------------------------------------
 

@@ -8,7 +8,7 @@
 
 Every change (a flush, a compaction) publishes a complete new manifest under
 a new number and then CURRENT, each by write-temp, fsync, rename,
-fsync-directory (fsutil.atomic_write). A crash leaves either the old or the
+fsync-directory (FileOps.publish). A crash leaves either the old or the
 new CURRENT, each naming a complete manifest. Spec: docs/formats/manifest.md.
 """
 
@@ -20,8 +20,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from velocity_engine.fsutil import atomic_write
 from velocity_engine.storage.errors import CorruptionError
+from velocity_engine.storage.file_ops import FileOps
 from velocity_engine.storage.filenames import CURRENT, manifest_name
 
 MAGIC = b"VMANIFST"
@@ -110,7 +110,13 @@ def read_current(directory: Path) -> tuple[int, ManifestState] | None:
     return int(name[9:]), decode_manifest(path, data)
 
 
-def publish(directory: Path, number: int, state: ManifestState) -> None:
-    """Write MANIFEST-number, then point CURRENT at it (both crash-atomic)."""
-    atomic_write(directory / manifest_name(number), encode_manifest(state))
-    atomic_write(directory / CURRENT, (manifest_name(number) + "\n").encode())
+def publish(directory: Path, number: int, state: ManifestState, ops: FileOps | None = None) -> None:
+    """Write MANIFEST-number, then point CURRENT at it (both crash-atomic).
+
+    The manifest's directory entry is durable (publish fsyncs the directory)
+    before CURRENT can name it, and so is every table file created in the
+    directory before this call: that one directory fsync covers them.
+    """
+    ops = ops or FileOps()
+    ops.publish(directory / manifest_name(number), encode_manifest(state))
+    ops.publish(directory / CURRENT, (manifest_name(number) + "\n").encode())

@@ -22,6 +22,7 @@ from pathlib import Path
 from vproto.errors import BusyError, InternalError, InvalidArgumentError
 
 from velocity_engine.storage.base import Record, Storage
+from velocity_engine.storage.file_ops import FileOps
 from velocity_engine.storage.filenames import snapshot_dir
 from velocity_engine.storage.lsm import LsmStorage
 from velocity_engine.storage.merge import merge_newest_first
@@ -73,12 +74,12 @@ class SnapshotExporter:
         self._expire_idle()
         if sum(1 for j in self.jobs.values() if j.info is None and not j.error) >= MAX_JOBS:
             raise SnapshotError(f"{MAX_JOBS} snapshots are already being written; try again later")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ops = st.ops if isinstance(st := self.storage, LsmStorage) else FileOps()
+        ops.make_dirs(self.dir)
         job_id = secrets.token_hex(8)
         now = time.monotonic()
         created_ms = time.time_ns() // 1_000_000
         job = SnapshotJob(job_id, self.dir / f"snap-{job_id}.vsnap", now, now, created_ms)
-        st = self.storage
         if isinstance(st, LsmStorage):
             srcs, release = st.pin_view()
         else:  # volatile storage: copy the records now (consistent, O(n) on the loop)
@@ -87,8 +88,9 @@ class SnapshotExporter:
 
         def work() -> SnapshotInfo:
             tmp = job.path.with_suffix(".tmp")
-            info = write_snapshot(tmp, merge_newest_first(srcs), created_ms)
-            tmp.rename(job.path)
+            info = write_snapshot(tmp, merge_newest_first(srcs), created_ms, ops)
+            # No directory fsync: a served snapshot is temporary and start-up deletes leftovers.
+            ops.replace(tmp, job.path)
             return info
 
         def done(info: SnapshotInfo | None, err: BaseException | None) -> None:

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from velocity_engine.fsutil import fsync_dir
 from velocity_engine.storage.errors import WalWriteError
+from velocity_engine.storage.file_ops import FileOps
 from velocity_engine.storage.filenames import wal_name
 from velocity_engine.storage.wal_format import TYPE_BATCH, encode_record, file_header
 
@@ -51,15 +51,6 @@ RECOVER_FREE_BYTES = 4 * 1024 * 1024  # and accept writes again once this much i
 
 # Seconds; an fdatasync here is ~220 us, a slow disk tens of ms.
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
-
-
-@dataclass
-class FileOps:
-    """The system calls the log uses; tests swap in failing ones (fault injection)."""
-
-    write: Callable[[int, bytes | memoryview], int] = os.write
-    fdatasync: Callable[[int], None] = os.fdatasync
-    free_bytes: Callable[[Path], int] = lambda path: os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
 
 
 @dataclass
@@ -121,22 +112,19 @@ class WalWriter:
 
     def _open_segment(self, segment: int) -> int:
         path = self.directory / wal_name(segment)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        size = os.lseek(fd, 0, os.SEEK_END)
+        fd = self.ops.open_append(path)
+        size = os.lseek(fd, 0, os.SEEK_CUR)
         if size == 0:
             head = file_header(segment)
             self._write_all(fd, head)
-            os.fdatasync(fd)
-            fsync_dir(self.directory)
+            self.ops.fdatasync(fd)
+            self.ops.fsync_dir(self.directory)  # the new name must survive a crash too
             size = len(head)
         self.segment_bytes = size
         return fd
 
     def _write_all(self, fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = self.ops.write(fd, view)
-            view = view[n:]
+        self.ops.write_all(fd, data)
 
     # -- appending (loop thread) ------------------------------------------------
 
@@ -174,7 +162,7 @@ class WalWriter:
             if free < RECOVER_FREE_BYTES:
                 return False
             with self._fd_lock:
-                os.ftruncate(self._fd, self.segment_bytes)
+                self.ops.truncate(self._fd, self.segment_bytes)
                 os.lseek(self._fd, self.segment_bytes, os.SEEK_SET)
         except OSError:
             return False

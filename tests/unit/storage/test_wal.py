@@ -11,11 +11,12 @@ import pytest
 from velocity_engine.storage.base import Record
 from velocity_engine.storage.entry_codec import decode_entry, encode_batch
 from velocity_engine.storage.errors import CorruptionError, WalWriteError
+from velocity_engine.storage.file_ops import FileOps
 from velocity_engine.storage.filenames import wal_name
 from velocity_engine.storage.lsm import LsmOptions, LsmStorage
 from velocity_engine.storage.wal_format import FILE_HEADER_SIZE, RECORD_HEADER_SIZE
 from velocity_engine.storage.wal_reader import replay, scan_segment
-from velocity_engine.storage.wal_writer import FileOps, WalWriter
+from velocity_engine.storage.wal_writer import WalWriter
 
 
 def _write_segment(d: Path, batches: list[list[tuple[bytes, Record | None]]], segment: int = 1) -> list[int]:
