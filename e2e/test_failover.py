@@ -486,7 +486,8 @@ def test_node_loss_under_load(namespace: Kubectl, cluster: str, node_control: st
             return [f"{p['metadata']['namespace']}/{p['metadata']['name']}"
                     for p in namespace.json("get", "pods", "--all-namespaces",
                                             "--field-selector", f"spec.nodeName={target}")["items"]
-                    if p["metadata"]["namespace"] != namespace.namespace]
+                    if p["metadata"]["namespace"] != namespace.namespace
+                    and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
         try:
             wait_for(lambda: not others(), timeout=60, what=f"other tests' pods to leave {target}")
         except TimeoutError:
