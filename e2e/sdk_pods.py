@@ -13,6 +13,7 @@ from typing import Any
 
 from .kube import Kubectl, wait_for
 from .manifests import ENGINE_IMAGE, PULL_POLICY
+from .placement import HOSTNAME_LABEL, pinned_node
 
 __all__ = ["LoopResult", "WriteLoop", "client_outcome", "client_pod", "pod_endpoint", "run_client", "service_endpoint"]
 
@@ -110,14 +111,10 @@ def pod_endpoint(ns: Kubectl, cluster: str, ordinal: int) -> str:
 
 
 def client_pod(name: str, command: list[str], *, ca_secret: str, auth_secret: str,
-               near: str | None = None) -> dict[str, Any]:
+               node: str | None = None) -> dict[str, Any]:
     """A restricted pod running `command` with the CA at /ca/ca.crt, the token at
-    /auth/token and a writable /work; with `near`, on a node running a pod of that
-    VelocityCluster (a shared cluster may gain and lose other nodes during a test)."""
-    affinity = {} if near is None else {"affinity": {"podAffinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": [{
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": near}},
-            "topologyKey": "kubernetes.io/hostname"}]}}}
+    /auth/token and a writable /work; on node `node` (kubernetes.io/hostname) if given."""
+    affinity = {} if node is None else {"nodeSelector": {HOSTNAME_LABEL: node}}
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "velocity-e2e-client"}},
         "spec": {
@@ -151,7 +148,7 @@ def client_outcome(ns: Kubectl, cluster: str, name: str, endpoint: str, op: str,
     """One operation through the SDK in a pod (set, get, fill, count-stale: see ONE_SHOT):
     its final phase and its output."""
     ns.apply(client_pod(name, ["python3", "-c", ONE_SHOT, endpoint, op, key, value],
-                        ca_secret=ca_secret or f"{cluster}-ca", auth_secret=f"{cluster}-auth", near=cluster))
+                        ca_secret=ca_secret or f"{cluster}-ca", auth_secret=f"{cluster}-auth", node=pinned_node(ns)))
     phase, logs = _finished(ns, name, 120)
     ns.run("delete", "pod", name, "--wait=false")
     return phase, logs
@@ -183,7 +180,7 @@ class WriteLoop:
     def __init__(self, ns: Kubectl, cluster: str, name: str, endpoint: str) -> None:
         self.ns, self.name = ns, name
         ns.apply(client_pod(name, ["python3", "-c", LOOP, endpoint, name],
-                            ca_secret=f"{cluster}-ca", auth_secret=f"{cluster}-auth", near=cluster))
+                            ca_secret=f"{cluster}-ca", auth_secret=f"{cluster}-auth", node=pinned_node(ns)))
         wait_for(lambda: "READY" in ns.run("logs", name), timeout=120, what=f"write loop {name} connected")
 
     def acked(self) -> int:

@@ -1,10 +1,11 @@
 """The numbered examples (examples/*.yaml) applied as users apply them, each reaching
 Ready and serving TLS + token traffic through the SDK.
 
-Only spec.image and spec.imagePullPolicy are substituted (the local cluster never pulls);
-the files stay what users copy. 02's Secrets are made by running the openssl and kubectl
-commands written in its comments, so the instructions are tested too. 03 (S3) is applied
-by e2e/test_backup_s3.py, which runs an S3 server.
+The test sets only spec.image and spec.imagePullPolicy (the local cluster never pulls)
+and spec.nodeSelector (e2e/placement.py); the files stay what users copy. 02's Secrets
+are made by running the openssl and kubectl commands written in its comments, so the
+instructions are tested too. 03 (S3) is applied by e2e/test_backup_s3.py, which runs an
+S3 server.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from cryptography import x509
 from .kube import Kubectl, wait_for
 from .manifests import ENGINE_IMAGE, PULL_POLICY
 from .operator_host import REPO, OperatorProcess, running_operator
-from .sdk_pods import client_outcome, pod_endpoint, run_client, service_endpoint
+from .placement import HOSTNAME_LABEL, pinned_node
+from .sdk_pods import client_outcome, client_pod, pod_endpoint, run_client, service_endpoint
 
 EXAMPLES = REPO / "examples"
 READY_TARGET_S = 60.0
@@ -37,14 +39,15 @@ def operator(namespace: Kubectl) -> Iterator[OperatorProcess]:
         yield op
 
 
-def example_objects(name: str) -> list[dict[str, Any]]:
-    """The objects of examples/NAME, with the image settings of this cluster."""
+def example_objects(name: str, node: str) -> list[dict[str, Any]]:
+    """The objects of examples/NAME, with the image settings of this cluster, on `node`."""
     objects = [o for o in yaml.safe_load_all((EXAMPLES / name).read_text()) if o]
     for obj in objects:
         assert "namespace" not in obj["metadata"], f"{name}: examples go into the current namespace"
         if obj["kind"] == "VelocityCluster":
             obj["spec"]["image"] = ENGINE_IMAGE
             obj["spec"]["imagePullPolicy"] = PULL_POLICY
+            obj["spec"]["nodeSelector"] = {HOSTNAME_LABEL: node}  # e2e/placement.py says why
     return objects
 
 
@@ -69,7 +72,7 @@ def test_readme_lists_every_example() -> None:
 
 def test_01_minimal(namespace: Kubectl, operator: OperatorProcess) -> None:
     start = time.monotonic()
-    namespace.apply(*example_objects("01-minimal.yaml"))
+    namespace.apply(*example_objects("01-minimal.yaml", pinned_node(namespace)))
     wait_ready(namespace, "alpha")
     elapsed = time.monotonic() - start
     print(f"\nexamples/01-minimal.yaml apply -> Ready (3 replicas): {elapsed:.1f}s (target {READY_TARGET_S:.0f}s)")
@@ -101,7 +104,7 @@ def test_02_tls_own_certificate(namespace: Kubectl, operator: OperatorProcess, t
     assert done.returncode == 0, f"the commands of 02-tls-own-cert.yaml failed:\n{script}\n{done.stderr}"
     assert json.loads(namespace.run("get", "secret", "bravo-server-cert", "-o", "json"))["type"] == "kubernetes.io/tls"
 
-    namespace.apply(*example_objects("02-tls-own-cert.yaml"))
+    namespace.apply(*example_objects("02-tls-own-cert.yaml", pinned_node(namespace)))
     wait_ready(namespace, "bravo")
     # The pods serve the user's certificate: the client trusts only the user's CA ...
     endpoint = service_endpoint(namespace, "bravo")
@@ -121,10 +124,28 @@ def test_02_tls_own_certificate(namespace: Kubectl, operator: OperatorProcess, t
     assert served["notAfter"] == not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), (served, not_after)
 
 
+def _claim_on_node(ns: Kubectl, claim: str, node: str) -> None:
+    """Create `claim` (as the operator would: 5Gi, RWO) and bind it on `node` with a pod
+    that mounts it: with a WaitForFirstConsumer StorageClass of node-local volumes, a
+    claim first used by the backup Job on another node could not be mounted by the
+    restored pods pinned to `node`."""
+    ns.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+              "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}})
+    binder = client_pod(f"bind-{claim}", ["python3", "-c", "pass"], ca_secret="alpha-ca",
+                        auth_secret="alpha-auth", node=node)
+    binder["spec"]["volumes"].append({"name": "claim", "persistentVolumeClaim": {"claimName": claim}})
+    binder["spec"]["containers"][0]["volumeMounts"].append({"name": "claim", "mountPath": "/claim"})
+    ns.apply(binder)
+    wait_for(lambda: ns.json("get", "pvc", claim)["status"].get("phase") == "Bound", timeout=120,
+             what=f"claim {claim} bound on {node}")
+    ns.run("delete", "pod", binder["metadata"]["name"], "--wait=true", "--timeout=60s", timeout=90)
+
+
 def test_04_restore(namespace: Kubectl, operator: OperatorProcess) -> None:
     assert "OK" in run_client(namespace, "alpha", "ex4-set", service_endpoint(namespace, "alpha"),
                               "set", "restore-me", "precious")
-    namespace.apply(*example_objects("04-restore.yaml"))
+    _claim_on_node(namespace, "alpha-backups", pinned_node(namespace))
+    namespace.apply(*example_objects("04-restore.yaml", pinned_node(namespace)))
     backup = wait_for(lambda: (b := namespace.json("get", "vbackup", "alpha-backup-1"))
                       and b.get("status", {}).get("phase") in ("Completed", "Failed") and b,
                       timeout=300, what="backup alpha-backup-1 to finish")
