@@ -1,9 +1,10 @@
 """The engine process: listeners, storage, background tasks, shutdown.
 
 Start-up order: settings -> token and TLS material -> storage -> listeners
--> ready. Shutdown (SIGTERM/SIGINT): not ready, stop accepting, let each
-connection flush what it owes, close, then close storage. Every background
-task is tracked and cancelled at the end.
+-> ready. Shutdown (SIGTERM/SIGINT): not ready, hand the primary role over
+(Lease election: a switchover to the best replica, or a Lease release), stop
+accepting, let each connection flush what it owes, close, then close
+storage. Every background task is tracked and cancelled at the end.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ class Server:
             return
         self.shutting_down = True
         self.ready = False
+        # Before the connections close: the replicas' streams are among them, and
+        # clients mid-write get REDIRECT to the successor instead of a closed socket.
+        await self.replication.hand_over_for_shutdown()
         log.info("shutting down: %d connections to drain", len(self.connections))
         if self._listener is not None:
             self._listener.close()

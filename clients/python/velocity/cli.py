@@ -285,13 +285,15 @@ def promote(opts: Options, min_epoch: int) -> None:
 @main.command()
 @click.argument("target")
 @click.option("--catch-up-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds the target may take to receive the primary's last writes.")
+              help="Seconds the target may take to receive the primary's last writes "
+                   "(without a Lease; under Lease election the primary allows 1.5 s).")
 @pass_opts
 def switchover(opts: Options, target: str, catch_up_timeout: float) -> None:
     """Planned switchover: make replica TARGET the primary without losing acknowledged writes.
 
     Run against the current primary (--endpoint): it stops taking writes, TARGET
     receives everything it has, TARGET is promoted, and the old primary follows it.
+    Under Lease election the primary does all of it, moving the Lease to TARGET.
     """
     epoch, seq, pause_s = run(opts, lambda p: p.switchover(target, catch_up_timeout))
     click.echo(f"{target} is the primary of epoch {epoch} at seq {seq}; writes paused {pause_s * 1000:.0f} ms")

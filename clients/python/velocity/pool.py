@@ -379,7 +379,13 @@ class VelocityPool:
         2. wait until `target` has applied everything the primary holds;
         3. promote `target`; it then tells the old primary to follow it.
         No acknowledged write is lost. Returns (epoch, seq, seconds writes were refused).
+
+        Under Lease election (INFO replication.lease set) the primary runs the whole
+        switchover itself, Lease compare-and-swap included (docs/replication.md); its
+        own catch-up bound applies instead of `catch_up_timeout`.
         """
+        if (await self.info("replication"))["replication"].get("lease"):
+            return await self._lease_switchover(target)
         loop = asyncio.get_running_loop()
         other = VelocityPool(
             target, self.token, None, 1, insecure=self.insecure, server_name=self.server_name,
@@ -400,6 +406,20 @@ class VelocityPool:
                 await asyncio.sleep(0.005)  # polling a remote position; there is nothing to wait on locally
             epoch, seq = await other.promote()
             return epoch, seq, loop.time() - t0
+
+    async def _lease_switchover(self, target: str) -> tuple[int, int, float]:
+        # A connection of its own: the reply comes when the switchover is over, and
+        # nothing else may be pipelined behind it.
+        own = VelocityPool(
+            str(self.endpoint), self.token, None, 1, insecure=self.insecure, server_name=self.server_name,
+            timeout=max(self.timeout, 15.0), client_name=self.client_name,
+        )
+        own._ssl = self._ssl
+        async with own:
+            req = m.ReplicaOfRequest(str(Endpoint.parse(target)), 0)
+            await own._call_once(Opcode.REPLICA_OF, req.encode(), retry=False, consistency=0)
+            report = (await own.info("replication"))["replication"]["switchover"]
+        return int(report["epoch"]), int(report["seq"]), float(report["pause_ms"]) / 1000
 
     async def replica_of(self, primary: str, epoch: int = 0) -> int:
         """Make the node follow `primary` (vdb://HOST:PORT); returns the node's epoch."""

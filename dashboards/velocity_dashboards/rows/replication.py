@@ -1,9 +1,9 @@
-"""Replication: role per pod, lag, connected replicas, backlog and epoch."""
+"""Replication: role per pod, lag, connected replicas, backlog and epoch, the Lease election."""
 
 from __future__ import annotations
 
 from velocity_dashboards.model import Panel, Row, Target
-from velocity_dashboards.promql import sel
+from velocity_dashboards.promql import rate, sel
 
 
 def row() -> Row:
@@ -26,4 +26,22 @@ def row() -> Row:
               "takes a full copy); the epoch grows by one at each promotion.",
               (Target(f"max by (pod) ({sel('velocity_replication_backlog_bytes')})", "backlog {{pod}}"),
                Target(f"max by (pod) ({sel('velocity_replication_epoch')})", "epoch {{pod}}"))),
+        Panel("Lease holder", "1 on the pod that holds the cluster's primary Lease and may write under it "
+              "(its lease agent renewed it in time). The holder changes at an election or a switchover.",
+              (Target(f"max by (pod) ({sel('velocity_lease_holder')})", "{{pod}}"),), max=1),
+        Panel("Lease renewals and agent errors", "Renewals per second by the holder (one per renew interval), "
+              "and failed lease-agent rounds per second on any pod (API server unreachable or refusing); "
+              "a primary that cannot renew for the lease duration minus two renewals stops taking writes.",
+              (Target(f"sum by (pod) ({rate(sel('velocity_lease_renewals_total'))})", "renewals {{pod}}"),
+               Target(f"sum by (pod) ({rate(sel('velocity_lease_renew_errors_total'))}) > 0", "errors {{pod}}")),
+              unit="ops"),
+        Panel("Lease changes (last hour)", "Times in the last hour each pod took the Lease (election or "
+              "switchover to it), handed it over (switchover, or SIGTERM of the primary) or released it on "
+              "shutdown without a successor.",
+              (Target(f"sum by (pod) (increase({sel('velocity_lease_acquisitions_total')}[1h]))",
+                      "acquired {{pod}}"),
+               Target(f"sum by (pod) (increase({sel('velocity_lease_handovers_total')}[1h]))",
+                      "handed over {{pod}}"),
+               Target(f"sum by (pod) (increase({sel('velocity_lease_releases_total')}[1h]))",
+                      "released {{pod}}"))),
     ))

@@ -21,3 +21,19 @@ class StateFileError(ReplicationError):
 
 class PrimaryRefused(ReplicationError):
     """The primary answered REPL_SYNC with an error (stale epoch, redirect, auth)."""
+
+
+class SwitchoverError(ReplicationError):
+    """A planned switchover did not happen; the message says which step failed and why."""
+
+
+class LeaseNotHeld(SwitchoverError):
+    """The Lease is not held by the node that wants to hand it over or take it."""
+
+
+class LeaseConflict(SwitchoverError):
+    """The Lease changed between read and compare-and-swap (409): nothing was written."""
+
+
+class LeaseOutcomeUnknown(SwitchoverError):
+    """A Lease write failed in a way that leaves open whether it was applied."""

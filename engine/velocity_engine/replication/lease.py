@@ -26,6 +26,13 @@ Every `renew_s`, each node's agent:
 
 A node with the lease enabled never starts as a writable primary on its own:
 it waits until it holds NAME.
+
+Planned changes of holder (switchover.py) go through the same object: the
+primary hands NAME to a replica with one compare-and-swap (`hand_to`), the
+replica confirms it holds it and renews it before it promotes itself
+(`take_over`), and a primary that stops without a successor empties the
+holder (`release`) so that the others need not wait for it to expire.
+Rounds and these changes hold `lock`, so a renewal never races them.
 """
 
 from __future__ import annotations
@@ -41,12 +48,15 @@ from typing import TYPE_CHECKING, Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from velocity_engine.replication.errors import LeaseConflict, LeaseNotHeld, LeaseOutcomeUnknown
+
 if TYPE_CHECKING:
     from velocity_engine.replication.manager import Replication
 
 log = logging.getLogger(__name__)
 
 EPOCH = "vdb.io/epoch"
+API_TIMEOUT_S = 2.0  # one API call of a switchover or release: bounded, so is the whole operation
 SEQ = "vdb.io/seq"
 GROUP = "vdb.io/lease"
 
@@ -92,6 +102,16 @@ class LeaseAgent:
         self.holder = ""
         self.errors = 0
         self._api: Any = None
+        self._mine: Any = None  # NAME as our last renewal wrote it (its resourceVersion included)
+        self.lock = asyncio.Lock()
+        self.retired = False  # shutting down: no more rounds, never take the lease again
+        # Counters for the metrics (lease_metrics.py); the process is their scope.
+        self.renewals = 0
+        self.round_errors = 0
+        self.acquisitions = 0
+        self.handed_over = 0
+        self.released = 0
+        self.last_renew_wall = 0.0  # time.time() of the last successful renewal or acquisition
 
     async def _connect(self) -> Any:
         configuration = client.Configuration()
@@ -107,22 +127,33 @@ class LeaseAgent:
 
     async def run(self) -> None:
         self.identity = self.repl.endpoint
-        while True:
+        while not self.retired:
             try:
-                if self._api is None:
-                    self._api = await self._connect()
-                await self._publish_member()
-                await self._step()
+                async with self.lock:
+                    if self.retired:
+                        break
+                    await self._ensure_api()
+                    await self._publish_member()
+                    await self._step()
                 self.errors = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the API server is unreachable or refused: keep trying
                 self.errors += 1
+                self.round_errors += 1
                 if self.errors in (1, 10) or self.errors % 100 == 0:
                     log.warning("lease %s/%s: %s", self.cfg.namespace, self.cfg.name, exc)
             if self.repl.is_primary and not self.writes_allowed():
                 self.repl.fence_for_lease("could not renew the lease in time")
             await asyncio.sleep(self.cfg.renew_s)
+
+    async def _ensure_api(self) -> None:
+        if self._api is None:
+            self._api = await self._connect()
+
+    def holds(self) -> bool:
+        """This node is the primary by the lease and may still write."""
+        return self.repl.is_primary and self.holder == self.identity and self.writes_allowed()
 
     async def close(self) -> None:
         if self._api is not None:
@@ -173,8 +204,13 @@ class LeaseAgent:
             if self.repl.is_primary:
                 await self._renew(lease)
             elif time.monotonic() - self._seen_at < self.cfg.duration_s - 2 * self.cfg.renew_s:
-                # Still ours (say, after a quick restart): take the role back.
-                await self._acquire(lease)
+                if epoch > self.repl.state.epoch:
+                    # A primary handed it to us (switchover) and its PROMOTE has not arrived
+                    # (yet): take the role in the epoch it chose, which nobody has used.
+                    await self._confirm(lease)
+                else:
+                    # Still ours (say, after a quick restart): take the role back.
+                    await self._acquire(lease)
             return
         expired = time.monotonic() - self._seen_at > self.cfg.duration_s
         if expired or not holder:
@@ -188,8 +224,10 @@ class LeaseAgent:
     async def _renew(self, lease: Any) -> None:
         lease.spec.renew_time = _now()
         t0 = time.monotonic()
-        await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease))
+        self._mine = await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease))
         self.last_renewed = t0  # measured from before the request: conservative
+        self.renewals += 1
+        self.last_renew_wall = time.time()
 
     async def _acquire(self, lease: Any) -> None:
         if self.repl.storage.incomplete:
@@ -216,6 +254,9 @@ class LeaseAgent:
                 return  # someone else won the race
             raise
         self.last_renewed = t0
+        self.acquisitions += 1
+        self.last_renew_wall = time.time()
+        self.holder = self.identity
         self.repl.promote_for_lease(new_epoch - 1)
         log.warning("acquired lease %s/%s: primary of epoch %d", self.cfg.namespace, self.cfg.name, new_epoch)
 
@@ -234,6 +275,128 @@ class LeaseAgent:
             if best is None or key < best:
                 best = key
         return best is not None and best[1] == self.repl.server.node_id
+
+
+    # -- planned changes of holder (the caller holds `lock`) ------------------------------
+
+    async def _read(self) -> Any:
+        return await self._api.read_namespaced_lease(self.cfg.name, self.cfg.namespace,
+                                                     _request_timeout=API_TIMEOUT_S)
+
+    async def hand_to(self, target: str, epoch: int) -> None:
+        """Compare-and-swap NAME from this node to `target` with epoch `epoch`.
+
+        Raises LeaseNotHeld if NAME is not ours (nothing changed), LeaseConflict
+        if it changed under us (409: nothing changed), LeaseOutcomeUnknown if the
+        request failed in a way that leaves its outcome open (re-read NAME)."""
+        await self._ensure_api()
+        # What our last renewal wrote saves a round trip; if someone wrote NAME since, the
+        # compare-and-swap fails (409) and we try once more from a fresh read.
+        cached, self._mine = self._mine, None
+        try:
+            await self._hand(cached or await self._read(), target, epoch)
+        except LeaseConflict:
+            if cached is None:
+                raise
+            await self._hand(await self._read(), target, epoch)
+        self.holder = target
+        self.handed_over += 1
+
+    async def _hand(self, lease: Any, target: str, epoch: int) -> None:
+        holder = lease.spec.holder_identity or ""
+        if holder != self.identity:
+            raise LeaseNotHeld(f"Lease {self.cfg.namespace}/{self.cfg.name} is held by {holder or 'nobody'}, "
+                               f"not by this node ({self.identity})")
+        lease.metadata.annotations = {**(lease.metadata.annotations or {}), EPOCH: str(epoch)}
+        lease.spec.holder_identity = target
+        lease.spec.acquire_time = _now()
+        lease.spec.renew_time = _now()
+        lease.spec.lease_transitions = (lease.spec.lease_transitions or 0) + 1
+        try:
+            # lease.metadata.resource_version is the one just read: the API
+            # server applies this only if nobody wrote NAME in between.
+            await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease),
+                                                     _request_timeout=API_TIMEOUT_S)
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise LeaseConflict(f"Lease {self.cfg.name} changed during the switchover: {exc.reason}") from exc
+            raise LeaseOutcomeUnknown(f"handing Lease {self.cfg.name} to {target}: {exc.status} {exc.reason}") from exc
+        except (TimeoutError, OSError) as exc:
+            raise LeaseOutcomeUnknown(f"handing Lease {self.cfg.name} to {target}: {exc!r}") from exc
+
+    async def current_holder(self) -> str:
+        await self._ensure_api()
+        lease = await self._read()
+        self.holder = lease.spec.holder_identity or ""
+        return self.holder
+
+    async def take_over(self) -> int:
+        """PROMOTE under Lease election: if NAME names this node (a primary handed it over),
+        renew it and become the primary of its epoch (unless already done); returns the epoch.
+        LeaseNotHeld otherwise: only the Lease makes a primary."""
+        await self._ensure_api()
+        lease = await self._read()
+        epoch = self._take(lease)
+        if not self.repl.is_primary or self.repl.state.epoch < epoch:
+            await self._confirm(lease)
+        return epoch
+
+    def _take(self, lease: Any) -> int:
+        """The epoch a handed-over `lease` carries; checks that it names this node."""
+        holder = lease.spec.holder_identity or ""
+        if holder != self.identity:
+            raise LeaseNotHeld(f"Lease {self.cfg.namespace}/{self.cfg.name} is held by {holder or 'nobody'}")
+        return int((lease.metadata.annotations or {}).get(EPOCH, "0"))
+
+    async def _confirm(self, lease: Any) -> None:
+        """Renew a Lease handed to this node (a compare-and-swap, as every write), then promote
+        to its epoch: writes start only under a renewal of our own."""
+        epoch = int((lease.metadata.annotations or {}).get(EPOCH, "0"))
+        if self.repl.storage.incomplete:
+            raise LeaseNotHeld("this node's first full copy has not finished: it cannot take the Lease")
+        lease.spec.renew_time = _now()
+        t0 = time.monotonic()
+        await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease),
+                                                 _request_timeout=API_TIMEOUT_S)
+        self.last_renewed = t0
+        self.acquisitions += 1
+        self.renewals += 1
+        self.last_renew_wall = time.time()
+        self.holder = self.identity
+        self.repl.promote_for_lease(epoch - 1)
+        log.warning("took over lease %s/%s handed to this node: primary of epoch %d",
+                    self.cfg.namespace, self.cfg.name, epoch)
+
+    async def release(self) -> None:
+        """Empty NAME's holder (if it is ours) and withdraw our member Lease: the others elect
+        a successor at their next round instead of waiting for NAME to expire."""
+        await self._ensure_api()
+        lease = await self._read()
+        if (lease.spec.holder_identity or "") == self.identity:
+            lease.spec.holder_identity = ""
+            lease.spec.renew_time = _now()
+            await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease),
+                                                     _request_timeout=API_TIMEOUT_S)
+            self.holder = ""
+            self.released += 1
+        await self.withdraw()
+
+    async def withdraw(self) -> None:
+        """Mark this node's member Lease as not alive (renewTime at the Unix epoch), so that no
+        election waits for a node that is leaving. An update, not a delete: the engines'
+        Role grants no delete (operator builders/engine_rbac.py), and the node republishes
+        it when it starts again."""
+        await self._ensure_api()
+        name = f"{self.cfg.name}-member-{self.repl.server.node_id}"
+        try:
+            member = await self._api.read_namespaced_lease(name, self.cfg.namespace, _request_timeout=API_TIMEOUT_S)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        member.spec.renew_time = _MicroTime(1970, 1, 1, 0, 0, 0, 0, dt.UTC)
+        await self._api.replace_namespaced_lease(name, self.cfg.namespace, _writable(member),
+                                                 _request_timeout=API_TIMEOUT_S)
 
 
 def _writable(lease: Any) -> Any:

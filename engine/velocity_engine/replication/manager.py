@@ -15,6 +15,18 @@ uses, the feeds of connected replicas (primary), the follower task
 - REPL_SYNC from a replica that has seen a newer epoch fences this primary
   the same way.
 
+Under Lease election (lease.py) the Lease decides who is primary, so two
+requests change meaning (switchover.py does the work; both reply when it
+is done, so a client must not pipeline other requests on that connection):
+
+- REPLICA_OF naming a replica, sent without an epoch to the primary: a
+  planned switchover to that replica (fence, catch-up, Lease CAS, promote);
+- PROMOTE on a replica: accepted only once the Lease names this node (the
+  primary handed it over); the node renews it and becomes the primary.
+
+A primary stopped gracefully (SIGTERM) hands over the same way to its most
+up-to-date replica, or releases the Lease if none can take over.
+
 On a replica, writes and linearizable reads get REDIRECT naming the
 primary; STALE_OK reads are served locally.
 """
@@ -30,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily
 from vproto import messages as m
 from vproto.errors import (
+    ErrorCode,
     InvalidArgumentError,
     NotEnoughReplicasError,
     RedirectError,
@@ -39,12 +52,15 @@ from vproto.errors import (
 from vproto.frame import RESPONSE_BIT, Consistency, Opcode, encode_frame
 
 from velocity_engine.replication.admin_call import admin_call
+from velocity_engine.replication.errors import LeaseNotHeld, ReplicationError, SwitchoverError
 from velocity_engine.replication.feed import ReplicaFeed
 from velocity_engine.replication.follower import Follower, FollowerConfig
 from velocity_engine.replication.lease import LeaseAgent, LeaseConfig
+from velocity_engine.replication.lease_metrics import lease_metric_families
 from velocity_engine.replication.position import EpochHistory, Position
 from velocity_engine.replication.replicated_storage import ReplicatedStorage, wall_ms
 from velocity_engine.replication.state_file import NodeState, load_state, save_state
+from velocity_engine.replication.switchover import SwitchoverReport, release_on_shutdown, switch_over
 from velocity_engine.storage.base import Mutation, Storage
 from velocity_engine.tls import client_context
 
@@ -58,6 +74,11 @@ WRITE_OPS = frozenset({Opcode.SET, Opcode.DEL, Opcode.INCR, Opcode.EXPIRE, Opcod
 READ_OPS = frozenset({Opcode.GET, Opcode.EXISTS, Opcode.TTL, Opcode.MGET, Opcode.SCAN})
 HOUSEKEEPING_S = 0.05
 FENCE_RETRY_S = 0.5
+# SIGTERM of a Lease primary: the whole hand-over (or release) fits well inside the
+# StatefulSet's terminationGracePeriodSeconds (30) with the connection drain after it.
+SHUTDOWN_HANDOVER_S = 8.0
+REDIRECT_LINGER_S = 1.0
+PROMOTION_GRACE_S = 1.0  # sync mode: a new primary answers "retry" while its replicas connect
 
 
 class Replication:
@@ -84,6 +105,10 @@ class Replication:
         self.endpoint = s.advertise or ""
         self.promotions = 0
         self.fenced_by = ""
+        self.handover = ""  # the switchover target while writes are fenced for it
+        self.promoted_at = -1e9  # time.monotonic() of the last promotion
+        self.last_switchover: SwitchoverReport | None = None
+        self.acked = asyncio.Event()  # set by every REPL_ACK: a switchover waits on it
         self._dispatcher: Dispatcher | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._follower_task: asyncio.Task[None] | None = None
@@ -135,16 +160,73 @@ class Replication:
             f", following {self.state.primary}" if self.state.role == "replica" else "",
         )
 
+    async def hand_over_for_shutdown(self) -> None:
+        """SIGTERM of the Lease holder: switch over to the most up-to-date streaming replica
+        (no acknowledged write lost, async mode included), else release the Lease so that
+        the others need not wait for it to expire. Bounded by SHUTDOWN_HANDOVER_S."""
+        lease = self.lease
+        if lease is None:
+            return
+        try:
+            await asyncio.wait_for(self._hand_over_or_release(lease), SHUTDOWN_HANDOVER_S)
+        except (TimeoutError, ReplicationError, VelocityError, OSError) as exc:
+            log.error("shutting down: no clean hand-over (%s); the Lease expires on its own", exc)
+            self.fence_for_lease("shutting down")
+        except Exception:
+            log.exception("shutting down: hand-over failed; the Lease expires on its own")
+            self.fence_for_lease("shutting down")
+        lease.retired = True
+        try:
+            async with lease.lock:
+                await asyncio.wait_for(lease.withdraw(), 3.0)
+        except Exception as exc:  # best effort: the member Lease ages out after one lease duration
+            log.warning("shutting down: could not withdraw this node's member Lease: %s", exc)
+
+    async def _hand_over_or_release(self, lease: LeaseAgent) -> None:
+        if not (self.is_primary and lease.holds()):
+            return
+        best = sorted((f for f in self.feeds.values() if f.streaming), key=lambda f: -f.acked_seq)
+        if best:
+            try:
+                await switch_over(self, best[0].endpoint)
+                await self._linger_for_redirects()
+                return
+            except SwitchoverError as exc:
+                log.error("shutting down: switchover to %s failed: %s", best[0].endpoint, exc)
+                if not self.is_primary:
+                    return  # the Lease was handed over; the target takes it at its next round
+        await release_on_shutdown(self)
+
+    async def _linger_for_redirects(self) -> None:
+        """After a hand-over, keep the client connections open until clients stop sending
+        requests here: each gets REDIRECT naming the new primary (the SDK follows it)
+        instead of a closed connection. Ends once no REDIRECT went out for 100 ms, or after
+        REDIRECT_LINGER_S (a client that never follows redirects must not hold us up)."""
+        stats = self.server.stats
+        deadline = time.monotonic() + REDIRECT_LINGER_S
+        seen = -1
+        while time.monotonic() < deadline:
+            now = stats.errors[ErrorCode.REDIRECT]
+            if now == seen:
+                return
+            seen = now
+            await asyncio.sleep(0.1)  # the window in which a following client would have asked again
+
     async def stop(self) -> None:
+        if self.lease is not None:
+            self.lease.retired = True
         for feed in list(self.feeds.values()):
             feed.close()
         self.feeds.clear()
         if self.quorum is not None:
             self.quorum.fail_all("shutting down")
-        tasks = [t for t in (*self._tasks, self._follower_task, self._fencer_task) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {t for t in (*self._tasks, self._follower_task, self._fencer_task) if t is not None}
+        while pending:
+            # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
+            # future completes (a busy follower hits that), so cancel until they are done.
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         if self.lease is not None:
             await self.lease.close()
 
@@ -171,6 +253,10 @@ class Replication:
             # While role_check is set the connection also skips the hot-path
             # handlers, which bypass every generic check.
             d.role_check = None if primary else self._check
+
+    def client_ssl(self) -> Any:
+        """The TLS context for connections to other nodes (None with --insecure)."""
+        return self._ssl()
 
     def _ssl(self) -> Any:
         s = self.settings
@@ -199,6 +285,9 @@ class Replication:
         return sum(1 for f in self.feeds.values() if f.streaming)
 
     def _gate(self, mutations: Sequence[Mutation]) -> None:
+        if self.handover:
+            raise RedirectError(f"this primary is handing over to {self.handover}: retry shortly",
+                                retry_after_ms=20)
         if self.lease is not None and not self.lease.writes_allowed():
             raise RedirectError("this primary's lease is not renewed: writes stop before it can expire",
                                 retry_after_ms=100)
@@ -206,6 +295,11 @@ class Replication:
             return
         live = self._live()
         if live < self.quorum_required and any(rec is not None for _, rec in mutations):
+            if time.monotonic() - self.promoted_at < PROMOTION_GRACE_S:
+                # Just promoted (switchover, election): the replicas are reconnecting to
+                # this node right now. Retryable, so that clients wait instead of failing.
+                raise RedirectError(f"primary since {time.monotonic() - self.promoted_at:.3f}s: waiting for "
+                                    f"{self.quorum_required} replica(s) to connect", retry_after_ms=20)
             raise NotEnoughReplicasError(
                 f"sync replication needs {self.quorum_required} replica(s) to acknowledge writes and "
                 f"{live} {'is' if live == 1 else 'are'} connected; nothing was written"
@@ -220,6 +314,7 @@ class Replication:
         return q.waiter(seq)
 
     def _on_ack(self) -> None:
+        self.acked.set()
         if self.quorum is not None:
             self.quorum.update([f.acked_seq for f in self.feeds.values() if f.streaming])
 
@@ -293,11 +388,57 @@ class Replication:
             feed.ack(seq)
         return None
 
-    def op_promote(self, session: Session, body: bytes) -> bytes:
+    def op_promote(self, session: Session, body: bytes) -> bytes | None:
         if self.lease is not None:
-            raise InvalidArgumentError("this cluster elects its primary with a Lease: PROMOTE is not allowed")
+            m.PromoteRequest.decode(body)  # validated; the Lease's epoch is the one that counts
+            self._reply_later(session, Opcode.PROMOTE, self._promote_by_lease())
+            return None
         epoch, seq = self.promote(m.PromoteRequest.decode(body).min_epoch)
         return m.PromoteResponse(epoch, seq).encode()
+
+    async def _promote_by_lease(self) -> bytes:
+        """PROMOTE under Lease election: only once a primary handed the Lease to this node."""
+        lease = self.lease
+        assert lease is not None
+        async with lease.lock:
+            try:
+                await lease.take_over()
+            except LeaseNotHeld as exc:
+                raise InvalidArgumentError(f"PROMOTE refused: {exc} (run the switchover on the primary)") from exc
+        return m.PromoteResponse(self.state.epoch, self.storage.seq).encode()
+
+    async def _switch_over(self, target: str) -> bytes:
+        try:
+            report = await switch_over(self, target)
+        except SwitchoverError as exc:
+            raise InvalidArgumentError(f"switchover to {target} failed: {exc}") from exc
+        return m.ReplicaOfResponse(report.epoch).encode()
+
+    def _reply_later(self, session: Session, opcode: int, work: Any) -> None:
+        """Run `work` (a coroutine returning the reply body) and send its reply, or its error,
+        when it finishes. The connection's other replies are not held back, so the client
+        must not pipeline requests behind this one (the SDK uses a connection of its own)."""
+        conn = session.conn
+        if conn is None or conn.transport is None:
+            work.close()
+            raise InvalidArgumentError(f"opcode 0x{opcode:02x} needs a connection")
+        transport = conn.transport
+
+        async def run() -> None:
+            from velocity_engine.dispatch import error_frame
+
+            try:
+                out = encode_frame(opcode | RESPONSE_BIT, 0, await work)
+            except VelocityError as exc:
+                out = error_frame(exc)
+            except Exception as exc:  # reported to the caller, who would otherwise wait for nothing
+                log.exception("opcode 0x%02x failed", opcode)
+                out = error_frame(VelocityError(f"internal error: {exc!r}"))
+            if not transport.is_closing():
+                transport.write(out)
+
+        self._spawn(run())
+        return None
 
     def promote_for_lease(self, min_epoch: int) -> None:
         self.promote(min_epoch)
@@ -305,9 +446,9 @@ class Replication:
     def follow_lease_holder(self, holder: str, epoch: int) -> None:
         self.follow(holder, max(epoch, self.state.epoch), reason=f"the lease is held by {holder}")
 
-    def fence_for_lease(self, reason: str) -> None:
+    def fence_for_lease(self, reason: str, keep_feeds: bool = False) -> None:
         if self.is_primary:
-            self._fence(self.state.epoch, reason)
+            self._fence(self.state.epoch, reason, keep_feeds)
 
     def promote(self, min_epoch: int) -> tuple[int, int]:
         """Become the primary of a new epoch above min_epoch; returns (epoch, seq)."""
@@ -327,13 +468,14 @@ class Replication:
             self.quorum.reset(st.seq)
         self._apply_role()
         self.promotions += 1
+        self.promoted_at = time.monotonic()
         self.fenced_by = ""
         log.warning("promoted to primary of epoch %d at seq %d", epoch, st.seq)
         if old_primary and self.lease is None:  # with a lease, a deposed primary fences itself
             self._start_fencer(old_primary, epoch)
         return epoch, st.seq
 
-    def op_replica_of(self, session: Session, body: bytes) -> bytes:
+    def op_replica_of(self, session: Session, body: bytes) -> bytes | None:
         req = m.ReplicaOfRequest.decode(body)
         if req.epoch and req.epoch < self.state.epoch:
             raise StaleEpochError(
@@ -348,6 +490,10 @@ class Replication:
             return m.ReplicaOfResponse(self.state.epoch).encode()
         if req.primary == self.endpoint:
             raise InvalidArgumentError(f"{req.primary} is this node: use PROMOTE to make it the primary")
+        if self.lease is not None and not req.epoch and self.is_primary:
+            # Under Lease election "follow X" sent to the primary means: hand the role to X.
+            self._reply_later(session, Opcode.REPLICA_OF, self._switch_over(req.primary))
+            return None
         self.follow(req.primary, max(req.epoch, self.state.epoch), reason=f"REPLICA_OF epoch {req.epoch}")
         return m.ReplicaOfResponse(self.state.epoch).encode()
 
@@ -475,6 +621,8 @@ class Replication:
                 "writes_allowed": self.lease.writes_allowed() if self.is_primary else False,
             },
             "fenced_by": self.fenced_by,
+            "handover": self.handover,
+            "switchover": None if self.last_switchover is None else self.last_switchover.as_dict(),
         }
         if self.is_primary:
             d["replicas_connected"] = self._live()
@@ -523,3 +671,4 @@ class Replication:
                                 value=self.state.epoch)
         yield GaugeMetricFamily("velocity_replication_sequence", "Sequence number of the last batch applied.",
                                 value=self.storage.seq)
+        yield from lease_metric_families(self.lease)

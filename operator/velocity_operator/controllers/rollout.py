@@ -6,8 +6,17 @@ recreates them from the new template). The StatefulSet's own order (highest ordi
 first) would restart the primary whenever its ordinal comes up, possibly first, and the
 Lease would then move to a pod that is restarted again later: several failovers per
 update. Here the primary goes last, once every other pod runs the new template and is
-ready, so a rollout costs exactly one change of primary (the engine offers no planned
-switchover under Lease election yet: see docs/operator/limits.md).
+ready, so a rollout costs exactly one change of primary.
+
+Deleting the primary's pod is the planned switchover: the engine, on SIGTERM, hands the
+Lease and the role to its most up-to-date streaming replica (fence, catch-up, Lease
+compare-and-swap, promote; docs/replication.md, "Graceful stop of the primary") before
+it exits, within the pod's terminationGracePeriodSeconds. Every other pod is updated and
+ready by then (next_pod_to_update waits for it), so the successor runs the new template.
+The operator does not drive the switchover itself: it would need a network path and
+credentials to the engines for what the engine already does on its own, and measured
+(tests/integration/replication/test_lease_switchover.py) the hand-over on SIGTERM loses
+no acknowledged write, async mode included, and no client write fails.
 """
 
 from __future__ import annotations

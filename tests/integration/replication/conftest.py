@@ -25,7 +25,7 @@ from tests.kube.plugin import kube_api  # noqa: E402
 
 __all__ = ["cluster", "kube_api"]
 
-# test_lease.py needs the Kubernetes binaries, which `make test-integration` does
+# test_lease*.py need the Kubernetes binaries, which `make test-integration` does
 # not build: it is its own tier, `make test-replication-lease` (mk/replication.mk),
 # which builds them first and sets this variable.
-collect_ignore = [] if os.environ.get("VELOCITY_LEASE_TESTS") == "1" else ["test_lease.py"]
+collect_ignore = [] if os.environ.get("VELOCITY_LEASE_TESTS") == "1" else ["test_lease.py", "test_lease_switchover.py"]

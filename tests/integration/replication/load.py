@@ -27,6 +27,7 @@ class History:
     last_ack_at: float = 0.0
     first_error_at: float = 0.0
     max_gap_s: float = 0.0  # longest time without any acknowledgement (a write pause)
+    errors: list[str] = field(default_factory=list)  # why writers stopped, for failure messages
 
 
 async def write_load(node: Node, stop: asyncio.Event, writers: int = 8, prefix: str = "w") -> History:
@@ -47,7 +48,8 @@ async def write_load(node: Node, stop: asyncio.Event, writers: int = 8, prefix: 
                     if h.last_ack_at:
                         h.max_gap_s = max(h.max_gap_s, now - h.last_ack_at)
                     h.last_ack_at = now
-                except (VelocityError, ConnectionError, OSError, TimeoutError):
+                except (VelocityError, ConnectionError, OSError, TimeoutError) as exc:
+                    h.errors.append(f"{key}: {exc!r}")
                     h.unknown.add(key)
                     h.incr_unknown += 1
                     h.first_error_at = h.first_error_at or time.monotonic()

@@ -1,0 +1,210 @@
+"""Planned switchover under Lease election, run by the primary (docs/replication.md).
+
+    fence -> target acknowledged everything -> CAS Lease to target (epoch+1)
+          -> PROMOTE target (it confirms and renews the Lease) -> follow it
+
+- fence: the primary keeps its role (its agent keeps renewing the Lease, so a
+  slow catch-up cannot make the Lease expire) but its write gate answers
+  REDIRECT with a retry hint, which the SDK honours;
+- the target must acknowledge (durably, by its own appendfsync policy) the
+  primary's last position: every acknowledged write is on it;
+- the compare-and-swap on the Lease's resourceVersion is the point of no
+  return. Any failure before it unfences: the node stays the primary. After
+  it the node never takes writes again as this primary: it stops answering
+  writes and reads, tells the target to take over, and follows it. If the
+  target does not confirm, the target's own agent takes the role at its
+  next round (the Lease names it), or the Lease expires and the usual
+  election runs; either way no acknowledged write is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from vproto import messages as m
+from vproto.errors import VelocityError
+from vproto.frame import Opcode
+
+from velocity_engine.replication.admin_call import admin_call
+from velocity_engine.replication.errors import LeaseOutcomeUnknown, SwitchoverError
+
+if TYPE_CHECKING:
+    from velocity_engine.replication.feed import ReplicaFeed
+    from velocity_engine.replication.manager import Replication
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_S = 1.5  # the target must hold every write this soon after the fence; the SDK retries for 2 s
+
+
+@dataclass
+class SwitchoverReport:
+    """The last switchover this node ran, for INFO (replication.switchover)."""
+
+    target: str
+    state: str  # "running", "done", "failed"
+    epoch: int = 0
+    seq: int = 0
+    pause_ms: float = 0.0  # writes refused: fence to the target's promotion (or to the unfence)
+    catch_up_ms: float = 0.0  # fence to the target's acknowledgement of the last write
+    lease_ms: float = 0.0  # the Lease compare-and-swap
+    promote_ms: float = 0.0  # PROMOTE of the target (it renews the Lease itself)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ms_since(t0: float) -> float:
+    return round((time.monotonic() - t0) * 1000, 1)
+
+
+def streaming_feed(repl: Replication, target: str) -> ReplicaFeed:
+    for feed in repl.feeds.values():
+        if feed.endpoint == target and feed.streaming:
+            return feed
+    known = ", ".join(sorted(f.endpoint for f in repl.feeds.values() if f.streaming)) or "none"
+    raise SwitchoverError(f"{target} is not a replica streaming from this primary (streaming: {known})")
+
+
+async def wait_acked(repl: Replication, feeds: list[ReplicaFeed], seq: int, timeout: float) -> None:
+    """Until every feed acknowledged `seq`; SwitchoverError if one disconnects or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = [f for f in feeds if f.acked_seq < seq]
+        if not behind:
+            return
+        for f in behind:
+            if f not in repl.feeds.values():
+                raise SwitchoverError(f"{f.endpoint} disconnected at seq {f.acked_seq} before reaching {seq}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            lag = ", ".join(f"{f.endpoint} at {f.acked_seq}" for f in behind)
+            raise SwitchoverError(f"replicas did not acknowledge seq {seq} within {timeout:g}s ({lag})")
+        repl.acked.clear()
+        # Woken by every REPL_ACK; the cap re-checks that the feeds are still connected.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(repl.acked.wait(), min(remaining, 0.1))
+
+
+async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_UP_S) -> SwitchoverReport:
+    """Hand the primary role and the Lease to replica `target`; raises SwitchoverError if it did not happen."""
+    lease = repl.lease
+    if lease is None:
+        raise SwitchoverError("this node does not elect its primary with a Lease")
+    if not lease.holds():
+        raise SwitchoverError(f"this node does not hold the Lease (holder: {lease.holder or 'unknown'})")
+    if target == repl.endpoint:
+        raise SwitchoverError(f"{target} is this node, already the primary")
+    if repl.handover:
+        raise SwitchoverError(f"a switchover to {repl.handover} is already running")
+    feed = streaming_feed(repl, target)
+    report = SwitchoverReport(target, "running")
+    repl.last_switchover = report
+    t0 = time.monotonic()
+    repl.handover = target  # the write gate refuses writes from here on
+    handed = False
+    try:
+        final = repl.storage.seq
+        await wait_acked(repl, [feed], final, catch_up_s)
+        report.catch_up_ms = _ms_since(t0)
+        async with lease.lock:
+            if not lease.holds():
+                raise SwitchoverError("this node lost the Lease while the target caught up")
+            epoch = repl.state.epoch + 1
+            try:
+                await lease.hand_to(target, epoch)
+            except LeaseOutcomeUnknown:
+                # The request may have been applied: only a fresh read tells. If even
+                # that fails, stop being a primary; the agent's next round sorts it out
+                # (takes the role back if NAME is still ours, follows the holder otherwise).
+                try:
+                    holder = await lease.current_holder()
+                except Exception as exc:
+                    repl.fence_for_lease(f"switchover to {target}: the Lease's state is unknown ({exc!r})")
+                    raise SwitchoverError(f"the Lease's state is unknown after a failed write: {exc!r}") from exc
+                if holder != target:
+                    raise
+            handed = True
+            report.lease_ms = round(_ms_since(t0) - report.catch_up_ms, 1)
+            # Point of no return: NAME is the target's. No more reads or writes here.
+            repl.fence_for_lease(f"handed the Lease to {target} (switchover, epoch {epoch})", keep_feeds=True)
+            try:
+                body = await admin_call(target, Opcode.PROMOTE, m.PromoteRequest(epoch - 1).encode(),
+                                        token=repl.server.token, ssl_context=repl.client_ssl())
+                resp = m.PromoteResponse.decode(body)
+            except (OSError, TimeoutError, VelocityError, ValueError) as exc:
+                repl.follow(target, epoch, reason=f"handed the Lease to {target}, which did not confirm")
+                raise SwitchoverError(
+                    f"handed the Lease to {target} (epoch {epoch}) but it did not confirm ({exc}); it takes the "
+                    "role at its next lease round, or the Lease expires and the most up-to-date node is elected"
+                ) from exc
+            report.promote_ms = round(_ms_since(t0) - report.catch_up_ms - report.lease_ms, 1)
+            # The other replicas learn of the new primary now rather than at their next
+            # lease round: in sync mode the new primary needs them to acknowledge writes.
+            await redirect_replicas(repl, target, resp.epoch)
+            repl.follow(target, resp.epoch, reason=f"planned switchover to {target}")
+        report.epoch, report.seq = resp.epoch, resp.seq
+        report.pause_ms = round((time.monotonic() - t0) * 1000, 1)
+        report.state = "done"
+        log.warning("switchover: %s is the primary of epoch %d at seq %d; writes paused %.1f ms "
+                    "(catch-up %.1f, Lease CAS %.1f, promote %.1f)", target, resp.epoch, resp.seq,
+                    report.pause_ms, report.catch_up_ms, report.lease_ms, report.promote_ms)
+        return report
+    except BaseException as exc:
+        report.state = "failed"
+        report.error = str(exc) or repr(exc)
+        report.pause_ms = round((time.monotonic() - t0) * 1000, 1)
+        if not handed:
+            log.error("switchover to %s failed before the Lease changed: %s; still the primary", target, exc)
+        raise
+    finally:
+        repl.handover = ""  # unfence (a node that handed over is no longer primary: writes redirect)
+
+
+async def redirect_replicas(repl: Replication, target: str, epoch: int) -> None:
+    """REPLICA_OF(target, epoch) to every other replica streaming from this node (best effort:
+    one that misses it follows the Lease holder at its next round)."""
+    others = {f.endpoint for f in repl.feeds.values() if f.endpoint != target and f.streaming}
+    body = m.ReplicaOfRequest(target, epoch).encode()
+    results = await asyncio.gather(
+        *(admin_call(e, Opcode.REPLICA_OF, body, token=repl.server.token, ssl_context=repl.client_ssl())
+          for e in others),
+        return_exceptions=True,
+    )
+    for endpoint, result in zip(others, results, strict=True):
+        if isinstance(result, BaseException):
+            log.warning("switchover: telling %s to follow %s failed: %s", endpoint, target, result)
+
+
+async def release_on_shutdown(repl: Replication, catch_up_s: float = CATCH_UP_S) -> None:
+    """No successor could take over: stop writes, let the replicas take what there is, empty the
+    Lease's holder. The most up-to-date live node is elected at the others' next round."""
+    lease = repl.lease
+    assert lease is not None
+    repl.handover = "(shutting down)"
+    try:
+        feeds = [f for f in repl.feeds.values() if f.streaming]
+        try:
+            await wait_acked(repl, feeds, repl.storage.seq, catch_up_s)
+        except SwitchoverError as exc:
+            log.warning("shutting down: %s; releasing the Lease anyway", exc)
+        async with lease.lock:
+            lease.retired = True
+            await lease.release()
+        log.warning("shutting down: released Lease %s; another node takes it at its next round", lease.cfg.name)
+    finally:
+        # Released or not, a node that is going away takes no more writes. Its streams are
+        # cut rather than flushed: a replica that could not keep up (or is frozen) would
+        # hold the shutdown's connection drain for its whole grace period, and it resumes
+        # from its own position with whoever is elected next.
+        for f in list(repl.feeds.values()):
+            if f.conn.transport is not None:
+                f.conn.transport.abort()
+        repl.fence_for_lease("shutting down")
+        repl.handover = ""
