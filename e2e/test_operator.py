@@ -9,10 +9,7 @@ operator image. Run: `make e2e` (local cluster) or `pytest e2e/test_operator.py 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ import pytest
 
 from .kube import Kubectl, wait_for
 from .manifests import ENGINE_IMAGE, PULL_POLICY
+from .operator_host import running_operator
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TARGET_S = 60.0
@@ -44,32 +42,10 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def operator(namespace: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    namespace.run("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("velocityclusters.vdb.io", "velocitybackups.vdb.io"):
-        namespace.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "VELOCITY_OPERATOR_RESYNC_SECONDS": "5", "VELOCITY_ENGINE_IMAGE": ENGINE_IMAGE}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "velocity_operator.main", "--kubeconfig", namespace.kubeconfig,
-             "--namespace", str(namespace.namespace), "--metrics-port", "0", "--liveness-port", "0",
-             "--metrics-host", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        # Delete our resources while the operator still runs: it holds the kopf finalizer
-        # (vdb.io/operator) that the namespace's deletion would otherwise wait for.
-        namespace.run("delete", "velocitybackups,velocityclusters", "--all", "--wait=true", "--timeout=120s",
-                      check=False, timeout=150)
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        print(f"--- operator log (tail)\n{log.read_text(errors='replace')[-4000:]}")
+def operator(namespace: Kubectl) -> Iterator[subprocess.Popen[bytes]]:
+    with running_operator(namespace) as op:
+        assert op.proc is not None
+        yield op.proc
 
 
 def _cluster(name: str, **spec: Any) -> dict[str, Any]:

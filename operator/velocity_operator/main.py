@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="watch only this namespace (repeatable; default: all namespaces)")
     parser.add_argument("--metrics-port", type=int, default=METRICS_PORT, help="port of /metrics [8080]")
     parser.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics [0.0.0.0]")
-    parser.add_argument("--liveness-port", type=int, default=8081, help="port of /healthz [8081]")
+    parser.add_argument("--liveness-port", type=int, default=8081,
+                        help="port of /healthz; 0 turns the endpoint off [8081]")
     parser.add_argument("--default-image", default=os.environ.get("VELOCITY_ENGINE_IMAGE", DEFAULT_IMAGE),
                         help=f"engine image for clusters without spec.image (env VELOCITY_ENGINE_IMAGE) "
                              f"[{DEFAULT_IMAGE}]")
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         standalone=True,  # one replica (Deployment strategy Recreate): no peering CRDs needed
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz",
+        # kopf reads port 0 in a URL as "no port" and binds 80, so 0 means no endpoint.
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         memo=kopf.Memo(runtime=runtime),
     ))
 
