@@ -24,7 +24,8 @@ vbench: $(VBENCH_BIN) ## Build the V-Proto load generator into bench/.build/vben
 test-vbench: ## go vet + go test of bench/vbench (against proto/vectors and the Python codec's fixtures)
 	cd bench/vbench && $(VBENCH_ENV) $(GO) vet ./... && $(VBENCH_ENV) $(GO) test -count=1 ./...
 
-test-bench: install $(VBENCH_BIN) ## The benchmark harness (bench/velocity_bench) incl. one real engine run
+# bench-deps: the storage scripts' smoke test runs Redis beside the engine (apt-get only if missing).
+test-bench: install $(VBENCH_BIN) bench-deps ## The benchmark harness (bench/velocity_bench) incl. one real engine run
 	$(PY) -m pytest tests/bench $(PYTEST_ARGS)
 
 bench-deps: install $(VBENCH_BIN) ## redis-server + redis-tools (apt-get, if missing) and vbench
@@ -37,3 +38,18 @@ bench-quick: bench-deps ## Smoke run of bench/compare.py (small -n; numbers not 
 
 bench-profile: bench-deps ## py-spy the engine under load (bench/results/profile.md + collapsed stacks)
 	$(PY) bench/compare.py --profile --scenarios velocity-tls --no-doc --json-out bench/.build/profile.json
+
+# Storage benchmarks (issue 3; docs/benchmarks.md "Storage"). Long (minutes, ~2 GB of
+# temporary data): NOT part of `make test`; tests/bench/test_storage_scripts.py runs
+# both scripts in a tiny mode there so they cannot rot.
+.PHONY: bench-storage bench-restart bench-table-reads
+
+bench-restart: install ## Restart time with ~1 GiB of data: WAL replay, tables + WAL tail, tables only
+	@mkdir -p bench/.build
+	$(PY) bench/restart.py --json-out bench/.build/restart.json
+
+bench-table-reads: bench-deps ## GET latency for keys in SSTables (bloom hit / miss), Redis beside it
+	@mkdir -p bench/.build
+	$(PY) bench/table_reads.py --json-out bench/.build/table_reads.json
+
+bench-storage: bench-restart bench-table-reads ## Both storage benchmarks

@@ -18,6 +18,11 @@ BITS_PER_KEY = 10
 PROBES = 7  # round(BITS_PER_KEY * ln 2)
 
 
+def key_hashes(key: bytes) -> tuple[int, int]:
+    """(h1, h2) of a key; compute once per lookup and ask every table's filter with it."""
+    return _hashes(key)
+
+
 def _hashes(key: bytes) -> tuple[int, int]:
     h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
     return h & 0xFFFFFFFF, (h >> 32) | 1
@@ -52,6 +57,9 @@ class BloomFilter:
 
     def may_contain(self, key: bytes) -> bool:
         h1, h2 = _hashes(key)
+        return self.may_contain_hashed(h1, h2)
+
+    def may_contain_hashed(self, h1: int, h2: int) -> bool:
         bits = self._bits
         nbits = self._nbits
         for i in range(self._k):

@@ -10,7 +10,7 @@ fuzz; see docs/formats/wal.md section "Entries".
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from velocity_engine.storage.base import Mutation, Record
 
@@ -78,7 +78,7 @@ def iter_entries(
         yield key, rec
 
 
-def encode_batch(mutations: tuple[Mutation, ...] | list[Mutation]) -> bytes:
+def encode_batch(mutations: Sequence[Mutation]) -> bytes:
     out = bytearray()
     for key, rec in mutations:
         encode_entry(key, rec, out)

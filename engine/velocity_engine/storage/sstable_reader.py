@@ -26,7 +26,7 @@ from pathlib import Path
 
 from velocity_engine.storage.base import Record
 from velocity_engine.storage.block_cache import BlockCache
-from velocity_engine.storage.bloom import BloomFilter
+from velocity_engine.storage.bloom import BloomFilter, key_hashes
 from velocity_engine.storage.entry_codec import EntryFormatError, decode_entry
 from velocity_engine.storage.errors import CorruptionError
 from velocity_engine.storage.sstable_format import FOOTER, FOOTER_CHECKED, FOOTER_SIZE, INDEX_TAIL, MAGIC, U32, VERSION
@@ -162,21 +162,29 @@ class SSTable:
 
     def _search(self, data: memoryview, offs: tuple[int, ...], key: bytes, block: int) -> int:
         """Index of the first entry with key >= `key` in the block."""
+        # Inlined _key_at: this loop is most of a table lookup's CPU.
+        unpack = _KEY_HEAD.unpack_from
         lo, hi = 0, len(offs)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._key_at(data, offs[mid], block) < key:
-                lo = mid + 1
-            else:
-                hi = mid
+        try:
+            while lo < hi:
+                mid = (lo + hi) // 2
+                off = offs[mid]
+                klen = unpack(data, off)[1]
+                if bytes(data[off + 5 : off + 5 + klen]) < key:
+                    lo = mid + 1
+                else:
+                    hi = mid
+        except struct.error:
+            raise self._corrupt(self._offsets[block], "entry header out of bounds") from None
         return lo
 
     # -- reads ---------------------------------------------------------------------
 
-    def get(self, key: bytes) -> tuple[bool, Record | None]:
-        """(found, record); found with None is a tombstone."""
+    def get(self, key: bytes, hashes: tuple[int, int] | None = None) -> tuple[bool, Record | None]:
+        """(found, record); found with None is a tombstone. `hashes`: bloom.key_hashes(key), if known."""
         st = self.bloom_stats
-        if not self.bloom.may_contain(key):
+        h1, h2 = hashes if hashes is not None else key_hashes(key)
+        if not self.bloom.may_contain_hashed(h1, h2):
             st.negative += 1
             return False, None
         st.maybe += 1

@@ -123,7 +123,7 @@ class WalWriter:
         self.segment_bytes = size
         return fd
 
-    def _write_all(self, fd: int, data: bytes) -> None:
+    def _write_all(self, fd: int, data: bytes | memoryview) -> None:
         self.ops.write_all(fd, data)
 
     # -- appending (loop thread) ------------------------------------------------
@@ -134,7 +134,9 @@ class WalWriter:
             raise WalWriteError(f"writes refused since an earlier log failure: {self.failed}")
         rec = encode_record(TYPE_BATCH, payload)
         try:
-            self._write_all(self._fd, rec)
+            n = self.ops.write(self._fd, rec)
+            if n != len(rec):  # a short write: rare (a full disk, a signal); finish it or fail
+                self._write_all(self._fd, memoryview(rec)[n:])
         except OSError as exc:
             err = WalWriteError(f"write to {wal_name(self.segment)} failed: {exc.strerror or exc}")
             # A full disk is the one failure we come back from: the bytes before this
