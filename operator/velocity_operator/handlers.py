@@ -196,6 +196,12 @@ async def lease_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     if cluster is None:  # a Lease of no VelocityCluster: nothing to follow
         runtime.lease_holders[(namespace, name)] = holder
         return
+    sts = await runtime.api().get("apps/v1", "StatefulSet", namespace, name.removesuffix(_LEASE_SUFFIX))
+    if sts is not None and sts["spec"].get("replicas") != (cluster.get("spec") or {}).get("replicas"):
+        # Mid scale-down, waiting for the primary to move off a pod that goes: take the step now.
+        await _reconcile_cluster(cluster, memo, schedule=False)
+        runtime.lease_holders[(namespace, name)] = holder
+        return
     actions: list[Action] = []
     status = await refresh_status(runtime.api(), cluster, runtime.settings, _now(), actions)
     _post(cluster, actions)

@@ -27,8 +27,9 @@ from .actions import Action, Settings
 from .primary import label_roles, read_primary
 from .restore import restore_source
 from .rollout import rollout_step
-from .scaling import next_replicas
+from .scaling import sync_tolerance_warning
 from .storage import reconcile_storage
+from .switchover import scale_replicas
 from .tls import ensure_auth_token, ensure_tls
 
 __all__ = ["ClusterResult", "owner_of", "reconcile_cluster", "refresh_status"]
@@ -81,11 +82,14 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
         restore = sts_builder.restore_of(existing) if existing else None
         if restore is None:
             restore = await restore_source(kube, owner.namespace, spec)
+    # Before the StatefulSet is applied: a step down that would remove the primary is
+    # preceded by a switchover (controllers/switchover.py), or postponed.
+    replicas = await scale_replicas(kube, owner, spec, existing, actions)
     desired = sts_builder.statefulset(
         owner, spec, default_image=settings.default_image,
         config_hash=config_builder.config_hash(config_map), tls_hash=tls.tls_hash,
         fixed_claim_sizes=fixed_sizes, restore=restore,
-        replicas=next_replicas(spec.replicas, existing),
+        replicas=replicas,
     )
     _describe_changes(existing, desired, actions)
     applied = await kube.apply(desired)
@@ -93,13 +97,18 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     await label_roles(kube, owner, primary, actions)
     await rollout_step(kube, owner, applied, primary, actions)
 
+    generation = int(body["metadata"].get("generation", 1))
+    warning = sync_tolerance_warning(spec)
+    # Once per spec generation, not at every resync: it is about the spec, not an event.
+    if warning is not None and (body.get("status") or {}).get("observedGeneration") != generation:
+        actions.append(Action("SyncNoFaultTolerance", warning, warning=True))
     for problem in problems:
         actions.append(Action(problem.reason, problem.message, warning=True))
     # The last backup is read from the VelocityBackups themselves, not from the (possibly
     # stale) status in `body`, so a concurrent status write by the backup handler is not undone.
     backups = await kube.list("vdb.io/v1alpha1", "VelocityBackup", owner.namespace)
     status = cluster_status(
-        cluster=owner.name, spec=spec, generation=int(body["metadata"].get("generation", 1)),
+        cluster=owner.name, spec=spec, generation=generation,
         statefulset=applied, previous=dict(body.get("status") or {}), now=now,
         image=spec.image or settings.default_image, problems=problems, certificate=tls.certificate,
         last_backup=latest_finished_backup(backups, owner.name), primary=primary,
