@@ -294,7 +294,12 @@ def test_scale_3_to_1_keeps_data_and_claims(namespace: Kubectl, operator: Operat
     left = {c["metadata"]["name"] for c in namespace.json("get", "pvc")["items"]}
     assert claims <= left, f"claims deleted on scale-down: {sorted(claims - left)}"
     assert any(c.endswith(f"{NAME}-2") for c in left)
+    events = [(e["reason"], e["message"]) for e in namespace.json("get", "events")["items"]
+              if e["involvedObject"].get("kind") == "VelocityCluster"]
+    switchovers = [m for reason, m in events if reason == "Switchover"]
+    print(f"switchover events: {switchovers}; failed attempts: "
+          f"{[m for reason, m in events if reason == 'SwitchoverFailed']}")
     if primary != f"{NAME}-0":
-        # The issue wants replicas removed, never the primary; the operator removes the
-        # highest ordinals and the Lease moves (docs/operator/limits.md, "Scale down").
-        pytest.xfail(f"scale-down removed the primary {primary} (no switchover before removal yet)")
+        # Replicas are removed, never the primary: the operator hands the role to pod 0
+        # (planned switchover) before the step that would remove the Lease holder.
+        assert any(m.startswith(f"{primary} handed the primary role to {NAME}-0") for m in switchovers), events
