@@ -174,3 +174,31 @@ def _switchover_attempts(kubectl: Kubectl, ns: str) -> int:
     """Refused switchovers so far (an Event repeated with the same message counts up)."""
     items = json.loads(kubectl.run("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     return sum(int(e.get("count") or 1) for e in items if e["reason"] == "SwitchoverFailed")
+
+
+def test_sync_cluster_that_cannot_lose_a_pod_gets_a_warning(kubectl: Kubectl, operator: OperatorProcess,
+                                                             ns: str) -> None:
+    kubectl.apply(cluster("sy", ns, replicas=2, replication={"mode": "sync", "syncReplicas": 1}))
+    warned = wait_for("the sizing warning", lambda: _events(kubectl, ns, "SyncNoFaultTolerance"), timeout=30)
+    assert "replicas >= syncReplicas + 2 = 3" in warned[0], warned
+    # Once per spec generation, not at every resync (2 s in this tier): more reconciles
+    # of the same generation add none (the counter is operator-wide; alone in its
+    # namespace this cluster is reconciled by its own timer at least as often as that).
+    start = _reconciles(operator)
+    wait_for("three resyncs", lambda: _reconciles(operator) >= start + 3, timeout=30)
+    assert len(_events(kubectl, ns, "SyncNoFaultTolerance")) == 1
+    vc = kubectl.get("vc", "sy", ns)
+    assert vc is not None and vc["status"]["observedGeneration"] == vc["metadata"]["generation"]
+    # A size that tolerates the loss of a pod: no new warning for the new generation.
+    kubectl.run("scale", "vc/sy", "-n", ns, "--replicas=3")
+    wait_for("generation 2 observed", lambda: ((kubectl.get("vc", "sy", ns) or {}).get("status") or {})
+             .get("observedGeneration") == 2)
+    assert len(_events(kubectl, ns, "SyncNoFaultTolerance")) == 1
+
+
+def _reconciles(operator: OperatorProcess) -> float:
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith('velocity_operator_reconciles_total{resource="VelocityCluster"'):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

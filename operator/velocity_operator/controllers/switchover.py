@@ -154,11 +154,11 @@ async def request_switchover(kube: Kube, owner: Owner, spec: VelocityClusterSpec
         raise SwitchoverError(cluster, primary_name, None, str(exc)) from None
     target: str | None = None
     with tempfile.TemporaryDirectory(prefix="velocity-operator-") as workdir:
-        pool = _pool(_dial_address(namespace, primary, cluster), names.pod_dns_name(cluster, namespace, primary_name),
-                     access, Path(workdir))
 
         async def run() -> tuple[str, float]:
             nonlocal target
+            pool = _pool(_dial_address(namespace, primary, cluster),
+                         names.pod_dns_name(cluster, namespace, primary_name), access, Path(workdir))
             async with pool:
                 info = (await pool.info("replication"))["replication"]
                 if info.get("role") != "primary":
