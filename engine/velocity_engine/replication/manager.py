@@ -177,22 +177,26 @@ class Replication:
             self.fence_for_lease("shutting down")
         lease.retired = True
         try:
-            async with lease.lock:
-                await asyncio.wait_for(lease.withdraw(), 3.0)
+            await asyncio.wait_for(self._withdraw(lease), 3.0)  # the lock too: a round may hang on the API
         except Exception as exc:  # best effort: the member Lease ages out after one lease duration
             log.warning("shutting down: could not withdraw this node's member Lease: %s", exc)
+
+    @staticmethod
+    async def _withdraw(lease: LeaseAgent) -> None:
+        async with lease.lock:
+            await lease.withdraw()
 
     async def _hand_over_or_release(self, lease: LeaseAgent) -> None:
         if not (self.is_primary and lease.holds()):
             return
         best = sorted((f for f in self.feeds.values() if f.streaming), key=lambda f: -f.acked_seq)
-        if best:
+        for feed in best[:2]:  # the most up-to-date first; a second chance if it cannot take over
             try:
-                await switch_over(self, best[0].endpoint)
+                await switch_over(self, feed.endpoint)
                 await self._linger_for_redirects()
                 return
             except SwitchoverError as exc:
-                log.error("shutting down: switchover to %s failed: %s", best[0].endpoint, exc)
+                log.error("shutting down: switchover to %s failed: %s", feed.endpoint, exc)
                 if not self.is_primary:
                     return  # the Lease was handed over; the target takes it at its next round
         await release_on_shutdown(self)

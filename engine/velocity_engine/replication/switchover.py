@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATCH_UP_S = 1.5  # the target must hold every write this soon after the fence; the SDK retries for 2 s
+PREFLIGHT_S = 1.0  # the target must answer a PING this fast before anything changes
 
 
 @dataclass
@@ -97,19 +98,30 @@ async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_
     lease = repl.lease
     if lease is None:
         raise SwitchoverError("this node does not elect its primary with a Lease")
-    if not lease.holds():
-        raise SwitchoverError(f"this node does not hold the Lease (holder: {lease.holder or 'unknown'})")
-    if target == repl.endpoint:
-        raise SwitchoverError(f"{target} is this node, already the primary")
-    if repl.handover:
-        raise SwitchoverError(f"a switchover to {repl.handover} is already running")
-    feed = streaming_feed(repl, target)
+    running = repl.last_switchover
+    if repl.handover or (running is not None and running.state == "running"):
+        who = repl.handover or (running.target if running is not None else "?")
+        raise SwitchoverError(f"a switchover to {who} is already running")
     report = SwitchoverReport(target, "running")
     repl.last_switchover = report
-    t0 = time.monotonic()
-    repl.handover = target  # the write gate refuses writes from here on
+    t0 = 0.0  # when writes were fenced; 0 until then
     handed = False
     try:
+        if not lease.holds():
+            raise SwitchoverError(f"this node does not hold the Lease (holder: {lease.holder or 'unknown'})")
+        if target == repl.endpoint:
+            raise SwitchoverError(f"{target} is this node, already the primary")
+        feed = streaming_feed(repl, target)
+        # Before the fence, so it costs no write pause: a target that is alive on the network
+        # but not running (frozen, overloaded) would otherwise be handed the Lease and never
+        # confirm.
+        try:
+            await asyncio.wait_for(admin_call(target, Opcode.PING, m.PingRequest(b"").encode(),
+                                              token=repl.server.token, ssl_context=repl.client_ssl()), PREFLIGHT_S)
+        except (OSError, TimeoutError, VelocityError, ValueError) as exc:
+            raise SwitchoverError(f"{target} did not answer PING within {PREFLIGHT_S:g}s: {exc!r}") from exc
+        t0 = time.monotonic()
+        repl.handover = target  # the write gate refuses writes from here on
         final = repl.storage.seq
         await wait_acked(repl, [feed], final, catch_up_s)
         report.catch_up_ms = _ms_since(t0)
@@ -159,7 +171,7 @@ async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_
     except BaseException as exc:
         report.state = "failed"
         report.error = str(exc) or repr(exc)
-        report.pause_ms = round((time.monotonic() - t0) * 1000, 1)
+        report.pause_ms = _ms_since(t0) if t0 else 0.0
         if not handed:
             log.error("switchover to %s failed before the Lease changed: %s; still the primary", target, exc)
         raise
