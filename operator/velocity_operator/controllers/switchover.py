@@ -208,8 +208,10 @@ async def _switch_then_step(kube: Kube, owner: Owner, spec: VelocityClusterSpec,
     try:
         target, pause = await request_switchover(kube, owner, spec, primary_pod, step.candidates)
     except SwitchoverError as exc:
-        actions.append(Action("SwitchoverFailed", f"{exc}; the primary keeps its role and no pod is removed, "
-                                                  "retrying at the next reconcile", warning=True))
+        # After a timeout the outcome is unknown (the Lease may have moved): the next
+        # reconcile re-reads the Lease, so nothing here assumes either way.
+        actions.append(Action("SwitchoverFailed", f"{exc}; no pod is removed while the Lease names one that "
+                                                  "would go, retrying at the next reconcile", warning=True))
         return step.replicas
     actions.append(Action("Switchover", f"{primary} handed the primary role to {target} before scale-down "
                                         f"(writes paused {pause * 1000:.0f} ms)"))
