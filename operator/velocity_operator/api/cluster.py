@@ -338,7 +338,9 @@ class VelocityClusterSpec(ApiModel):
         le=MAX_REPLICAS,
         description="Number of pods. One of them is the primary, elected through the Lease "
         "CLUSTER-primary (see status.currentPrimary); the others replicate it and take over "
-        "when it is lost. Scaling down removes the highest-numbered pods one at a time. "
+        "when it is lost. Scaling down removes the highest-numbered pods one at a time; when "
+        "the next pod to go is the primary, the operator first hands the primary role to a "
+        "pod that stays (planned switchover). "
         "Defaults to 1.",
     )
     image: str | None = Field(
