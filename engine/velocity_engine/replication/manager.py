@@ -486,6 +486,11 @@ class Replication:
                 f"REPLICA_OF from epoch {req.epoch}, but this node has seen epoch {self.state.epoch}"
             )
         if not req.primary:
+            if self.lease is not None:
+                # Fenced but still holding the Lease, the agent would take the role straight
+                # back; the engine-run switchover is the way under Lease election.
+                raise InvalidArgumentError("this cluster elects its primary with a Lease: use switchover "
+                                           "(REPLICA_OF naming the target) rather than a bare fence")
             # Planned switchover, step 1: stop taking writes but keep streaming
             # to the replicas, so the chosen one can catch up before PROMOTE.
             if self.is_primary:

@@ -218,6 +218,14 @@ def test_switchover_to_a_lagging_or_gone_replica_fails_cleanly(lease_cluster: An
     assert _holder(kube_api, name) == (first.endpoint, epoch)
     assert _primary_is(nodes, first)
 
+    async def bare_fence() -> None:  # the client-driven fence would fight the Lease agent
+        async with first.pool() as vdb:
+            with pytest.raises(InvalidArgumentError, match="use switchover"):
+                await vdb.fence()
+            await vdb.set("still", 3)
+
+    asyncio.run(bare_fence())
+
 
 def test_sigterm_without_a_successor_releases_the_lease(cluster: Cluster, kube_api: KubeAPI) -> None:
     """The only replica is frozen (SIGSTOP) and behind: the stopping primary cannot hand over,
