@@ -105,6 +105,13 @@ class Engine:
         self.kill()
         raise BenchError(f"engine not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
+    def cpu_seconds(self) -> float:
+        """utime + stime of the engine process so far (/proc): robust to other load, unlike wall time."""
+        if self.proc is None:
+            return 0.0
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def http(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as r:
@@ -240,18 +247,22 @@ class CaseResult:
     load_s: float
     before_restart: dict[str, Any]
     ready_s: list[float]
+    cpu_at_ready_s: list[float]  # the engine's CPU time when /readyz first answered 200
     recovery: list[dict[str, Any]]
     load_avg: list[str]
 
 
-def _restart_rounds(engine: Engine, rounds: int) -> tuple[list[float], list[dict[str, Any]], list[str]]:
-    ready, rec, loads = [], [], []
+def _restart_rounds(
+    engine: Engine, rounds: int,
+) -> tuple[list[float], list[float], list[dict[str, Any]], list[str]]:
+    ready, cpu, rec, loads = [], [], [], []
     for _ in range(rounds):
         engine.kill()
         loads.append(" ".join(Path("/proc/loadavg").read_text().split()[:3]))
         ready.append(round(engine.start(), 3))
+        cpu.append(round(engine.cpu_seconds(), 2))
         rec.append(storage_summary(engine).get("recovery") or {})
-    return ready, rec, loads
+    return ready, cpu, rec, loads
 
 
 def run_case(workdir: Path, case: str, keys: int, value_bytes: int, rounds: int, memtable_bytes: int) -> CaseResult:
@@ -276,10 +287,10 @@ def run_case(workdir: Path, case: str, keys: int, value_bytes: int, rounds: int,
         before = storage_summary(engine)
         engine.kill()
         size = du_bytes(data)
-        ready, rec, loads = _restart_rounds(engine, rounds)
+        ready, cpu, rec, loads = _restart_rounds(engine, rounds)
         if int(engine.info().get("keys", -1)) != keys:
             raise BenchError(f"{case}: {engine.info().get('keys')} keys after restart, loaded {keys}")
-    return CaseResult(case, keys, value_bytes, size, round(load_s, 1), before, ready, rec, loads)
+    return CaseResult(case, keys, value_bytes, size, round(load_s, 1), before, ready, cpu, rec, loads)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -307,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[restart] {case}: loading {keys:,} keys x {args.value_bytes} B", file=sys.stderr, flush=True)
             res = run_case(workdir, case, keys, args.value_bytes, args.rounds, args.memtable_bytes)
             print(f"[restart] {case}: {res.data_dir_bytes / MiB:,.0f} MiB on disk, ready after "
-                  f"{', '.join(f'{s:.2f}' for s in res.ready_s)} s (load {', '.join(res.load_avg)})",
+                  f"{', '.join(f'{s:.2f}' for s in res.ready_s)} s, engine CPU "
+                  f"{', '.join(f'{s:.2f}' for s in res.cpu_at_ready_s)} s (load {', '.join(res.load_avg)})",
                   file=sys.stderr, flush=True)
             results.append(asdict(res))
     doc = {"command": "bench/restart.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -40,6 +40,7 @@ def test_restart_script_measures_each_case(tmp_path: Path, cases: str) -> None:
     assert list(results) == cases.split(",")
     for case, r in results.items():
         assert len(r["ready_s"]) == 1 and 0 < r["ready_s"][0] < 60, r
+        assert 0 < r["cpu_at_ready_s"][0] < 60, r
         rec = r["recovery"][0]
         if case == "wal":
             assert r["before_restart"]["sstables"] == 0 and rec["batches"] > 0, r
