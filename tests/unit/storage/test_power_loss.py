@@ -243,3 +243,22 @@ def test_power_cut_during_restore_then_the_same_restore_completes(fast_dir: Path
             assert dict(st.iter_from(b"")) == entries, f"cut before call {cut}"
         finally:
             st.close()
+
+
+def test_regression_power_cut_after_first_start_keeps_the_storage_directory(tmp_path: Path) -> None:
+    """Found by the cut-at-every-operation test: storage/ was created without an fsync of the
+    data directory, so a power cut soon after the first start lost the directory and every
+    write acknowledged under `always` in it."""
+    root = tmp_path / "db"
+    root.mkdir()
+    sim = PowerLossSim(root)
+    st = LsmStorage(root, LsmOptions(appendfsync="always"), ops=sim.ops)
+    st.apply([(b"k", Record(0, b"v"))])
+    st.wal.sync_now()  # acknowledged
+    _abandon(st)
+    sim.restore_after_cut()
+    st2 = LsmStorage(root, LsmOptions(appendfsync="no"))
+    try:
+        assert st2.get(b"k") == Record(0, b"v")
+    finally:
+        st2.close()
