@@ -93,6 +93,16 @@ async def wait_acked(repl: Replication, feeds: list[ReplicaFeed], seq: int, time
             await asyncio.wait_for(repl.acked.wait(), min(remaining, 0.1))
 
 
+async def settle_quorum(repl: Replication, timeout: float) -> None:
+    """Until no sync-mode write waits for its acknowledgements, at most `timeout` (best effort)."""
+    q = repl.quorum
+    deadline = time.monotonic() + timeout
+    while q is not None and len(q) and time.monotonic() < deadline:
+        repl.acked.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(repl.acked.wait(), min(deadline - time.monotonic(), 0.1))
+
+
 async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_UP_S) -> SwitchoverReport:
     """Hand the primary role and the Lease to replica `target`; raises SwitchoverError if it did not happen."""
     lease = repl.lease
@@ -124,6 +134,10 @@ async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_
         repl.handover = target  # the write gate refuses writes from here on
         final = repl.storage.seq
         await wait_acked(repl, [feed], final, catch_up_s)
+        # Sync mode with several required replicas: writes the target has but another
+        # replica has not acknowledged yet would fail (unknown outcome) when this node steps
+        # down. Give them the rest of the catch-up time; they are on the target either way.
+        await settle_quorum(repl, catch_up_s - (time.monotonic() - t0))
         report.catch_up_ms = _ms_since(t0)
         async with lease.lock:
             if not lease.holds():

@@ -80,11 +80,13 @@ async def _lost(node: Node, h: History) -> list[str]:
 @pytest.fixture
 def lease_cluster(cluster: Cluster, kube_api: KubeAPI, request: pytest.FixtureRequest) -> Iterator[Any]:
     """(lease name, nodes, the elected primary): three engines, replicas connected."""
+    # "async", "sync" (1 replica must acknowledge) or "sync2" (both replicas must)
     mode = getattr(request, "param", "async")
     name = f"vsw-{secrets.token_hex(3)}"
     args = (
         "--lease-name", name, "--lease-kubeconfig", str(kube_api.kubeconfig),
-        "--lease-duration-s", "4", "--lease-renew-s", "0.5", "--replication-mode", mode,
+        "--lease-duration-s", "4", "--lease-renew-s", "0.5", "--replication-mode", mode.rstrip("2"),
+        "--sync-replicas", "2" if mode == "sync2" else "1",
     )
     nodes = [cluster.node(n, *args) for n in ("a", "b", "c")]
     first = wait_until(lambda: _primary(nodes), 30, interval=0.2, what="a primary to be elected")
@@ -95,6 +97,7 @@ def lease_cluster(cluster: Cluster, kube_api: KubeAPI, request: pytest.FixtureRe
             os.kill(n.proc.pid, signal.SIGCONT)
 
 
+@pytest.mark.parametrize("lease_cluster", ["async", "sync2"], indirect=True)
 def test_switchover_moves_the_lease_and_loses_no_write(lease_cluster: Any, kube_api: KubeAPI) -> None:
     name, nodes, first = lease_cluster
     target = next(n for n in nodes if n is not first)
@@ -115,7 +118,9 @@ def test_switchover_moves_the_lease_and_loses_no_write(lease_cluster: Any, kube_
 
     h, (new_epoch, _seq, pause_s) = asyncio.run(run())
     report = first.repl()["switchover"]
-    print(f"lease switchover: writes paused {pause_s * 1000:.1f} ms (engine: catch-up {report['catch_up_ms']}, "
+    mode = f"{first.repl()['mode']}, sync replicas {first.repl()['sync_replicas']}"
+    print(f"lease switchover ({mode}): writes paused {pause_s * 1000:.1f} ms (engine: catch-up"
+          f" {report['catch_up_ms']}, "
           f"Lease CAS {report['lease_ms']}, promote {report['promote_ms']}), longest gap seen by writers "
           f"{h.max_gap_s * 1000:.0f} ms, {len(h.acked)} writes acknowledged")
     assert len(h.acked) > 50
