@@ -11,10 +11,11 @@ connection is replaced on next use. Reads are retried once on a fresh
 connection after a connection failure; writes are not (their outcome is
 unknown, and retrying INCR would count twice), they raise ConnectionError.
 A REDIRECT from a replica (writes and linearizable reads go to the primary)
-is followed transparently, at most MAX_REDIRECTS times per request; the pool
-then stays pointed at the primary. A node between roles (a primary stepping
-down) redirects without naming a primary; requests then retry for up to
-FENCED_RETRY_S.
+is followed transparently and the pool then stays pointed at the primary; past
+MAX_REDIRECTS per request (two nodes naming each other for a moment during a
+hand-over) the request pauses between redirects and gives up after
+FENCED_RETRY_S. A node between roles (a primary stepping down) redirects
+without naming a primary; requests then retry for up to FENCED_RETRY_S.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from velocity.durations import TtlLike, parse_ttl_ms
 _MISSING = object()
 MAX_REDIRECTS = 3
 FENCED_RETRY_S = 2.0  # how long a request waits for a node without a primary to name one
+REDIRECT_LOOP_PAUSE_S = 0.05  # between redirects past MAX_REDIRECTS, within FENCED_RETRY_S
 KeyLike = str | bytes
 
 
@@ -164,7 +166,12 @@ class VelocityPool:
             try:
                 return await self._call_once(opcode, body, retry=retry, consistency=consistency)
             except RedirectError as exc:
-                if exc.primary and redirects < MAX_REDIRECTS:
+                if exc.primary and (redirects < MAX_REDIRECTS or loop.time() < give_up):
+                    # Past MAX_REDIRECTS the nodes are pointing at each other: a
+                    # hand-over is half done (the old primary already names its
+                    # successor, which has not promoted yet). Pause before asking again.
+                    if redirects >= MAX_REDIRECTS:
+                        await asyncio.sleep(REDIRECT_LOOP_PAUSE_S)
                     redirects += 1
                     self._redirect(exc.primary)
                 elif not exc.primary and exc.retry_after_ms and loop.time() < give_up:
