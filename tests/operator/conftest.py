@@ -24,14 +24,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from tests.kube.kube_api import KubeAPI
 from tests.kube.plugin import kube_api
 
-__all__ = ["Kubectl", "OperatorProcess", "crds", "free_port", "kube_api", "kubectl", "ns", "operator", "wait_for"]
+if TYPE_CHECKING:  # podsim imports this module
+    from .podsim import SimulatedPod
+
+__all__ = ["Kubectl", "OperatorProcess", "crds", "engines", "free_port", "kube_api", "kubectl", "ns", "operator", "wait_for"]
 
 REPO = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2
@@ -208,3 +211,15 @@ def mark_pods_ready(kubectl: Kubectl, namespace: str, selector: str) -> int:
 
 
 _ = kube_api  # re-exported fixture
+
+
+@pytest.fixture
+def engines() -> Iterator[list[SimulatedPod]]:
+    """Engine processes standing in for pods (tests/operator/podsim.py): a test appends
+    each one it starts, and every one is stopped at the end, whatever the outcome."""
+    started: list[SimulatedPod] = []
+    try:
+        yield started
+    finally:
+        for pod in started:
+            pod.stop()

@@ -9,10 +9,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from velocity_operator.api.cluster import VelocityClusterSpec
 from velocity_operator.api.destination import S3Credentials, S3Destination
 from velocity_operator.builders import config, statefulset
@@ -22,16 +20,6 @@ from velocity_operator.s3 import env as s3env
 from tests.support.s3_server import S3Server
 
 from .podsim import BIN, ClusterMaterial, SimulatedPod
-
-
-@pytest.fixture
-def pods() -> Iterator[list[SimulatedPod]]:
-    started: list[SimulatedPod] = []
-    try:
-        yield started
-    finally:
-        for pod in started:
-            pod.stop()
 
 
 def _secret_env(s3: S3Server) -> dict[str, str]:
@@ -55,12 +43,12 @@ def _run_init_container(source: S3RestoreSource, data_root: Path, restore_root: 
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_backup_to_s3_then_restore(tmp_path: Path, pods: list[SimulatedPod]) -> None:
+def test_backup_to_s3_then_restore(tmp_path: Path, engines: list[SimulatedPod]) -> None:
     with S3Server(tmp_path / "s3") as s3:
         s3.client().create_bucket("bkp")
         material = ClusterMaterial()
         source = SimulatedPod(tmp_path / "alpha-0", material, VelocityClusterSpec())
-        pods.append(source)
+        engines.append(source)
         source.start()
         for i in range(50):
             assert source.ctl("set", f"key:{i}", f"value-{i}").returncode == 0
@@ -91,7 +79,7 @@ def test_backup_to_s3_then_restore(tmp_path: Path, pods: list[SimulatedPod]) -> 
 
         restored = SimulatedPod(restored_root, material, VelocityClusterSpec(), restore=restore,  # type: ignore[arg-type]
                                 restore_root=downloads)
-        pods.append(restored)
+        engines.append(restored)
         restored.start()
         for i in (0, 17, 49):
             got = restored.ctl("get", f"key:{i}")

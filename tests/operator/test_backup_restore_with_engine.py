@@ -9,30 +9,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from velocity_operator.api.cluster import VelocityClusterSpec
 from velocity_operator.builders.statefulset import RestoreSource
 
 from .podsim import BIN, ClusterMaterial, SimulatedPod
 
 
-@pytest.fixture
-def pods() -> Iterator[list[SimulatedPod]]:
-    started: list[SimulatedPod] = []
-    try:
-        yield started
-    finally:
-        for pod in started:
-            pod.stop()
-
-
-def test_snapshot_job_then_restore(tmp_path: Path, pods: list[SimulatedPod]) -> None:
+def test_snapshot_job_then_restore(tmp_path: Path, engines: list[SimulatedPod]) -> None:
     material = ClusterMaterial()
     source = SimulatedPod(tmp_path / "alpha-0", material, VelocityClusterSpec())
-    pods.append(source)
+    engines.append(source)
     source.start()
     for i in range(50):
         assert source.ctl("set", f"key:{i}", f"value-{i}").returncode == 0
@@ -53,7 +41,7 @@ def test_snapshot_job_then_restore(tmp_path: Path, pods: list[SimulatedPod]) -> 
     # A new cluster with spec.bootstrap.fromBackup: pods start through the restore wrapper.
     restored = SimulatedPod(tmp_path / "beta-0", material, VelocityClusterSpec(),
                             restore=RestoreSource("alpha-backups", "velocity/alpha/b1.vsnap"), restore_root=claim)
-    pods.append(restored)
+    engines.append(restored)
     restored.start()
     for i in (0, 17, 49):
         got = restored.ctl("get", f"key:{i}")

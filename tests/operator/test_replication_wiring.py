@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from velocity_operator.api.cluster import VelocityClusterSpec
 from velocity_operator.builders.meta import Owner
 
@@ -50,16 +48,6 @@ def _holder(kubectl: Kubectl, ns: str) -> str | None:
 def _roles(kubectl: Kubectl, ns: str) -> dict[str, str | None]:
     return {p["metadata"]["name"]: (p["metadata"].get("labels") or {}).get("vdb.io/role")
             for p in kubectl.items("pods", ns, SELECTOR)}
-
-
-@pytest.fixture
-def engines() -> Iterator[list[SimulatedPod]]:
-    started: list[SimulatedPod] = []
-    try:
-        yield started
-    finally:
-        for pod in started:
-            pod.stop()
 
 
 def test_engine_rbac_is_leases_only(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +89,6 @@ def _sts_replicas(kubectl: Kubectl, ns: str) -> int:
     sts = kubectl.get("statefulset", NAME, ns)
     assert sts is not None
     return int(sts["spec"]["replicas"])
-
-
-@pytest.fixture
-def engines() -> Iterator[list[SimulatedPod]]:
-    started: list[SimulatedPod] = []
-    try:
-        yield started
-    finally:
-        for pod in started:
-            pod.stop()
 
 
 def test_scale_down_switches_over_before_removing_the_primary(
