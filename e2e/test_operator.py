@@ -20,26 +20,10 @@ import pytest
 from .kube import Kubectl, wait_for
 from .manifests import ENGINE_IMAGE, PULL_POLICY
 from .operator_host import running_operator
+from .sdk_pods import run_client
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TARGET_S = 60.0
-
-CLIENT = """
-import asyncio, sys
-from velocity import VelocityPool
-
-async def main(endpoint, op, key, value):
-    token = open("/auth/token").read().strip()
-    async with VelocityPool(node=endpoint, auth=token, ca="/ca/ca.crt") as vdb:
-        if op == "set":
-            await vdb.set(key, value)
-            print("OK")
-        else:
-            print("GOT", await vdb.get(key))
-
-asyncio.run(main(*sys.argv[1:]))
-"""
-
 
 @pytest.fixture(scope="module")
 def operator(namespace: Kubectl) -> Iterator[subprocess.Popen[bytes]]:
@@ -54,31 +38,9 @@ def _cluster(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": name}, "spec": spec}
 
 
-def _client(ns: Kubectl, cluster: str, name: str, *args: str) -> str:
-    """Run the SDK in a pod trusting NAME-ca with the token of NAME-auth; return its output."""
-    pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never", "enableServiceLinks": False,
-            "containers": [{
-                "name": "client", "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
-                "command": ["python3", "-c", CLIENT, *args],
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True,
-                                    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                "volumeMounts": [{"name": "ca", "mountPath": "/ca"}, {"name": "auth", "mountPath": "/auth"}],
-            }],
-            "volumes": [{"name": "ca", "secret": {"secretName": f"{cluster}-ca"}},
-                        {"name": "auth", "secret": {"secretName": f"{cluster}-auth"}}],
-        },
-    }
-    ns.apply(pod)
-    wait_for(lambda: ns.json("get", "pod", name)["status"].get("phase") in ("Succeeded", "Failed"),
-             timeout=120, what=f"client pod {name}")
-    phase = ns.json("get", "pod", name)["status"]["phase"]
-    logs = ns.run("logs", name)
-    ns.run("delete", "pod", name, "--wait=false")
-    assert phase == "Succeeded", logs
-    return logs
+def _client(ns: Kubectl, cluster: str, name: str, endpoint: str, op: str, key: str, value: str) -> str:
+    """The SDK in a pod trusting NAME-ca with the token of NAME-auth; its output."""
+    return run_client(ns, cluster, name, endpoint, op, key, value)
 
 
 def _pod0(ns: Kubectl, cluster: str) -> str:
