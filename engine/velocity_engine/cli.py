@@ -14,6 +14,7 @@ import click
 from velocity_engine import __version__
 from velocity_engine.auth import TokenError
 from velocity_engine.config import ConfigError, EngineSettings, load_settings
+from velocity_engine.config_reload import FileStamp, file_stamp
 from velocity_engine.storage.errors import CorruptionError, RestoreError
 
 log = logging.getLogger("velocity_engine")
@@ -74,6 +75,8 @@ def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
         return
     if not flags["tls_san"]:
         flags["tls_san"] = None
+    # Before reading the file: a change made while we read it is then seen by the watcher.
+    stamp = file_stamp(config_file) if config_file is not None else None
     try:
         settings = load_settings(flags, config_file)
     except ConfigError as exc:
@@ -81,7 +84,7 @@ def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
         sys.exit(2)
     _setup_logging(settings.log_level)
     try:
-        _run(settings)
+        _run(settings, flags, config_file, stamp)
     except (TokenError, OSError, RestoreError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(1)
@@ -101,7 +104,9 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _run(settings: EngineSettings) -> None:
+def _run(
+    settings: EngineSettings, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None
+) -> None:
     import uvloop
 
     from velocity_engine.server import Server
@@ -115,11 +120,13 @@ def _run(settings: EngineSettings) -> None:
     async def amain() -> None:
         server = Server(settings)
         await server.start()
+        reloader = server.enable_config_reload(flags, config_file, stamp)
         _print_connect_hint(server)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
         await stop.wait()
         await server.stop()
 

@@ -3,6 +3,9 @@
 Precedence, highest first: command-line flags, environment variables
 (`VELOCITY_<FIELD>`, plus `VDB_TOKEN` for the token itself), the TOML config
 file (`--config`, which the operator mounts), then the defaults below.
+
+LIVE_SETTINGS can change while the engine runs (config_reload.py re-reads the
+file on SIGHUP and when it changes); every other setting needs a restart.
 """
 
 from __future__ import annotations
@@ -16,6 +19,19 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 MiB = 1024 * 1024
+
+# Settings a running engine applies from a reloaded config file. Everything else is
+# read once at start-up. Why these and not others:
+# - log_level: the root logger's level, nothing else depends on it.
+# - max_connections: checked against the open-connection count at each accept;
+#   lowering it closes nobody, it only refuses new connections beyond it.
+# - appendfsync: the WAL reads its policy at every write (WalWriter.set_policy), so a
+#   write acknowledged after a switch to `always` is synced before its reply.
+# max_value_bytes stays restart-only: HELLO tells each client the limit once, and
+# connections open before a change would be held to a limit they were not told
+# (or refused a value they were told fits); it is also tied to max_frame_bytes,
+# which sizes every connection's decoder at accept.
+LIVE_SETTINGS: frozenset[str] = frozenset({"log_level", "max_connections", "appendfsync"})
 
 
 class ConfigError(Exception):
@@ -162,6 +178,8 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
             raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:  # tomllib decodes the bytes itself and lets this through
+            raise ConfigError(f"config file {config_file} is not UTF-8: {exc.reason}") from None
         file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
     _file_values = file_values
     try:

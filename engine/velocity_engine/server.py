@@ -25,6 +25,7 @@ from vproto.frame import PROTOCOL_VERSION
 from velocity_engine import __version__
 from velocity_engine.auth import load_or_create_token
 from velocity_engine.config import EngineSettings
+from velocity_engine.config_reload import ConfigReloader, FileStamp
 from velocity_engine.connection import Connection
 from velocity_engine.dispatch import Dispatcher
 from velocity_engine.expiry import active_expiry_loop
@@ -34,8 +35,10 @@ from velocity_engine.metrics import EngineCollector, Stats, make_registry, rss_b
 from velocity_engine.replication import Replication
 from velocity_engine.storage import Storage
 from velocity_engine.storage.exported_metrics import storage_metric_families
+from velocity_engine.storage.lsm import LsmStorage
 from velocity_engine.storage.opening import open_storage
 from velocity_engine.storage.snapshot_exporter import SnapshotExporter
+from velocity_engine.storage.wal_writer import Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry, default_names, ensure_generated, server_context
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class Server:
         self.port = 0
         self.metrics_port = 0
         self.dispatcher = Dispatcher(self)
+        self.config_reloader: ConfigReloader | None = None
         self._listener: asyncio.Server | None = None
         self._http: AdminHttp | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -93,7 +97,8 @@ class Server:
             EngineCollector(
                 self.stats, self._gauges,
                 lambda: chain(
-                    storage_metric_families(self.storage, self.snapshots), self.replication.metric_families()
+                    storage_metric_families(self.storage, self.snapshots), self.replication.metric_families(),
+                    self.config_reloader.metric_families() if self.config_reloader is not None else (),
                 ),
             )
         )
@@ -119,6 +124,21 @@ class Server:
             "velocity-engine %s listening on %s:%d (%s), metrics on http://%s:%d/metrics",
             __version__, s.host, self.port, "TLS" if ctx else "plaintext", s.metrics_host, self.metrics_port,
         )
+
+    def enable_config_reload(
+        self, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None = None
+    ) -> ConfigReloader:
+        """Reload on request (SIGHUP, the caller wires it) and, with a file, when the file changes."""
+        self.config_reloader = ConfigReloader(self, flags, config_file, stamp)
+        if config_file is not None:
+            self._spawn(self.config_reloader.watch())
+        return self.config_reloader
+
+    def set_appendfsync(self, policy: Policy) -> None:
+        """Switch the WAL sync policy of a running engine (config reload)."""
+        if isinstance(self.storage, LsmStorage):
+            self.storage.set_appendfsync(policy)
+        # Memory storage has no log: the setting is recorded and means nothing.
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -229,6 +249,11 @@ class Server:
             "storage": {k: v for k, v in st.items() if k != "persistence"},
             "persistence": st.get("persistence", {"appendfsync": "none", "last_fsync_ms": 0}),
             "replication": self.replication.info(),
+            "config": (
+                self.config_reloader.info() if self.config_reloader is not None
+                else {"log_level": self.settings.log_level, "max_connections": self.settings.max_connections,
+                      "appendfsync": self.settings.appendfsync}
+            ),
             "limits": {
                 "max_frame_bytes": self.settings.max_frame_bytes,
                 "max_key_bytes": self.settings.max_key_bytes,

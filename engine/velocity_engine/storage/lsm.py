@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,6 +266,11 @@ class LsmStorage:
 
     def sync_waiter(self) -> asyncio.Future[None] | None:
         return self.wal.waiter()
+
+    def set_appendfsync(self, policy: Policy) -> None:
+        """Switch the WAL sync policy at runtime (config reload); see WalWriter.set_policy."""
+        self.wal.set_policy(policy)
+        self.options = replace(self.options, appendfsync=policy)
 
     # -- flush ---------------------------------------------------------------------------
 

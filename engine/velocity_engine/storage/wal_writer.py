@@ -13,6 +13,12 @@ Policies (Redis's names):
 - everysec: the sync thread syncs once a second if anything is unsynced.
 - no: the OS decides (segments are still synced when rotated and on close).
 
+`set_policy` switches at runtime (config reload), on the loop thread. The
+policy is read where it matters (`waiter()` at each write, the sync loop at
+each wake-up), so a write applied after a switch to `always` gets a waiter
+whose sync covers it and everything before it; waiters handed out before a
+switch away from `always` still complete (a requested sync always runs).
+
 A failed sync, or a write failing for any reason but a full disk, is final:
 `failed` and `fatal` are set, every waiter gets WalWriteError, and `append`
 refuses from then on (fsyncgate: a failed fdatasync may have dropped the
@@ -105,8 +111,23 @@ class WalWriter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         if policy != "no" or loop is not None:
-            self._thread = threading.Thread(target=self._sync_loop, name="wal-sync", daemon=True)
-            self._thread.start()
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._sync_loop, name="wal-sync", daemon=True)
+        self._thread.start()
+
+    def set_policy(self, policy: Policy) -> None:
+        """Switch the sync policy at runtime (loop thread; config reload)."""
+        if policy not in POLICIES:
+            raise ValueError(f"unknown appendfsync policy {policy!r}")
+        if policy == "always" and self.loop is None:
+            raise ValueError("appendfsync always needs an event loop")
+        self.policy = policy
+        if self._thread is None:
+            self._start_thread()
+        with self._cond:
+            self._cond.notify()  # the sync loop re-reads the policy (everysec's interval)
 
     # -- files -----------------------------------------------------------------
 
@@ -204,8 +225,9 @@ class WalWriter:
     # -- syncing (sync thread) -------------------------------------------------------
 
     def _sync_loop(self) -> None:
-        interval = 1.0 if self.policy == "everysec" else None
         while True:
+            # Read on every pass: set_policy may have changed it (and notified us).
+            interval = 1.0 if self.policy == "everysec" else None
             with self._cond:
                 if not self._want_sync and not self._stopping:
                     self._cond.wait(interval)
