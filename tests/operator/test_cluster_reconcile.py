@@ -153,14 +153,23 @@ def test_scaling_and_config_change_update_the_statefulset(kubectl: Kubectl, oper
     old_hash = sts["spec"]["template"]["metadata"]["annotations"]["vdb.io/config-hash"]
     kubectl.run("scale", "vc/eps", "-n", ns, "--replicas=3")
     _wait_sts(kubectl, ns, "eps", lambda s: s["spec"]["replicas"] == 3)
+    # A restart-only key rolls the pods (new hash on the template) ...
     kubectl.run("patch", "vc", "eps", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"config": {
-        "maxConnections": 500}}}))
+        "maxValueBytes": 4096}}}))
     sts = _wait_sts(kubectl, ns, "eps", lambda s: s["spec"]["template"]["metadata"]["annotations"]
                     ["vdb.io/config-hash"] != old_hash)
     cm = kubectl.get("configmap", "eps-config", ns)
-    assert cm is not None and "max_connections = 500" in cm["data"]["velocity.toml"]
+    assert cm is not None and "max_value_bytes = 4096" in cm["data"]["velocity.toml"]
+    template = sts["spec"]["template"]
+    # ... a live one changes the ConfigMap only (the engines reload it).
+    kubectl.run("patch", "vc", "eps", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"config": {
+        "maxConnections": 500}}}))
+    wait_for("max_connections in the ConfigMap", lambda: "max_connections = 500" in
+             ((kubectl.get("configmap", "eps-config", ns) or {}).get("data") or {}).get("velocity.toml", ""))
     kubectl.run("scale", "vc/eps", "-n", ns, "--replicas=1")
-    _wait_sts(kubectl, ns, "eps", lambda s: s["spec"]["replicas"] == 1)
+    # A reconcile after the config change: the template it applied is the one before it.
+    sts = _wait_sts(kubectl, ns, "eps", lambda s: s["spec"]["replicas"] == 1)
+    assert sts["spec"]["template"] == template
 
 
 def test_storage_shrink_is_refused_in_status(kubectl: Kubectl, operator: OperatorProcess, ns: str) -> None:

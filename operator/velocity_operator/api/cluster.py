@@ -189,29 +189,38 @@ class ResourceRequirements(ApiModel):
 
 
 class EngineConfig(ApiModel):
-    """Engine settings written to the pods' config file. Changing them rolls the pods."""
+    """Engine settings written to the pods' config file (ConfigMap NAME-config).
+
+    logLevel, maxConnections and appendfsync are applied by the running engines once kubelet
+    has updated the mounted file (no restart); changing maxValueBytes rolls the pods.
+    """
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
-        default=None, description="Log verbosity of the engine. Defaults to INFO."
+        default=None,
+        description="Log verbosity of the engine. Defaults to INFO. Applied live: the engines "
+        "reload it from their mounted config file, without a restart.",
     )
     max_connections: int | None = Field(
         default=None,
         ge=1,
         le=1_000_000,
         description="Client connections per pod beyond which new ones get a BUSY error. "
-        "Defaults to 10000.",
+        "Defaults to 10000. Applied live, without a restart; lowering it closes no open "
+        "connection, it only refuses new ones.",
     )
     max_value_bytes: int | None = Field(
         default=None,
         ge=1,
         le=512 * 1024 * 1024,
-        description="Largest value a client may store, in bytes. Defaults to 8 MiB.",
+        description="Largest value a client may store, in bytes. Defaults to 8 MiB. "
+        "Changing it restarts the pods one at a time (clients learn the limit when they connect).",
     )
     appendfsync: Literal["always", "everysec", "no"] | None = Field(
         default=None,
         description="When the write-ahead log is synced to disk: always (before each reply), "
         "everysec (at most one second of writes lost on a crash) or no (left to the OS). "
-        "Defaults to everysec.",
+        "Defaults to everysec. Applied live, without a restart: after the switch to always, "
+        "no write is acknowledged before it is synced.",
     )
 
 

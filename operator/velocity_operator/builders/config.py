@@ -3,11 +3,18 @@
 Keys are the engine's settings (engine/velocity_engine/config.py, EngineSettings), which
 forbids unknown keys: only settings the engine defines may appear here. Paths point at
 the mounts the StatefulSet builder creates.
+
+Settings in LIVE_KEYS are applied by running engines when their mounted file changes
+(the engine watches it, see docs/engine.md "Config reload"), so they are left out of
+`config_hash`: changing them updates the ConfigMap only, and kubelet propagates it to the
+pods. Every other key is restart-only and feeds the hash on the pod template, so changing
+it rolls the pods.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from typing import Any
 
 from .. import names
@@ -19,12 +26,14 @@ __all__ = [
     "CONFIG_DIR",
     "CONFIG_KEY",
     "DATA_DIR",
+    "LIVE_KEYS",
     "SNAPSHOTS_DIR",
     "TLS_DIR",
     "config_hash",
     "config_map",
     "engine_settings",
     "render_toml",
+    "restart_only",
 ]
 
 CONFIG_KEY = "velocity.toml"
@@ -33,6 +42,10 @@ TLS_DIR = "/etc/velocity/tls"
 AUTH_DIR = "/etc/velocity/auth"
 DATA_DIR = "/data"
 SNAPSHOTS_DIR = "/data/snapshots"
+
+# The engine's config.LIVE_SETTINGS (the operator does not import the engine; a unit test
+# checks they agree). max_value_bytes is not among them: clients learn it once, at HELLO.
+LIVE_KEYS: frozenset[str] = frozenset({"log_level", "max_connections", "appendfsync"})
 
 
 def engine_settings(spec: VelocityClusterSpec) -> dict[str, Any]:
@@ -82,7 +95,18 @@ def config_map(owner: Owner, spec: VelocityClusterSpec) -> dict[str, Any]:
     }
 
 
+def restart_only(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a running engine cannot take from a changed file."""
+    return {key: value for key, value in settings.items() if key not in LIVE_KEYS}
+
+
 def config_hash(config_map_obj: dict[str, Any]) -> str:
-    """A short digest of the config, put on the pod template so a change rolls the pods."""
-    text = config_map_obj["data"][CONFIG_KEY]
+    """A short digest of the restart-only config, put on the pod template so a change rolls the pods.
+
+    Hashes the file re-rendered without LIVE_KEYS: a config without live keys hashes as
+    the whole file did before live reload existed, so upgrading the operator does not
+    roll such clusters.
+    """
+    settings = tomllib.loads(config_map_obj["data"][CONFIG_KEY])
+    text = render_toml(restart_only(settings))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -6,8 +6,10 @@ the same way for every size): it advertises its stable DNS name under the headle
 Service, and the engine's Lease agent (as ServiceAccount NAME-engine) elects the primary
 through the Lease NAME-primary. Rolling updates are the operator's (OnDelete): one pod at
 a time, replicas first and the primary last, each step waiting for every pod's /readyz.
-Config and certificate changes reach the pods through hashes in the pod template's
-annotations.
+Certificate changes and restart-only config changes reach the pods through hashes in
+the pod template's annotations; live config settings (builders/config.py, LIVE_KEYS)
+are left out of the config hash and reach running engines through the mounted
+ConfigMap, which they watch.
 """
 
 from __future__ import annotations
