@@ -34,7 +34,8 @@ from tests.kube.plugin import kube_api
 if TYPE_CHECKING:  # podsim imports this module
     from .podsim import SimulatedPod
 
-__all__ = ["Kubectl", "OperatorProcess", "crds", "engines", "free_port", "kube_api", "kubectl", "ns", "operator", "wait_for"]
+__all__ = ["Kubectl", "OperatorProcess", "crds", "engines", "free_port", "kube_api", "kubectl", "ns", "operator",
+           "wait_for"]
 
 REPO = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 2
