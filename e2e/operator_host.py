@@ -8,6 +8,7 @@ group (what a crashed or evicted operator looks like); `start()` starts a fresh 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -109,6 +110,11 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
+def _established(ns: Kubectl, crd: str) -> bool:
+    conditions = (ns.json("get", "crd", crd).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 @contextmanager
 def running_operator(ns: Kubectl, log: Path | None = None) -> Iterator[OperatorProcess]:
     """Install the CRDs, start the operator (log: `log`, default operator_log(ns)); on
@@ -117,7 +123,9 @@ def running_operator(ns: Kubectl, log: Path | None = None) -> Iterator[OperatorP
     log = log or operator_log(ns)
     ns.run("apply", "--server-side", "-f", str(REPO / "crds"))
     for crd in ("velocityclusters.vdb.io", "velocitybackups.vdb.io"):
-        ns.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        # Polled rather than `kubectl wait`: right after creation the CRD has no
+        # status.conditions yet, and kubectl wait fails on that instead of waiting.
+        wait_for(functools.partial(_established, ns, crd), timeout=60, what=f"CRD {crd} Established")
     operator = OperatorProcess(ns, log)
     operator.start()
     try:

@@ -39,6 +39,14 @@ async def main(endpoint, op, key, value):
                 values = await vdb.mget([f"{key}:{i}" for i in chunk], stale_ok=True)
                 match += sum(v == i for i, v in zip(chunk, values))
             print("MATCH", match)
+        elif op == "wait-setting":  # until this node's INFO has KEY (section.field) = VALUE
+            section, name = key.split(".")
+            deadline = asyncio.get_running_loop().time() + 240
+            while (seen := (await vdb.info()).get(section, {}).get(name)) != value:
+                if asyncio.get_running_loop().time() > deadline:
+                    sys.exit(f"{key} is still {seen!r}, not {value!r}")
+                await asyncio.sleep(1)
+            print("SETTING", key, seen)
         else:
             print("GOT", await vdb.get(key))
 
@@ -145,11 +153,11 @@ def _finished(ns: Kubectl, name: str, timeout: float) -> tuple[str, str]:
 
 def client_outcome(ns: Kubectl, cluster: str, name: str, endpoint: str, op: str, key: str, value: str = "",
                    *, ca_secret: str | None = None) -> tuple[str, str]:
-    """One operation through the SDK in a pod (set, get, fill, count-stale: see ONE_SHOT):
+    """One operation through the SDK in a pod (set, get, fill, count-stale, wait-setting: see ONE_SHOT):
     its final phase and its output."""
     ns.apply(client_pod(name, ["python3", "-c", ONE_SHOT, endpoint, op, key, value],
                         ca_secret=ca_secret or f"{cluster}-ca", auth_secret=f"{cluster}-auth", node=pinned_node(ns)))
-    phase, logs = _finished(ns, name, 120)
+    phase, logs = _finished(ns, name, 300 if op == "wait-setting" else 120)
     ns.run("delete", "pod", name, "--wait=false")
     return phase, logs
 

@@ -1,6 +1,6 @@
 """One cluster's life under the operator, with clients running: scale 1 -> 3 with data,
 an image update, a certificate rotation, an operator killed in the middle of a rolling
-update, scale 3 -> 1.
+update, a live config change that restarts nothing, scale 3 -> 1.
 
 The tests run in order on one VelocityCluster (`life`) to keep the suite short. During
 each rolling update an SDK write loop (a pod, through the client Service, one long-lived
@@ -270,6 +270,26 @@ def test_operator_killed_mid_rollout_converges(namespace: Kubectl, operator: Ope
     vc, status = _status(namespace)
     assert status["observedGeneration"] == vc["metadata"]["generation"]
     assert status["image"] == ENGINE_IMAGE
+
+
+def test_live_config_change_restarts_no_pod(namespace: Kubectl, operator: OperatorProcess) -> None:
+    """appendfsync is a live setting: the operator changes the ConfigMap only, kubelet
+    propagates it, every engine reloads it; no pod is restarted, the template is unchanged."""
+    pods_before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in _pods(namespace)}
+    template_before = namespace.json("get", "statefulset", NAME)["spec"]["template"]
+    start = time.monotonic()
+    namespace.run("patch", "vc", NAME, "--type=merge", "-p", '{"spec": {"config": {"appendfsync": "always"}}}')
+    wait_for(lambda: "appendfsync = \"always\"" in namespace.json("get", "configmap", f"{NAME}-config")["data"]
+             ["velocity.toml"], timeout=60, what="the ConfigMap to carry appendfsync = always")
+    for ordinal in range(3):
+        out = run_client(namespace, NAME, f"fsync-{ordinal}", pod_endpoint(namespace, NAME, ordinal),
+                         "wait-setting", "persistence.appendfsync", "always")
+        assert "SETTING persistence.appendfsync always" in out, out
+    print(f"\nlive config change (appendfsync -> always) applied on 3 pods after "
+          f"{time.monotonic() - start:.0f}s (kubelet ConfigMap propagation), no restart")
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in _pods(namespace)} == pods_before
+    assert namespace.json("get", "statefulset", NAME)["spec"]["template"] == template_before
+    assert all(_ready(p) for p in _pods(namespace))
 
 
 def test_scale_3_to_1_keeps_data_and_claims(namespace: Kubectl, operator: OperatorProcess) -> None:
