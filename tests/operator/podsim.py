@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,9 @@ from velocity_operator.api.cluster import VelocityClusterSpec
 from velocity_operator.builders import config, secrets, statefulset
 from velocity_operator.builders.meta import Owner
 
-from .conftest import free_port, wait_for
+from tests.kube.kube_api import KubeAPI
+
+from .conftest import Kubectl, free_port, wait_for
 
 __all__ = ["BIN", "ClusterMaterial", "SimulatedPod"]
 
@@ -157,3 +160,18 @@ class SimulatedPod:
             env["VDB_TOKEN_FILE"] = str(token_file)
         return subprocess.run([str(BIN / "velocityctl"), *args], capture_output=True, text=True, timeout=60,
                               check=False, env=env)
+
+
+def engine_kubeconfig(kubectl: Kubectl, kube_api: KubeAPI, ns: str, service_account: str, path: Path) -> Path:
+    """What a pod of the cluster mounts: a kubeconfig with a token of `service_account`
+    (the operator's NAME-engine, so an engine runs with exactly its RBAC)."""
+    token = kubectl.run("create", "token", service_account, "-n", ns, "--duration=1h").stdout.strip()
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "t", "cluster": {"server": kube_api.server,
+                                               "certificate-authority": str(kube_api.ca_file)}}],
+        "users": [{"name": "engine", "user": {"token": token}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "engine", "namespace": ns}}],
+        "current-context": "t",
+    }))
+    return path

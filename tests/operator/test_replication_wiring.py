@@ -21,23 +21,9 @@ from velocity_operator.builders.meta import Owner
 from tests.kube.kube_api import KubeAPI
 
 from .conftest import Kubectl, OperatorProcess, cluster, mark_pods_ready, wait_for
-from .podsim import ClusterMaterial, SimulatedPod
+from .podsim import ClusterMaterial, SimulatedPod, engine_kubeconfig
 
 SELECTOR = "app.kubernetes.io/instance=rp"
-
-
-def _engine_kubeconfig(kubectl: Kubectl, kube_api: KubeAPI, ns: str, path: Path) -> Path:
-    """What a pod of the cluster mounts: a token of ServiceAccount rp-engine."""
-    token = kubectl.run("create", "token", "rp-engine", "-n", ns, "--duration=1h").stdout.strip()
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "t", "cluster": {"server": kube_api.server,
-                                               "certificate-authority": str(kube_api.ca_file)}}],
-        "users": [{"name": "engine", "user": {"token": token}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "engine", "namespace": ns}}],
-        "current-context": "t",
-    }))
-    return path
 
 
 def _holder(kubectl: Kubectl, ns: str) -> str | None:
@@ -87,7 +73,7 @@ def test_primary_follows_the_lease_holder(kubectl: Kubectl, kube_api: KubeAPI, o
     owner = Owner(name="rp", namespace=ns, uid=vc["metadata"]["uid"])
     material = ClusterMaterial(owner)
     spec = VelocityClusterSpec.model_validate(vc["spec"])
-    kubeconfig = _engine_kubeconfig(kubectl, kube_api, ns, tmp_path / "engine.kubeconfig")
+    kubeconfig = engine_kubeconfig(kubectl, kube_api, ns, "rp-engine", tmp_path / "engine.kubeconfig")
 
     first = SimulatedPod(tmp_path / "rp-0", material, spec, lease_kubeconfig=kubeconfig, pod_name="rp-0")
     engines.append(first)

@@ -34,24 +34,10 @@ from velocity_operator.controllers.switchover import ADDRESSES_ENV
 from tests.kube.kube_api import KubeAPI
 
 from .conftest import Kubectl, OperatorProcess, cluster, mark_pods_ready, wait_for
-from .podsim import ClusterMaterial, SimulatedPod
+from .podsim import ClusterMaterial, SimulatedPod, engine_kubeconfig
 
 NAME = "sd"
 SELECTOR = f"app.kubernetes.io/instance={NAME}"
-
-
-def _engine_kubeconfig(kubectl: Kubectl, kube_api: KubeAPI, ns: str, path: Path) -> Path:
-    """What a pod of the cluster mounts: a token of ServiceAccount NAME-engine."""
-    token = kubectl.run("create", "token", f"{NAME}-engine", "-n", ns, "--duration=1h").stdout.strip()
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "t", "cluster": {"server": kube_api.server,
-                                               "certificate-authority": str(kube_api.ca_file)}}],
-        "users": [{"name": "engine", "user": {"token": token}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "engine", "namespace": ns}}],
-        "current-context": "t",
-    }))
-    return path
 
 
 def _secret(kubectl: Kubectl, ns: str, name: str, key: str) -> bytes:
@@ -101,7 +87,7 @@ def test_scale_down_switches_over_before_removing_the_primary(
     owner = Owner(name=NAME, namespace=ns, uid=vc["metadata"]["uid"])
     material = _operator_material(kubectl, ns, owner)
     spec = VelocityClusterSpec.model_validate(vc["spec"])
-    kubeconfig = _engine_kubeconfig(kubectl, kube_api, ns, tmp_path / "engine.kubeconfig")
+    kubeconfig = engine_kubeconfig(kubectl, kube_api, ns, f"{NAME}-engine", tmp_path / "engine.kubeconfig")
 
     # Pod 1 starts first and takes the Lease: the primary is the highest ordinal, the
     # pod a plain StatefulSet scale-down would remove.

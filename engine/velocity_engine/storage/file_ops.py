@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import fsutil
+
 
 def _create(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -48,12 +50,6 @@ def _mkdir(path: Path) -> None:
     os.mkdir(path, 0o755)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _free_bytes(path: Path) -> int:
@@ -75,7 +71,7 @@ class FileOps:
     replace: Callable[[Path, Path], None] = os.replace
     unlink: Callable[[Path], None] = _unlink  # a missing file is not an error
     mkdir: Callable[[Path], None] = _mkdir  # one level; the parent must exist
-    fsync_dir: Callable[[Path], None] = _fsync_dir
+    fsync_dir: Callable[[Path], None] = fsutil.fsync_dir
 
     def write_all(self, fd: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
