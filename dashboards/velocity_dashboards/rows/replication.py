@@ -33,7 +33,7 @@ def row() -> Row:
               "and failed lease-agent rounds per second on any pod (API server unreachable or refusing); "
               "a primary that cannot renew for the lease duration minus two renewals stops taking writes.",
               (Target(f"sum by (pod) ({rate(sel('velocity_lease_renewals_total'))})", "renewals {{pod}}"),
-               Target(f"sum by (pod) ({rate(sel('velocity_lease_renew_errors_total'))}) > 0", "errors {{pod}}")),
+               Target(f"sum by (pod) ({rate(sel('velocity_lease_renew_errors_total'))})", "errors {{pod}}")),
               unit="ops"),
         Panel("Lease changes (last hour)", "Times in the last hour each pod took the Lease (election or "
               "switchover to it), handed it over (switchover, or SIGTERM of the primary) or released it on "
