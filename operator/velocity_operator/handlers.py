@@ -166,6 +166,11 @@ async def statefulset_event(body: kopf.Body, memo: Any, **_: Any) -> None:
         # Mid scale-down: take the next step as soon as the last pod is gone.
         await _reconcile_cluster(cluster, memo, schedule=False)
         return
+    await _refresh_cluster_status(runtime, cluster)
+
+
+async def _refresh_cluster_status(runtime: Runtime, cluster: dict[str, Any]) -> None:
+    """Status (roles, primary, readiness) recomputed from what runs, without reconciling."""
     actions: list[Action] = []
     status = await refresh_status(runtime.api(), cluster, runtime.settings, _now(), actions)
     _post(cluster, actions)
@@ -200,13 +205,8 @@ async def lease_event(body: kopf.Body, memo: Any, **_: Any) -> None:
     if sts is not None and sts["spec"].get("replicas") != (cluster.get("spec") or {}).get("replicas"):
         # Mid scale-down, waiting for the primary to move off a pod that goes: take the step now.
         await _reconcile_cluster(cluster, memo, schedule=False)
-        runtime.lease_holders[(namespace, name)] = holder
-        return
-    actions: list[Action] = []
-    status = await refresh_status(runtime.api(), cluster, runtime.settings, _now(), actions)
-    _post(cluster, actions)
-    if status != cluster.get("status"):
-        await _write_cluster_status(runtime, cluster, status)
+    else:
+        await _refresh_cluster_status(runtime, cluster)
     runtime.lease_holders[(namespace, name)] = holder
 
 
