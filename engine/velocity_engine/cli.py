@@ -30,7 +30,14 @@ log = logging.getLogger("velocity_engine")
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), help="Server certificate (PEM).")
 @click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), help="Server key (PEM).")
 @click.option("--tls-san", multiple=True, help="Extra name for the generated certificate (repeatable).")
-@click.option("--auth-token-file", type=click.Path(path_type=Path, dir_okay=False), help="File with the token.")
+@click.option("--auth-token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File with the client token [DATA_DIR/auth-token, generated].")
+@click.option("--admin-token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File with the admin token: PROMOTE, REPLICA_OF, snapshots [DATA_DIR/admin-token, generated].")
+@click.option("--replication-token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File with the replication token: REPL_* [DATA_DIR/replication-token, generated].")
+@click.option("--readonly-token-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File with an optional read-only client token.")
 @click.option("--insecure", is_flag=True, default=None, help="Plaintext, no auth. Local experiments only.")
 @click.option("--max-frame-bytes", type=int, help="Largest accepted frame body.")
 @click.option("--max-value-bytes", type=int, help="Largest accepted value.")
@@ -68,8 +75,9 @@ def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
     """Velocity key-value engine: V-Proto over TLS 1.3 with token auth.
 
     Without --tls-cert/--tls-key it generates a CA and server certificate in
-    DATA_DIR/tls/; without --auth-token-file or VDB_TOKEN it generates a token
-    in DATA_DIR/auth-token.
+    DATA_DIR/tls/; without --auth-token-file or VDB_TOKEN it generates a client
+    token in DATA_DIR/auth-token, and likewise the admin and replication tokens
+    (DATA_DIR/admin-token, DATA_DIR/replication-token).
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -52,7 +52,25 @@ class EngineSettings(BaseSettings):
     tls_cert: Path | None = Field(None, description="Server certificate (PEM). Generated into DATA_DIR/tls when unset.")
     tls_key: Path | None = Field(None, description="Server private key (PEM).")
     tls_san: tuple[str, ...] = Field((), description="Extra DNS names or IPs for a generated server certificate.")
-    auth_token_file: Path | None = Field(None, description="File holding the auth token; generated when unset.")
+    auth_token_file: Path | None = Field(
+        None, description="File holding the client token; generated into DATA_DIR/auth-token when unset."
+    )
+    admin_token_file: Path | None = Field(
+        None,
+        description="File holding the admin token (PROMOTE, REPLICA_OF, snapshots); "
+        "generated into DATA_DIR/admin-token when unset.",
+    )
+    replication_token_file: Path | None = Field(
+        None,
+        description="File holding the replication token (REPL_*; replicas send it to their primary); "
+        "generated into DATA_DIR/replication-token when unset.",
+    )
+    readonly_token_file: Path | None = Field(
+        None, description="Optional file holding a read-only client token (GET, EXISTS, TTL, MGET, SCAN)."
+    )
+    max_unauthenticated: int = Field(
+        64, ge=1, description="Connections allowed to wait for HELLO at once; they never take a client slot."
+    )
     max_frame_bytes: int = Field(16 * MiB, ge=1024, le=1024 * MiB, description="Largest accepted frame body.")
     max_key_bytes: int = Field(64 * 1024, ge=1, description="Largest accepted key.")
     max_value_bytes: int = Field(8 * MiB, ge=1, description="Largest accepted value.")
@@ -81,6 +99,24 @@ class EngineSettings(BaseSettings):
     )
     restore_from: Path | None = Field(
         None, description="Snapshot file to restore into an empty DATA_DIR before starting."
+    )
+    snapshot_max_files: int = Field(
+        4, ge=1, le=64,
+        description="Snapshot files (being written, ready or being read) kept at once; beyond it BEGIN gets BUSY.",
+    )
+    snapshot_max_bytes: int = Field(
+        0, ge=0,
+        description="Bytes of snapshot files kept at once, the one being begun estimated from the data size "
+        "(0: no bound beyond snapshot_max_files); beyond it BEGIN gets BUSY and a file growing past it is abandoned.",
+    )
+    snapshot_min_free_bytes: int = Field(
+        128 * MiB, ge=0,
+        description="Free space a snapshot must leave on the data volume; BEGIN gets BUSY when its estimate "
+        "would leave less, and a file being written is abandoned when free space drops below half of it.",
+    )
+    snapshot_idle_s: float = Field(
+        120.0, gt=0, le=86400,
+        description="A snapshot not read for this long (or a failed one) is deleted (checked every few seconds).",
     )
     replica_of: str | None = Field(
         None, description="Start as a replica of this primary (vdb://HOST:PORT); unset: primary (or the saved role)."
@@ -114,7 +150,14 @@ class EngineSettings(BaseSettings):
         None, description="kubeconfig for the lease agent; unset: the pod's service account."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity.")
-    token: str | None = Field(None, exclude=True, repr=False, description="Auth token (from VDB_TOKEN).")
+    token: str | None = Field(None, exclude=True, repr=False, description="Client token (from VDB_TOKEN).")
+    admin_token: str | None = Field(None, exclude=True, repr=False, description="Admin token (VDB_ADMIN_TOKEN).")
+    replication_token: str | None = Field(
+        None, exclude=True, repr=False, description="Replication token (VDB_REPLICATION_TOKEN)."
+    )
+    readonly_token: str | None = Field(
+        None, exclude=True, repr=False, description="Read-only client token (VDB_READONLY_TOKEN)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EngineSettings:
@@ -124,7 +167,11 @@ class EngineSettings(BaseSettings):
             raise ValueError("max_key_bytes + max_value_bytes must fit in max_frame_bytes")
         if self.lease_duration_s <= 2 * self.lease_renew_s:
             raise ValueError("lease_duration_s must exceed 2 * lease_renew_s (fencing needs the margin)")
-        if self.insecure and (self.tls_cert or self.auth_token_file or self.token):
+        token_settings = (
+            self.auth_token_file, self.token, self.admin_token_file, self.admin_token, self.replication_token_file,
+            self.replication_token, self.readonly_token_file, self.readonly_token,
+        )
+        if self.insecure and (self.tls_cert or any(token_settings)):
             raise ValueError("--insecure cannot be combined with TLS or token settings")
         return self
 
@@ -153,8 +200,17 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(_file_values)
 
 
+# The names every Velocity tool shares for the tokens themselves.
+TOKEN_ENV = {
+    "token": "VDB_TOKEN",
+    "admin_token": "VDB_ADMIN_TOKEN",
+    "replication_token": "VDB_REPLICATION_TOKEN",
+    "readonly_token": "VDB_READONLY_TOKEN",
+}
+
+
 class _TokenEnv(PydanticBaseSettingsSource):
-    """VDB_TOKEN, the name every Velocity tool shares for the token."""
+    """VDB_TOKEN, VDB_ADMIN_TOKEN, VDB_REPLICATION_TOKEN and VDB_READONLY_TOKEN."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -162,8 +218,7 @@ class _TokenEnv(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         import os
 
-        token = os.environ.get("VDB_TOKEN")
-        return {"token": token} if token else {}
+        return {field: os.environ[env] for field, env in TOKEN_ENV.items() if os.environ.get(env)}
 
 
 def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> EngineSettings:

@@ -20,6 +20,7 @@ from vproto.errors import (
     InvalidArgumentError,
     KeyTooLargeError,
     NoAuthError,
+    PermissionDeniedError,
     UnknownOpcodeError,
     UnsupportedVersionError,
     ValueTooLargeError,
@@ -43,7 +44,7 @@ from vproto.frame import (
 from vproto.values import ValueKind
 
 from velocity_engine import __version__
-from velocity_engine.auth import token_matches
+from velocity_engine.auth import EVERYTHING, PERMISSIONS, UNAUTHENTICATED, Role
 from velocity_engine.gc_policy import apply_gc_policy
 from velocity_engine.keyspace import Keyspace
 from velocity_engine.storage.base import Record
@@ -68,6 +69,10 @@ class Session:
     authed: bool = False
     zstd: bool = False
     client_name: str = ""
+    # The credential's role (None before HELLO and with --insecure) and the opcodes it
+    # may run: a 256-entry table (auth.PERMISSIONS), one index per request.
+    role: Role | None = None
+    allowed: bytes = UNAUTHENTICATED
     # Once authenticated: the fast handlers this session may use (Dispatcher.fast).
     fast: list[FastHandler | None] | None = None
     # The Connection, for handlers that turn it into a stream (replication).
@@ -133,25 +138,39 @@ class Dispatcher:
     def handle(self, session: Session, opcode: int, flags: int, body: bytes) -> bytes:
         if flags:
             validate_flags(flags)
-            if flag_compression(flags):
-                body = decompress_body(body, self.max_body)
         fn = self.table[opcode]
         if fn is None:
             raise UnknownOpcodeError(f"unknown opcode 0x{opcode:02x}")
-        if not session.authed and opcode != Opcode.HELLO:
-            if self.auth_required:
-                raise NoAuthError("send HELLO with a valid token first")
-            session.authed = True
+        if not session.allowed[opcode]:
+            self._refuse(session, opcode)
+        if flags and flag_compression(flags):
+            # Only after the permission check, and never before login: a small
+            # compressed frame must not turn into megabytes for a stranger.
+            if not session.authed:
+                raise NoAuthError("compressed frames are accepted only after a successful HELLO")
+            body = decompress_body(body, self.max_body)
         if self.role_check is not None:
             self.role_check(opcode, flags)
         reply = fn(session, body)
-        if session.authed:
-            session.fast = self.fast_zstd if session.zstd else self.fast
         if reply is None:
             return b""
         if session.zstd and len(reply) > COMPRESSION_THRESHOLD:
             return frame(opcode | RESPONSE_BIT, compress_body(reply), _ZSTD_FLAG)
         return frame(opcode | RESPONSE_BIT, reply)
+
+    def open_session(self, session: Session) -> None:
+        """A new connection's session: with --insecure it may run everything at once."""
+        if not self.auth_required:
+            session.authed = True
+            session.allowed = EVERYTHING
+            session.fast = self.fast
+
+    def _refuse(self, session: Session, opcode: int) -> None:
+        name = _opcode_name(opcode)
+        if not session.authed:
+            raise NoAuthError(f"send HELLO with a valid token before {name}")
+        role = session.role.value if session.role is not None else "this"
+        raise PermissionDeniedError(f"the {role} token may not run {name} (see docs/security.md: roles)")
 
     # -- hot path: same checks and results as op_get/op_set/op_incr, fewer calls --
 
@@ -206,22 +225,34 @@ class Dispatcher:
             raise UnsupportedVersionError(
                 f"client speaks protocol {req.protocol_version}; this server speaks {PROTOCOL_VERSION}"
             )
-        if self.auth_required and not token_matches(self.server.token or "", req.token):
-            self.server.stats.auth_failures += 1
-            raise AuthFailedError("invalid token")
+        creds = self.server.credentials
+        if creds is not None:
+            role = creds.role_of(req.token)
+            if role is None:
+                self.server.stats.auth_failures += 1
+                raise AuthFailedError("invalid token")
+            session.role = role
+            session.allowed = PERMISSIONS[role]
         session.authed = True
         session.zstd = bool(req.features & FEATURE_ZSTD)
         session.client_name = req.client_name[:128]
+        session.fast = self._fast_table(session)
         return m.HelloResponse(
             protocol_version=PROTOCOL_VERSION,
             server_version=__version__,
             node_id=self.server.node_id,
-            role=0,
+            role=0 if self.server.replication.is_primary else 1,
             max_frame_bytes=self.max_body,
             max_key_bytes=self.max_key,
             max_value_bytes=self.max_value,
             features=FEATURE_ZSTD if session.zstd else 0,
         ).encode()
+
+    def _fast_table(self, session: Session) -> list[FastHandler | None] | None:
+        """The fast handlers (GET, SET, INCR) if this session's role may run all of them."""
+        if session.role in (None, Role.CLIENT, Role.ADMIN):
+            return self.fast_zstd if session.zstd else self.fast
+        return None  # read-only and replication sessions take handle()'s checked path
 
     def op_ping(self, session: Session, body: bytes) -> bytes:
         return m.PingResponse(m.PingRequest.decode(body).payload).encode()
@@ -288,6 +319,13 @@ class Dispatcher:
     def op_mget(self, session: Session, body: bytes) -> bytes:
         keys = [self._key(k.key) for k in m.MGetRequest.decode(body).keys]
         recs = self.ks.mget(keys)
+        size = sum(len(k) + MGET_ENTRY_OVERHEAD for k in keys) + sum(len(r.value) for r in recs if r is not None)
+        if size > self.max_body:
+            # Refused before encoding: a reply is never larger than a frame (protocol.md, MGET).
+            raise InvalidArgumentError(
+                f"MGET of {len(keys)} keys would reply with about {size} bytes, over the frame limit of "
+                f"{self.max_body}: ask for fewer keys per request"
+            )
         return m.MGetResponse([_entry(k, r) for k, r in zip(keys, recs, strict=True)]).encode()
 
     def op_mset(self, session: Session, body: bytes) -> bytes:
@@ -299,7 +337,8 @@ class Dispatcher:
 
     def op_scan(self, session: Session, body: bytes) -> bytes:
         req = m.ScanRequest.decode(body)
-        keys, cursor = self.ks.scan(req.prefix, req.cursor, req.count)
+        # A page also ends (with a cursor) before its reply would pass half the frame limit.
+        keys, cursor = self.ks.scan(req.prefix, req.cursor, req.count, self.max_body // 2)
         return m.ScanResponse([m.Key(k) for k in keys], cursor).encode()
 
     # -- snapshots (storage/snapshot_exporter.py) --------------------------------
@@ -313,6 +352,17 @@ class Dispatcher:
         req = m.SnapshotReadRequest.decode(body)
         ready, size, data = self.server.snapshots.read_or_raise(req.snapshot_id, req.offset, req.max_bytes)
         return m.SnapshotReadResponse(ready, size, data).encode()
+
+
+# Bytes an MGET reply entry adds beyond its key and value (table, vtable, vector headers, padding).
+MGET_ENTRY_OVERHEAD = 64
+
+
+def _opcode_name(opcode: int) -> str:
+    try:
+        return Opcode(opcode).name
+    except ValueError:
+        return f"opcode 0x{opcode:02x}"
 
 
 def _entry(key: bytes, rec: Record | None) -> m.Entry:

@@ -20,6 +20,12 @@ SET_ALWAYS, SET_IF_ABSENT, SET_IF_PRESENT = 0, 1, 2
 TTL_MISSING, TTL_NONE = -2, -1
 SCAN_DEFAULT_COUNT = 100
 SCAN_MAX_COUNT = 10_000
+# Each key costs its length plus this in a ScanResponse (table, vector header, padding).
+SCAN_KEY_OVERHEAD = 32
+# The longest TTL accepted from the wire: 2^53 - 1 ms (~285,000 years). Any larger value is
+# refused (INVALID_ARGUMENT) before it is added to the clock, so an absolute expiry always
+# fits the signed 64-bit fields of the WAL, tables and snapshots (and a JavaScript number).
+MAX_TTL_MS = (1 << 53) - 1
 
 
 def wall_ms() -> int:
@@ -31,12 +37,22 @@ class Keyspace:
         self.storage = storage
         self.clock = clock
         self.expired_total = 0
+        # Durability tracking for connection.py: `writes` counts write batches; `unsettled`
+        # maps each key written by a batch whose durability wait has not ended to that
+        # batch's number, oldest first. A read of such a key sets `read_unsettled`, and the
+        # reading connection's reply then waits for durability too: nobody reads a write
+        # that could still be lost, and nobody else waits (no global head-of-line block).
+        self.writes = 0
+        self.unsettled: dict[bytes, int] = {}
+        self.read_unsettled = False
 
     # -- reads --------------------------------------------------------------
 
     def lookup(self, key: bytes) -> Record | None:
         """The live record for key; an expired one is removed on the way."""
         rec = self.storage.get(key)
+        if self.unsettled and key in self.unsettled:
+            self.read_unsettled = True
         if rec is not None and rec.expire_at_ms and rec.expire_at_ms <= self.clock():
             self._expire(key)
             return None
@@ -56,10 +72,13 @@ class Keyspace:
     def mget(self, keys: Sequence[bytes]) -> list[Record | None]:
         return [self.lookup(k) for k in keys]
 
-    def scan(self, prefix: bytes, cursor: bytes, count: int) -> tuple[list[bytes], bytes]:
+    def scan(
+        self, prefix: bytes, cursor: bytes, count: int, max_bytes: int = 1 << 62
+    ) -> tuple[list[bytes], bytes]:
         """Keys with `prefix`, in byte order, after `cursor` (exclusive).
 
-        Returns (keys, next_cursor); next_cursor is empty when done. The cursor
+        Returns (keys, next_cursor); next_cursor is empty when done. A page ends
+        early (with a cursor) when its encoded keys would pass `max_bytes`. The cursor
         is the last key returned, so a scan sees every key that exists for its
         whole duration exactly once, whatever writes happen between pages.
         """
@@ -73,13 +92,17 @@ class Keyspace:
         keys: list[bytes] = []
         expired: list[bytes] = []
         more = False
+        size = 0
         for key, rec in self.storage.iter_from(start):
             if not key.startswith(prefix):
                 break
             if rec.expire_at_ms and rec.expire_at_ms <= now:
                 expired.append(key)
                 continue
-            if len(keys) == count:
+            if self.unsettled and key in self.unsettled:
+                self.read_unsettled = True
+            size += len(key) + SCAN_KEY_OVERHEAD
+            if len(keys) == count or (size > max_bytes and keys):
                 more = True
                 break
             keys.append(key)
@@ -89,9 +112,28 @@ class Keyspace:
 
     # -- writes -------------------------------------------------------------
 
+    def _apply(self, batch: Sequence[Mutation]) -> None:
+        self.storage.apply(batch)
+        self.writes = n = self.writes + 1
+        unsettled = self.unsettled
+        for key, _ in batch:
+            unsettled.pop(key, None)  # re-inserted at the end: the dict stays in batch order
+            unsettled[key] = n
+
+    def settle(self, mark: int) -> None:
+        """Every batch up to `mark` is durable (or will never be acknowledged): stop tracking it."""
+        unsettled = self.unsettled
+        while unsettled:
+            key = next(iter(unsettled))
+            if unsettled[key] > mark:
+                break
+            del unsettled[key]
+
     def _expire_at(self, ttl_ms: int) -> int:
         if ttl_ms < 0:
             raise InvalidArgumentError(f"ttl_ms must be >= 0, got {ttl_ms}")
+        if ttl_ms > MAX_TTL_MS:
+            raise InvalidArgumentError(f"ttl_ms {ttl_ms} exceeds the maximum of {MAX_TTL_MS} (2^53 - 1)")
         return self.clock() + ttl_ms if ttl_ms else 0
 
     def set(self, key: bytes, kind: int, value: bytes, ttl_ms: int = 0, condition: int = SET_ALWAYS) -> bool:
@@ -103,13 +145,13 @@ class Keyspace:
                 return False
             if condition not in (SET_IF_ABSENT, SET_IF_PRESENT):
                 raise InvalidArgumentError(f"unknown SET condition {condition}")
-        self.storage.apply(((key, Record(kind, value, self._expire_at(ttl_ms))),))
+        self._apply(((key, Record(kind, value, self._expire_at(ttl_ms))),))
         return True
 
     def delete(self, key: bytes) -> bool:
         if self.lookup(key) is None:
             return False
-        self.storage.apply(((key, None),))
+        self._apply(((key, None),))
         return True
 
     def incr(self, key: bytes, delta: int) -> int:
@@ -119,23 +161,24 @@ class Keyspace:
         if not INT64_MIN <= result <= INT64_MAX:
             raise OverflowError_(f"increment would overflow a signed 64-bit integer ({current} + {delta})")
         expire = rec.expire_at_ms if rec is not None else 0  # INCR keeps the TTL, as in Redis
-        self.storage.apply(((key, Record(ValueKind.INT, encode_int(result), expire)),))
+        self._apply(((key, Record(ValueKind.INT, encode_int(result), expire)),))
         return result
 
     def expire(self, key: bytes, ttl_ms: int) -> bool:
         if ttl_ms <= 0:
             raise InvalidArgumentError(f"EXPIRE needs ttl_ms > 0, got {ttl_ms}")
+        self._expire_at(ttl_ms)  # range check even when the key does not exist
         rec = self.lookup(key)
         if rec is None:
             return False
-        self.storage.apply(((key, Record(rec.kind, rec.value, self._expire_at(ttl_ms))),))
+        self._apply(((key, Record(rec.kind, rec.value, self._expire_at(ttl_ms))),))
         return True
 
     def persist(self, key: bytes) -> bool:
         rec = self.lookup(key)
         if rec is None or not rec.expire_at_ms:
             return False
-        self.storage.apply(((key, Record(rec.kind, rec.value, 0)),))
+        self._apply(((key, Record(rec.kind, rec.value, 0)),))
         return True
 
     def cas(
@@ -155,18 +198,18 @@ class Keyspace:
         )
         if not ok:
             return False, rec
-        self.storage.apply(((key, Record(kind, value, self._expire_at(ttl_ms))),))
+        self._apply(((key, Record(kind, value, self._expire_at(ttl_ms))),))
         return True, None
 
     def mset(self, entries: Sequence[tuple[bytes, int, bytes, int]]) -> None:
         """Atomic: every (key, kind, value, ttl_ms) is written, or none is."""
         batch: list[Mutation] = [(k, Record(kind, v, self._expire_at(ttl))) for k, kind, v, ttl in entries]
-        self.storage.apply(batch)
+        self._apply(batch)
 
     # -- expiry -------------------------------------------------------------
 
     def _expire(self, key: bytes) -> None:
-        self.storage.apply(((key, None),))
+        self.storage.apply(((key, None),))  # not tracked: an expired key reads as absent either way
         self.expired_total += 1
 
     def expire_some(self, sample: int) -> tuple[int, int]:

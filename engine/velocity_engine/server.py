@@ -23,21 +23,23 @@ from typing import Any
 from vproto.frame import PROTOCOL_VERSION
 
 from velocity_engine import __version__
-from velocity_engine.auth import load_or_create_token
+from velocity_engine.auth import Credentials, Role, TokenSource, load_credentials
+from velocity_engine.auth_throttle import AuthThrottle
 from velocity_engine.config import EngineSettings
 from velocity_engine.config_reload import ConfigReloader, FileStamp
 from velocity_engine.connection import Connection
 from velocity_engine.dispatch import Dispatcher
 from velocity_engine.expiry import active_expiry_loop
+from velocity_engine.fsutil import make_private_dirs
 from velocity_engine.httpd import AdminHttp
 from velocity_engine.keyspace import Keyspace
-from velocity_engine.metrics import EngineCollector, Stats, make_registry, rss_bytes
+from velocity_engine.metrics import EngineCollector, Stats, make_registry, render, rss_bytes
 from velocity_engine.replication import Replication
 from velocity_engine.storage import Storage
 from velocity_engine.storage.exported_metrics import storage_metric_families
 from velocity_engine.storage.lsm import LsmStorage
 from velocity_engine.storage.opening import open_storage
-from velocity_engine.storage.snapshot_exporter import SnapshotExporter
+from velocity_engine.storage.snapshot_exporter import SnapshotExporter, SnapshotLimits
 from velocity_engine.storage.wal_writer import Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry, default_names, ensure_generated, server_context
 
@@ -53,13 +55,22 @@ class Server:
         # `storage` is the local storage; the command layer goes through the
         # replication wrapper, which numbers, logs and streams every batch.
         self.storage: Storage = storage if storage is not None else open_storage(settings)
-        self.snapshots = SnapshotExporter(self.storage, settings.data_dir)
+        self.snapshots = SnapshotExporter(
+            self.storage, settings.data_dir,
+            limits=SnapshotLimits(
+                settings.snapshot_max_files, settings.snapshot_max_bytes, settings.snapshot_min_free_bytes,
+                settings.snapshot_idle_s,
+            ),
+        )
         self.replication = Replication(self, self.storage)
         self.keyspace = Keyspace(self.replication.storage)
-        self.token: str | None = None
+        self.credentials: Credentials | None = None  # None: --insecure
+        self.token: str | None = None  # the client token
         self.token_path: Path | None = None
         self.tls: TlsFiles | None = None
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # authenticated: each holds a client slot
+        self.unauthenticated: set[Connection] = set()  # waiting for HELLO (max_unauthenticated)
+        self.auth_throttle = AuthThrottle()
         self.shutting_down = False
         self.ready = False
         self.port = 0
@@ -79,19 +90,28 @@ class Server:
         if s.insecure:
             log.warning("--insecure: serving PLAINTEXT WITHOUT AUTH; for local experiments only")
             return None
-        self.token, self.token_path = load_or_create_token(s.data_dir, s.auth_token_file, s.token)
+        self.credentials = load_credentials(s.data_dir, [
+            TokenSource(Role.CLIENT, "VDB_TOKEN", s.token, s.auth_token_file, "auth-token"),
+            TokenSource(Role.ADMIN, "VDB_ADMIN_TOKEN", s.admin_token, s.admin_token_file, "admin-token"),
+            TokenSource(Role.REPLICATION, "VDB_REPLICATION_TOKEN", s.replication_token, s.replication_token_file,
+                        "replication-token"),
+            TokenSource(Role.READONLY, "VDB_READONLY_TOKEN", s.readonly_token, s.readonly_token_file, None),
+        ])
+        self.token = self.credentials.tokens[Role.CLIENT]
+        self.token_path = self.credentials.paths[Role.CLIENT]
         if s.tls_cert is not None and s.tls_key is not None:
             self.tls = TlsFiles(s.tls_cert, s.tls_key, None)
         else:
             self.tls = ensure_generated(s.data_dir / "tls", default_names(s.tls_san))
         ctx = server_context(self.tls.cert, self.tls.key)
         log.info("TLS 1.3 only; certificate %s; clients trust %s", self.tls.cert, self.tls.ca or "(your CA)")
-        log.info("auth token: %s", self.token_path or "from VDB_TOKEN")
+        for role, path in self.credentials.paths.items():
+            log.info("%s token: %s", role.value, path or "from the environment")
         return ctx
 
     async def start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(s.data_dir)  # 0700 when the engine creates it (docs/security.md)
         ctx = self.prepare_security()
         registry = make_registry(
             EngineCollector(
@@ -102,7 +122,7 @@ class Server:
                 ),
             )
         )
-        self._http = AdminHttp(registry, self._readiness)
+        self._http = AdminHttp(lambda: render(registry), self._readiness)
         self.metrics_port = await self._http.start(s.metrics_host, s.metrics_port)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
@@ -134,6 +154,10 @@ class Server:
             self._spawn(self.config_reloader.watch())
         return self.config_reloader
 
+    def peer_token(self, role: Role) -> str | None:
+        """The token this engine presents to another engine of its cluster (None: --insecure)."""
+        return self.credentials.token(role) if self.credentials is not None else None
+
     def set_appendfsync(self, policy: Policy) -> None:
         """Switch the WAL sync policy of a running engine (config reload)."""
         if isinstance(self.storage, LsmStorage):
@@ -159,6 +183,8 @@ class Server:
         log.info("shutting down: %d connections to drain", len(self.connections))
         if self._listener is not None:
             self._listener.close()
+        for conn in list(self.unauthenticated):
+            conn._abort()
         for conn in list(self.connections):
             conn.shutdown()
         if self.connections:
@@ -205,6 +231,10 @@ class Server:
             "velocity_memory_rss_bytes": ("gauge", "Resident memory of the engine.", rss_bytes()),
             "velocity_ready": ("gauge", "1 when the engine accepts requests.", 1.0 if self._readiness()[0] else 0.0),
             "velocity_uptime_seconds": ("gauge", "Seconds since start.", time.time() - self.started),
+            "velocity_max_connections": (
+                "gauge", "The configured connection limit (max_connections; live setting).",
+                self.settings.max_connections,
+            ),
         }
         if self.tls is not None:
             g["velocity_tls_certificate_expiry_timestamp_seconds"] = (
@@ -231,6 +261,7 @@ class Server:
             },
             "clients": {
                 "connected": len(self.connections),
+                "unauthenticated": len(self.unauthenticated),
                 "accepted_total": stats.connections_total,
                 "rejected_total": stats.connections_rejected,
                 "auth_failures_total": stats.auth_failures,
@@ -271,7 +302,7 @@ def _node_id(data_dir: Path) -> str:
     except FileNotFoundError:
         from velocity_engine.fsutil import atomic_write
 
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(data_dir)
         nid = uuid.uuid4().hex[:16]
         atomic_write(path, (nid + "\n").encode())
         return nid

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from velocity_engine.fsutil import atomic_write
+from velocity_engine.fsutil import atomic_write, make_private_dirs
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def default_names(extra: tuple[str, ...] = ()) -> list[str]:
 
 def ensure_generated(tls_dir: Path, names: list[str]) -> TlsFiles:
     """Create (or re-issue) CA and server certificate under tls_dir."""
-    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(tls_dir)
     ca_crt, ca_key = tls_dir / "ca.crt", tls_dir / "ca.key"
     crt, key = tls_dir / "tls.crt", tls_dir / "tls.key"
     if ca_crt.exists() and ca_key.exists():

@@ -174,12 +174,36 @@ class EngineProcess:
     def token(self) -> str:
         return self.env.get("VDB_TOKEN") or self.token_file.read_text().strip()
 
+    @property
+    def admin_token_file(self) -> Path:
+        """The admin credential (PROMOTE, REPLICA_OF, switchover, snapshots)."""
+        return self.data_dir / "admin-token"
+
+    @property
+    def admin_token(self) -> str:
+        return self.env.get("VDB_ADMIN_TOKEN") or self.admin_token_file.read_text().strip()
+
+    def ctl_env(self) -> dict[str, str]:
+        """velocityctl's environment: no VDB_* from the caller; admin commands get the admin token."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VDB_")}
+        if not self.insecure:
+            env["VDB_ADMIN_TOKEN_FILE"] = str(self.admin_token_file)
+        return env
+
     def pool(self, **kw: Any) -> Any:
         from velocity import VelocityPool
 
         if self.insecure:
             return VelocityPool(node=self.endpoint, insecure=True, **kw)
         return VelocityPool(node=self.endpoint, auth=self.token, ca=self.ca, **kw)
+
+    def admin_pool(self, **kw: Any) -> Any:
+        """A pool with the admin token: PROMOTE, REPLICA_OF, switchover and snapshots need it."""
+        from velocity import VelocityPool
+
+        if self.insecure:
+            return VelocityPool(node=self.endpoint, insecure=True, **kw)
+        return VelocityPool(node=self.endpoint, auth=self.admin_token, ca=self.ca, **kw)
 
     def ctl_args(self, *args: str) -> list[str]:
         """The velocityctl command line for this engine (for tests that run it asynchronously)."""
@@ -193,6 +217,5 @@ class EngineProcess:
     def ctl(self, *args: str, check: bool = False, input: bytes | None = None,
             timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
         """Run velocityctl against this engine."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VDB_")}
         return subprocess.run(self.ctl_args(*args), capture_output=True, check=check, input=input,
-                              timeout=timeout, env=env)
+                              timeout=timeout, env=self.ctl_env())

@@ -4,7 +4,9 @@ The replica's connection stops being request/response once REPL_SYNC is
 answered: this feed writes REPL_SNAPSHOT, REPL_BATCHES and REPL_HEARTBEAT
 frames straight to the transport (bypassing the connection's reply hold,
 which in sync mode waits for exactly these frames to be acknowledged), and
-the replica sends REPL_ACK frames back, which get no reply.
+the replica sends REPL_ACK frames back, which get no reply, and echoes
+every REPL_HEARTBEAT: the echo of a heartbeat sent at time t proves the
+replica still followed this primary after t (`contact`, read_proof.py).
 
 Flow control: the feed never queues more than `high_water` bytes in the
 transport; past that it waits for the transport to drain. A replica that
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 0.5
 CHUNK_BYTES = 256 * 1024
 HIGH_WATER = 4 * 1024 * 1024
+HEARTBEATS_KEPT = 64  # sent heartbeats awaiting their echo (32 s of them)
 
 
 class ReplicaFeed:
@@ -60,6 +64,8 @@ class ReplicaFeed:
         self.streaming = snapshot is None
         self.connected_at = time.time()
         self.last_ack = time.monotonic()
+        self.contact = 0.0  # monotonic send time of the newest heartbeat the replica echoed
+        self._sent: deque[tuple[int, float]] = deque(maxlen=HEARTBEATS_KEPT)  # (time_ms, monotonic)
         self._on_ack = on_ack
         self._wake = asyncio.Event()
         self._writable = asyncio.Event()
@@ -80,6 +86,18 @@ class ReplicaFeed:
         if seq > self.acked_seq:
             self.acked_seq = seq
             self._on_ack()
+
+    def echo(self, time_ms: int) -> bool:
+        """The replica echoed the heartbeat stamped `time_ms`; True if it proves a newer contact."""
+        sent = self._sent
+        while sent:
+            stamp, at = sent.popleft()
+            if stamp == time_ms:
+                if at > self.contact:
+                    self.contact = at
+                    return True
+                return False
+        return False  # not one we sent (or too old): proves nothing
 
     def close(self) -> None:
         self.closed = True
@@ -146,7 +164,7 @@ class ReplicaFeed:
 
     async def _stream(self) -> None:
         storage = self.storage
-        last_heartbeat = time.monotonic()
+        last_heartbeat = -HEARTBEAT_S  # the first one at once: it starts the contact (read_proof.py)
         while not self.closed:
             if self.next_seq <= storage.seq:
                 last, entries = storage.backlog.read(self.next_seq, CHUNK_BYTES)
@@ -163,4 +181,8 @@ class ReplicaFeed:
             now = time.monotonic()
             if now - last_heartbeat >= HEARTBEAT_S:
                 last_heartbeat = now
-                self._write(Opcode.REPL_HEARTBEAT, m.ReplHeartbeat(storage.epoch, storage.seq, wall_ms()).encode())
+                stamp = wall_ms()
+                if self._sent and stamp <= self._sent[-1][0]:
+                    stamp = self._sent[-1][0] + 1  # unique and increasing: the echo names one heartbeat
+                self._sent.append((stamp, now))
+                self._write(Opcode.REPL_HEARTBEAT, m.ReplHeartbeat(storage.epoch, storage.seq, stamp).encode())

@@ -7,6 +7,12 @@ our next batch, or our log diverged from its history) or the batches that
 follow our position. After applying what one read delivered, the replica
 acknowledges its position once its own storage made it durable.
 
+Every REPL_HEARTBEAT is echoed straight back (a REPL_HEARTBEAT carrying the
+primary's `time_ms`): that is how the primary proves it may still answer
+reads (read_proof.py). A follower that replaces another one (a new primary)
+first waits until `not_before`: the promise that lets the old primary's
+read lease run out before this node acknowledges anyone else's writes.
+
 A primary from an older epoch than ours is refused: a replica never follows
 (or acknowledges the writes of) a deposed primary. A node that is no longer
 the primary answers REDIRECT naming the new one, and we follow that.
@@ -22,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vproto import messages as m
-from vproto.errors import VelocityError, error_from_wire
+from vproto.errors import ErrorCode, VelocityError, error_from_wire
 from vproto.frame import PROTOCOL_VERSION, RESPONSE_BIT, FrameDecoder, Opcode, encode_frame
 
 from velocity_engine.replication.admin_call import split_endpoint
@@ -30,6 +36,7 @@ from velocity_engine.replication.batch_codec import decode_batches, decode_mutat
 from velocity_engine.replication.errors import PrimaryRefused, ReplicationError, StreamFormatError
 from velocity_engine.replication.position import EpochHistory
 from velocity_engine.replication.replicated_storage import ReplicatedStorage, wall_ms
+from velocity_engine.replication.wire_checks import check_epoch, check_seq
 from velocity_engine.storage.base import StorageError
 
 log = logging.getLogger(__name__)
@@ -44,9 +51,13 @@ MAX_BACKOFF_S = 2.0
 class FollowerConfig:
     node_id: str
     endpoint: str  # our own, advertised to the primary
-    token: str | None
+    token: str | None  # the replication token
     ssl_context: ssl.SSLContext | None
     max_frame_bytes: int
+    # The client token, presented instead when the primary refuses the replication token
+    # (AUTH_FAILED): an engine from before roles knew one token for everything. Keeps a
+    # rolling upgrade replicating while the primary is still the old version.
+    legacy_token: str | None = None
 
 
 class Follower:
@@ -60,10 +71,12 @@ class Follower:
         current_epoch: Callable[[], int],
         adopt: Callable[[int, list[tuple[int, int]]], None],
         redirected: Callable[[str], None],
+        not_before: float = 0.0,
     ) -> None:
         self.primary = primary
         self.storage = storage
         self.config = config
+        self._legacy_auth = False  # presenting config.legacy_token (see FollowerConfig)
         self._current_epoch = current_epoch
         self._adopt = adopt
         self._redirected = redirected
@@ -71,6 +84,9 @@ class Follower:
         self.link_up = False
         self.syncing = False  # a full copy is in progress
         self.last_contact = 0.0  # time.time() of the last frame from the primary
+        self.last_contact_mono = 0.0  # the same on the monotonic clock (read_proof.py's promise)
+        self.not_before = not_before  # monotonic: no REPL_SYNC before this
+        self._echo = True  # echo heartbeats (off for a primary that does not know them)
         self.primary_seq = 0
         self.primary_time_ms = 0
         self.full_copies = 0
@@ -95,6 +111,11 @@ class Follower:
     # -- the loop -------------------------------------------------------------------
 
     async def run(self) -> None:
+        wait = self.not_before - time.monotonic()
+        if wait > 0:
+            log.info("following %s in %.2fs: the previous primary's read lease must run out first",
+                     self.primary, wait)
+            await asyncio.sleep(wait)
         backoff = 0.05
         while True:
             try:
@@ -103,6 +124,11 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, VelocityError, ReplicationError, StorageError) as exc:
+                if _auth_failed(exc) and self.config.legacy_token:
+                    self._legacy_auth = not self._legacy_auth
+                    if self._legacy_auth:
+                        log.warning("%s refused the replication token; trying the client token (a primary "
+                                    "from before token roles)", self.primary)
                 self.last_error = str(exc)
                 log.warning("replication from %s: %s; retrying in %.2fs", self.primary, exc, backoff)
             finally:
@@ -126,7 +152,8 @@ class Follower:
         )
         self._writer = writer
         decoder = FrameDecoder(cfg.max_frame_bytes)
-        hello = m.HelloRequest(PROTOCOL_VERSION, cfg.token or "", f"replica {cfg.node_id}", 0)
+        token = cfg.legacy_token if self._legacy_auth else cfg.token
+        hello = m.HelloRequest(PROTOCOL_VERSION, token or "", f"replica {cfg.node_id}", 0)
         writer.write(encode_frame(Opcode.HELLO, 0, hello.encode()))
         await self._reply(reader, decoder, Opcode.HELLO)
         st = self.storage
@@ -144,6 +171,14 @@ class Follower:
                 self._redirected(exc.primary)
             raise PrimaryRefused(f"{self.primary} refused REPL_SYNC: {exc}") from None
         resp = m.ReplSyncResponse.decode(body)
+        try:
+            check_epoch(resp.epoch, "the primary's epoch")
+            check_seq(resp.seq, "the primary's seq")
+            for e in resp.history:
+                check_epoch(e.epoch, "an epoch in the primary's history")
+                check_seq(e.start_seq, "a start seq in the primary's history")
+        except VelocityError as exc:
+            raise PrimaryRefused(f"{self.primary} sent an invalid REPL_SYNC reply: {exc}") from None
         if resp.epoch < self._current_epoch():
             raise PrimaryRefused(
                 f"{self.primary} is in epoch {resp.epoch}, older than ours ({self._current_epoch()}): "
@@ -154,6 +189,7 @@ class Follower:
         self._adopt(resp.epoch, history)
         self.link_up = True
         self.last_contact = time.time()
+        self.last_contact_mono = time.monotonic()
         self.primary_seq = resp.seq
         if resp.full:
             log.info("full copy from %s at seq %d (ours was %s)", self.primary, resp.seq, st.position)
@@ -173,6 +209,7 @@ class Follower:
             if not data:
                 raise ConnectionError(f"{self.primary} closed the replication stream")
             self.last_contact = time.time()
+            self.last_contact_mono = time.monotonic()
             for opcode, _flags, fbody in decoder.feed(data):
                 self._frame(opcode, fbody)
             self._ack()
@@ -220,8 +257,18 @@ class Follower:
             self.primary_time_ms = hb.time_ms
             if not self.syncing and st.seq >= hb.seq:
                 st.last_write_ms = hb.time_ms  # caught up as of the primary's clock
+            w = self._writer
+            if self._echo and w is not None and not w.is_closing():  # at once: about contact, not durability
+                echo = m.ReplHeartbeat(self._current_epoch(), st.seq, hb.time_ms)
+                w.write(encode_frame(Opcode.REPL_HEARTBEAT, 0, echo.encode()))
         elif opcode == Opcode.ERROR:
             err = m.ErrorResponse.decode(body)
+            if err.code == ErrorCode.UNKNOWN_OPCODE and self._echo:
+                # A primary from before heartbeat echoes (a rolling upgrade): stop echoing to it.
+                # It cannot prove reads that way, and it did not try to.
+                self._echo = False
+                log.warning("%s does not take heartbeat echoes (an older version): not sending them", self.primary)
+                return
             raise error_from_wire(err.code, err.message, err.primary, err.retry_after_ms)
         else:
             raise StreamFormatError(f"unexpected opcode 0x{opcode:02x} on the replication stream")
@@ -263,3 +310,6 @@ class Follower:
             "now_ms": wall_ms(),
         }
 
+
+def _auth_failed(exc: BaseException) -> bool:
+    return isinstance(exc, VelocityError) and exc.code == ErrorCode.AUTH_FAILED

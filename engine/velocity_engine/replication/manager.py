@@ -29,6 +29,13 @@ up-to-date replica, or releases the Lease if none can take over.
 
 On a replica, writes and linearizable reads get REDIRECT naming the
 primary; STALE_OK reads are served locally.
+
+A primary answers a linearizable read only while it can prove it is still
+the primary (read_proof.py): under a Lease, while the Lease is surely its
+own; in sync mode, while it has heard the echo of a recent heartbeat from
+the sync quorum. A node that restarts as the primary from its state file
+serves nothing (REDIRECT, retry) until enough of its replicas are back or
+an operator PROMOTEs it; a deposed one is fenced by its successor meanwhile.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from vproto.errors import (
 )
 from vproto.frame import RESPONSE_BIT, Consistency, Opcode, encode_frame
 
+from velocity_engine.auth import Role
 from velocity_engine.replication.admin_call import admin_call
 from velocity_engine.replication.errors import LeaseNotHeld, ReplicationError, SwitchoverError
 from velocity_engine.replication.feed import ReplicaFeed
@@ -58,9 +66,11 @@ from velocity_engine.replication.follower import Follower, FollowerConfig
 from velocity_engine.replication.lease import LeaseAgent, LeaseConfig
 from velocity_engine.replication.lease_metrics import lease_metric_families
 from velocity_engine.replication.position import EpochHistory, Position
+from velocity_engine.replication.read_proof import REPLICA_PROMISE_S, confirmations_needed, read_deadline
 from velocity_engine.replication.replicated_storage import ReplicatedStorage, wall_ms
 from velocity_engine.replication.state_file import NodeState, load_state, save_state
 from velocity_engine.replication.switchover import SwitchoverReport, release_on_shutdown, switch_over
+from velocity_engine.replication.wire_checks import MAX_EPOCH, check_epoch, check_seq
 from velocity_engine.storage.base import Mutation, Storage
 from velocity_engine.tls import client_context
 
@@ -124,10 +134,16 @@ class Replication:
             if state.role == "primary":
                 # Only the lease makes a primary: wait to hold it before taking writes.
                 state.role, state.primary = "replica", ""
+        # Reads a primary can prove (read_proof.py): by the Lease, or by contact with the sync quorum.
+        self.read_proof = self.lease is None and self.mode == "sync" and not s.sync_degrade
+        self.primary_contact = 0.0  # monotonic: the last frame from the primary this node followed
+        self.writes_not_before = 0.0  # monotonic: a new primary keeps its predecessor's readers safe
+        # A primary back from its state file has not re-established its role yet.
+        self.confirmed = not (state.role == "primary" and not fresh and self.lease is None and self._need() > 0)
         if self.quorum is not None:
             self.quorum.position = self.storage.seq
             self.storage.replication_waiter = self._waiter
-        if self.quorum is not None or self.lease is not None:
+        if self.quorum is not None or self.lease is not None or not self.confirmed:
             self.storage.gate = self._gate
         self.storage.on_apply = self._wake_feeds
         self._dirty_state = fresh or bool(s.replica_of)
@@ -139,6 +155,7 @@ class Replication:
         self._dispatcher = dispatcher
         dispatcher.table[Opcode.REPL_SYNC] = self.op_repl_sync
         dispatcher.table[Opcode.REPL_ACK] = self.op_repl_ack
+        dispatcher.table[Opcode.REPL_HEARTBEAT] = self.op_repl_heartbeat
         dispatcher.table[Opcode.PROMOTE] = self.op_promote
         dispatcher.table[Opcode.REPLICA_OF] = self.op_replica_of
         self._apply_role()
@@ -159,6 +176,9 @@ class Replication:
             self.state.role, self.state.epoch, self.storage.seq, self.mode,
             f", following {self.state.primary}" if self.state.role == "replica" else "",
         )
+        if not self.confirmed:
+            log.warning("restarted as the primary of epoch %d: serving nothing until %d of its replicas "
+                        "reconnect, or PROMOTE", self.state.epoch, self._need())
 
     async def hand_over_for_shutdown(self) -> None:
         """SIGTERM of the Lease holder: switch over to the most up-to-date streaming replica
@@ -256,7 +276,12 @@ class Replication:
         if d is not None:
             # While role_check is set the connection also skips the hot-path
             # handlers, which bypass every generic check.
-            d.role_check = None if primary else self._check
+            if not primary:
+                d.role_check = self._check
+            elif self.lease is not None or self.read_proof or not self.confirmed:
+                d.role_check = self._check_primary
+            else:
+                d.role_check = None
 
     def client_ssl(self) -> Any:
         """The TLS context for connections to other nodes (None with --insecure)."""
@@ -283,12 +308,71 @@ class Replication:
         where = f"the primary is {p}" if p else "no primary is known (this node was deposed)"
         raise RedirectError(f"this node is a replica; {where}", primary=p, retry_after_ms=0 if p else 50)
 
+    # -- reads a primary can prove (read_proof.py) ----------------------------------------
+
+    def _need(self) -> int:
+        sync = self.mode == "sync" and not self.settings.sync_degrade
+        return confirmations_needed(sync=sync, sync_replicas=self.quorum_required,
+                                    known_replicas=len(self.state.replicas))
+
+    def read_valid_until(self) -> float:
+        """Monotonic time until which this primary may answer linearizable reads (0: not now)."""
+        if not self.is_primary or not self.confirmed:
+            return 0.0
+        if self.lease is not None:
+            return float("inf") if self.lease.writes_allowed() else 0.0
+        if not self.read_proof:
+            return float("inf")
+        return read_deadline((f.contact for f in self.feeds.values()), self._need())
+
+    def _check_primary(self, opcode: int, flags: int) -> None:
+        """The role check of a primary that must prove its reads (or has not confirmed its role)."""
+        if opcode in READ_OPS:
+            if flags & 0x03 == Consistency.STALE_OK:
+                return
+        elif opcode not in WRITE_OPS:
+            return
+        if not self.confirmed:
+            raise RedirectError(
+                f"this node restarted as the primary of epoch {self.state.epoch} and has not re-established "
+                f"its role: waiting for {self._need()} of its replicas to reconnect (or PROMOTE)",
+                retry_after_ms=100,
+            )
+        if opcode in READ_OPS and time.monotonic() >= self.read_valid_until():
+            why = ("its Lease is not surely its own" if self.lease is not None else
+                   f"it has not heard from {self._need()} replica(s) in time")
+            raise RedirectError(f"this primary cannot prove it is still the primary ({why}): "
+                                "retry, or read with STALE_OK", retry_after_ms=50)
+
+    def op_repl_heartbeat(self, session: Session, body: bytes) -> bytes | None:
+        """A replica's echo of our heartbeat (feed.py): contact, and maybe confirmation."""
+        hb = m.ReplHeartbeat.decode(body)
+        feed = self.feeds.get(id(session.conn))
+        if (feed is not None and feed.echo(hb.time_ms) and not self.confirmed and self.is_primary
+                and sum(1 for f in self.feeds.values() if f.contact > 0) >= self._need()):
+            self.confirmed = True
+            self._apply_role()
+            log.warning("primary of epoch %d again: %d replica(s) reconnected", self.state.epoch, self._need())
+        return None
+
+    def _remember_replica(self, endpoint: str) -> None:
+        if endpoint and endpoint not in self.state.replicas and endpoint != self.endpoint:
+            self.state.replicas.append(endpoint)
+            self._save()
+
     # -- sync mode --------------------------------------------------------------------
 
     def _live(self) -> int:
         return sum(1 for f in self.feeds.values() if f.streaming)
 
     def _gate(self, mutations: Sequence[Mutation]) -> None:
+        if not self.confirmed and any(rec is not None for _, rec in mutations):
+            raise RedirectError("this primary has not re-established its role since it restarted",
+                                retry_after_ms=100)
+        wait = self.writes_not_before - time.monotonic()
+        if wait > 0 and any(rec is not None for _, rec in mutations):
+            raise RedirectError(f"new primary: writes start in {wait:.3f}s, when the previous primary's "
+                                "read lease has surely run out", retry_after_ms=max(1, int(wait * 1000)))
         if self.handover:
             raise RedirectError(f"this primary is handing over to {self.handover}: retry shortly",
                                 retry_after_ms=20)
@@ -299,7 +383,8 @@ class Replication:
             return
         live = self._live()
         if live < self.quorum_required and any(rec is not None for _, rec in mutations):
-            if time.monotonic() - self.promoted_at < PROMOTION_GRACE_S:
+            # (From when writes may start: a promotion's read-lease wait comes first.)
+            if time.monotonic() - max(self.promoted_at, self.writes_not_before) < PROMOTION_GRACE_S:
                 # Just promoted (switchover, election): the replicas are reconnecting to
                 # this node right now. Retryable, so that clients wait instead of failing.
                 raise RedirectError(f"primary since {time.monotonic() - self.promoted_at:.3f}s: waiting for "
@@ -338,6 +423,9 @@ class Replication:
 
     def op_repl_sync(self, session: Session, body: bytes) -> bytes | None:
         req = m.ReplSyncRequest.decode(body)
+        check_epoch(req.epoch, "REPL_SYNC epoch")
+        check_epoch(req.node_epoch, "REPL_SYNC node_epoch")
+        check_seq(req.seq, "REPL_SYNC seq")
         conn = session.conn
         if conn is None or conn.transport is None:
             raise InvalidArgumentError("REPL_SYNC needs a connection")
@@ -370,6 +458,7 @@ class Replication:
         if old is not None:
             old.close()
         self.feeds[key] = feed
+        self._remember_replica(req.endpoint)
         conn.on_writable = feed.writable
         conn.on_lost = lambda: self._drop(key, feed)
         feed.task = self._spawn(feed.run())
@@ -386,18 +475,21 @@ class Replication:
         feed.close()
 
     def op_repl_ack(self, session: Session, body: bytes) -> bytes | None:
-        seq = m.ReplAck.decode(body).seq
+        seq = check_seq(m.ReplAck.decode(body).seq, "REPL_ACK seq")
         feed = self.feeds.get(id(session.conn))
         if feed is not None:
             feed.ack(seq)
         return None
 
     def op_promote(self, session: Session, body: bytes) -> bytes | None:
+        min_epoch = m.PromoteRequest.decode(body).min_epoch
+        if min_epoch >= MAX_EPOCH:  # the new epoch is min_epoch + 1 at least
+            check_epoch(min_epoch + 1, "PROMOTE min_epoch + 1")
         if self.lease is not None:
-            m.PromoteRequest.decode(body)  # validated; the Lease's epoch is the one that counts
+            # Validated; the Lease's epoch is the one that counts.
             self._reply_later(session, Opcode.PROMOTE, self._promote_by_lease())
             return None
-        epoch, seq = self.promote(m.PromoteRequest.decode(body).min_epoch)
+        epoch, seq = self.promote(min_epoch)
         return m.PromoteResponse(epoch, seq).encode()
 
     async def _promote_by_lease(self) -> bytes:
@@ -457,12 +549,15 @@ class Replication:
     def promote(self, min_epoch: int) -> tuple[int, int]:
         """Become the primary of a new epoch above min_epoch; returns (epoch, seq)."""
         st = self.storage
-        if self.is_primary and min_epoch < self.state.epoch:
+        if self.is_primary and self.confirmed and min_epoch < self.state.epoch:
             return self.state.epoch, st.seq
         if st.incomplete:
             raise InvalidArgumentError("cannot promote: this replica's first full copy has not finished")
         old_primary = self.state.primary
         self._stop_follower()
+        if self.read_proof:
+            # Whoever read from the primary we followed may still do so until our promise ends.
+            self.writes_not_before = self.primary_contact + REPLICA_PROMISE_S
         epoch = max(self.state.epoch, min_epoch) + 1
         self.history.begin(epoch, st.seq + 1)
         self.state = NodeState(epoch, list(self.history.entries), "primary", "")
@@ -474,6 +569,8 @@ class Replication:
         self.promotions += 1
         self.promoted_at = time.monotonic()
         self.fenced_by = ""
+        self.confirmed = True
+        self._apply_role()
         log.warning("promoted to primary of epoch %d at seq %d", epoch, st.seq)
         if old_primary and self.lease is None:  # with a lease, a deposed primary fences itself
             self._start_fencer(old_primary, epoch)
@@ -481,6 +578,7 @@ class Replication:
 
     def op_replica_of(self, session: Session, body: bytes) -> bytes | None:
         req = m.ReplicaOfRequest.decode(body)
+        check_epoch(req.epoch, "REPLICA_OF epoch")
         if req.epoch and req.epoch < self.state.epoch:
             raise StaleEpochError(
                 f"REPLICA_OF from epoch {req.epoch}, but this node has seen epoch {self.state.epoch}"
@@ -547,11 +645,17 @@ class Replication:
 
     def _start_follower(self, primary: str) -> None:
         s = self.settings
-        cfg = FollowerConfig(self.server.node_id, self.endpoint, self.server.token, self._ssl(), s.max_frame_bytes)
-        self.follower = Follower(primary, self.storage, cfg, lambda: self.state.epoch, self._adopt, self._redirected)
+        cfg = FollowerConfig(self.server.node_id, self.endpoint, self.server.peer_token(Role.REPLICATION), self._ssl(),
+                             s.max_frame_bytes, legacy_token=self.server.peer_token(Role.CLIENT))
+        # A different primary: not before the previous one's readers are safe (read_proof.py).
+        not_before = self.primary_contact + REPLICA_PROMISE_S if self.read_proof else 0.0
+        self.follower = Follower(primary, self.storage, cfg, lambda: self.state.epoch, self._adopt, self._redirected,
+                                 not_before)
         self._follower_task = asyncio.get_running_loop().create_task(self.follower.run())
 
     def _stop_follower(self) -> None:
+        if self.follower is not None:
+            self.primary_contact = max(self.primary_contact, self.follower.last_contact_mono)
         if self._follower_task is not None:
             self._follower_task.cancel()
             self._follower_task = None
@@ -577,7 +681,8 @@ class Replication:
         body = m.ReplicaOfRequest(self.endpoint, epoch).encode()
         while self.is_primary and self.state.epoch == epoch:
             try:
-                await admin_call(target, Opcode.REPLICA_OF, body, token=self.server.token, ssl_context=self._ssl())
+                await admin_call(target, Opcode.REPLICA_OF, body, token=self.server.peer_token(Role.ADMIN),
+                                 ssl_context=self._ssl())
                 log.warning("fenced the former primary %s: it now follows this node", target)
                 return
             except StaleEpochError as exc:
@@ -631,10 +736,13 @@ class Replication:
             },
             "fenced_by": self.fenced_by,
             "handover": self.handover,
+            "confirmed": self.confirmed,
             "switchover": None if self.last_switchover is None else self.last_switchover.as_dict(),
         }
         if self.is_primary:
             d["replicas_connected"] = self._live()
+            until = self.read_valid_until()
+            d["reads_provable_s"] = -1.0 if until == float("inf") else round(max(0.0, until - time.monotonic()), 3)
             d["replicas"] = [
                 {
                     "node_id": f.node_id,

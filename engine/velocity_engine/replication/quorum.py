@@ -3,16 +3,18 @@
 Replicas acknowledge a sequence number after their own storage made it as
 durable as its policy promises. The quorum position is the highest seq that
 at least `required` replicas acknowledged; a waiter for seq s completes
-when the quorum position reaches s. Waiters are created in seq order and
-complete in that order, which the connection relies on (it waits only for
-the newest). A waiter not satisfied within `timeout_s` fails: its replies
-are never sent and the client sees the connection close (outcome unknown),
-never a false acknowledgement.
+when the quorum position reaches s, and waiters complete in seq order.
+Usually they are asked for in seq order too; one asked for out of order
+(a connection waiting for its own, older write) is slotted into place. A
+waiter not satisfied within `timeout_s` fails with NotEnoughReplicasError:
+the write's outcome is unknown to its client (it is in the primary's log
+and may still reach replicas), never falsely acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 
@@ -30,12 +32,21 @@ class SyncQuorum:
         return len(self._waiters)
 
     def waiter(self, seq: int) -> asyncio.Future[None] | None:
+        fut: asyncio.Future[None]
         if seq <= self.position:
             return None
         w = self._waiters
         if w and w[-1][0] == seq:
             return w[-1][2]
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if w and w[-1][0] > seq:
+            i = bisect.bisect_left(w, seq, key=lambda e: e[0])
+            if i < len(w) and w[i][0] == seq:
+                return w[i][2]
+            fut = asyncio.get_running_loop().create_future()
+            # Its write is older than the next one's: it times out with it (times stay sorted).
+            w.insert(i, (seq, w[i][1], fut))
+            return fut
+        fut = asyncio.get_running_loop().create_future()
         w.append((seq, time.monotonic(), fut))
         return fut
 

@@ -160,6 +160,22 @@ class ReplicatedStorage:
             return remote
         return _both(local, remote)
 
+    def sync_waiter_for(self, seq: int) -> asyncio.Future[None] | None:
+        """Durability of batch `seq` alone: call it in the event-loop pass that wrote the batch
+        (the local part is that pass's group commit). Done once the batch is durable locally
+        and, in sync mode, acknowledged by the sync quorum; fails with NotEnoughReplicasError
+        after sync_timeout_s (the write's outcome is then unknown to its client) or with the
+        storage's error. A connection waits for the newest batch its own requests wrote,
+        so writes on other connections never hold its replies back. None: already durable."""
+        local = self.inner.sync_waiter()
+        rw = self.replication_waiter
+        remote = rw(seq) if rw is not None and seq > 0 else None
+        if remote is None:
+            return local
+        if local is None:
+            return remote
+        return _both(local, remote)
+
     def iter_from(self, start: bytes) -> Iterator[tuple[bytes, Record]]:
         for key, rec in self.inner.iter_from(start):
             if key != POSITION_KEY:

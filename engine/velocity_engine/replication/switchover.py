@@ -30,6 +30,7 @@ from vproto import messages as m
 from vproto.errors import VelocityError
 from vproto.frame import Opcode
 
+from velocity_engine.auth import Role
 from velocity_engine.replication.admin_call import admin_call
 from velocity_engine.replication.errors import LeaseOutcomeUnknown, SwitchoverError
 
@@ -127,7 +128,8 @@ async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_
         # confirm.
         try:
             await asyncio.wait_for(admin_call(target, Opcode.PING, m.PingRequest(b"").encode(),
-                                              token=repl.server.token, ssl_context=repl.client_ssl()), PREFLIGHT_S)
+                                              token=repl.server.peer_token(Role.ADMIN),
+                                              ssl_context=repl.client_ssl()), PREFLIGHT_S)
         except (OSError, TimeoutError, VelocityError, ValueError) as exc:
             raise SwitchoverError(f"{target} did not answer PING within {PREFLIGHT_S:g}s: {exc!r}") from exc
         t0 = time.monotonic()
@@ -162,7 +164,7 @@ async def switch_over(repl: Replication, target: str, catch_up_s: float = CATCH_
             repl.fence_for_lease(f"handed the Lease to {target} (switchover, epoch {epoch})", keep_feeds=True)
             try:
                 body = await admin_call(target, Opcode.PROMOTE, m.PromoteRequest(epoch - 1).encode(),
-                                        token=repl.server.token, ssl_context=repl.client_ssl())
+                                        token=repl.server.peer_token(Role.ADMIN), ssl_context=repl.client_ssl())
                 resp = m.PromoteResponse.decode(body)
             except (OSError, TimeoutError, VelocityError, ValueError) as exc:
                 repl.follow(target, epoch, reason=f"handed the Lease to {target}, which did not confirm")
@@ -199,7 +201,8 @@ async def redirect_replicas(repl: Replication, target: str, epoch: int) -> None:
     others = {f.endpoint for f in repl.feeds.values() if f.endpoint != target and f.streaming}
     body = m.ReplicaOfRequest(target, epoch).encode()
     results = await asyncio.gather(
-        *(admin_call(e, Opcode.REPLICA_OF, body, token=repl.server.token, ssl_context=repl.client_ssl())
+        *(admin_call(e, Opcode.REPLICA_OF, body, token=repl.server.peer_token(Role.ADMIN),
+                     ssl_context=repl.client_ssl())
           for e in others),
         return_exceptions=True,
     )

@@ -38,6 +38,17 @@ def storage_metric_families(storage: Storage, snapshots: SnapshotExporter | None
         yield GaugeMetricFamily("velocity_snapshot_duration_seconds", "Time the last snapshot took to write.",
                                 value=snapshots.last_seconds)
         yield CounterMetricFamily("velocity_snapshots", "Snapshots written.", value=snapshots.completed)
+        yield GaugeMetricFamily("velocity_snapshot_files", "Snapshot files held now (writing, ready, being read).",
+                                value=snapshots.files())
+        yield GaugeMetricFamily("velocity_snapshot_disk_bytes", "Bytes the held snapshot files take (or will).",
+                                value=snapshots.disk_bytes())
+        yield CounterMetricFamily("velocity_snapshots_refused",
+                                  "SNAPSHOT_BEGINs refused (file, byte or free-space limits; BUSY).",
+                                  value=snapshots.refused)
+        yield CounterMetricFamily("velocity_snapshots_failed", "Snapshots that failed while being written.",
+                                  value=snapshots.failed)
+        yield CounterMetricFamily("velocity_snapshots_expired", "Ready snapshots deleted unread after snapshot_idle_s.",
+                                  value=snapshots.expired)
     if not isinstance(storage, LsmStorage):
         return
     w = storage.wal

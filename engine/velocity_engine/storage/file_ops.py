@@ -30,13 +30,19 @@ from pathlib import Path
 
 from .. import fsutil
 
+# Modes: 0600 files, 0700 directories, set again after creation so the umask
+# cannot change them (fsutil.FILE_MODE / DIR_MODE, docs/security.md).
+
 
 def _create(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, fsutil.FILE_MODE)
+    os.fchmod(fd, fsutil.FILE_MODE)
+    return fd
 
 
 def _open_append(path: Path) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, fsutil.FILE_MODE)
+    os.fchmod(fd, fsutil.FILE_MODE)  # also narrows a log segment an older version created 0644
     os.lseek(fd, 0, os.SEEK_END)
     return fd
 
@@ -47,9 +53,8 @@ def _unlink(path: Path) -> None:
 
 
 def _mkdir(path: Path) -> None:
-    os.mkdir(path, 0o755)
-
-
+    os.mkdir(path, fsutil.DIR_MODE)
+    os.chmod(path, fsutil.DIR_MODE)
 
 
 def _free_bytes(path: Path) -> int:

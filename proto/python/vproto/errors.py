@@ -34,6 +34,7 @@ class ErrorCode(IntEnum):
     INTERNAL = 19
     NOT_ENOUGH_REPLICAS = 20  # sync replication: fewer replicas connected than required
     STALE_EPOCH = 21  # a replication request from an older epoch (a deposed primary)
+    PERMISSION_DENIED = 22  # the session's credential may not run this opcode (roles: protocol.md 4.1)
 
 
 class VelocityError(Exception):
@@ -151,6 +152,10 @@ class StaleEpochError(VelocityError):
     code = ErrorCode.STALE_EPOCH
 
 
+class PermissionDeniedError(VelocityError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
 _BY_CODE: dict[int, type[VelocityError]] = {
     cls.code: cls
     for cls in (
@@ -175,6 +180,7 @@ _BY_CODE: dict[int, type[VelocityError]] = {
         InternalError,
         NotEnoughReplicasError,
         StaleEpochError,
+        PermissionDeniedError,
     )
 }
 

@@ -19,7 +19,7 @@ import struct
 import zlib
 from collections.abc import Callable
 
-from vproto.errors import BadCrcError, FrameTooLargeError, ProtocolError
+from vproto.errors import BadCrcError, FrameTooLargeError, ProtocolError, VelocityError
 from vproto.frame import HEADER, HEADER_SIZE, MAGIC, TRAILER_SIZE, FrameError
 from vproto.messages import (
     BoolResponse,
@@ -369,3 +369,28 @@ def split_frames(data: bytes, max_body: int) -> tuple[list[Frame], int]:
         frames.append((opcode, flags, data[pos + HEADER_SIZE : body_end]))
         pos = body_end + TRAILER_SIZE
     return frames, pos
+
+
+def frames_before_error(data: bytes, max_body: int) -> list[Frame]:
+    """The complete, valid frames before the first bad one in `data`.
+
+    Only for the error path: when split_frames (or FrameDecoder.feed) raised,
+    the server still answers the requests that came before the bad frame in
+    the same read, then the ERROR (docs/formats/protocol.md section 5).
+    """
+    frames: list[Frame] = []
+    pos = 0
+    while len(data) - pos >= HEADER_SIZE:
+        magic, _, _, length = _HEADER_UNPACK(data, pos)
+        if magic != MAGIC or length > max_body:
+            break
+        total = HEADER_SIZE + length + TRAILER_SIZE
+        try:
+            got, _ = split_frames(data[pos : pos + total], max_body)
+        except VelocityError:
+            break
+        if not got:
+            break
+        frames += got
+        pos += total
+    return frames

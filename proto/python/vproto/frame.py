@@ -179,6 +179,12 @@ class FrameDecoder:
         """Bytes buffered that do not yet form a complete frame."""
         return len(self._buf)
 
+    def take_buffer(self) -> bytes:
+        """Everything buffered, removed (after an error: to salvage the frames before it)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         buf = self._buf
         buf += data

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from velocity import VelocityPool
+from vproto import messages as m
 from vproto.errors import BusyError, ErrorCode, WrongTypeError
+from vproto.frame import Opcode
 
 from tests.support.engine_proc import EngineProcess, wait_until
 from tests.support.raw import RawConnection
@@ -81,6 +83,8 @@ def test_connection_limit_answers_busy(tmp_path: Path) -> None:
         a.hello(eng.token)
         b.hello(eng.token)
         with RawConnection(eng.port, eng.ca) as c:
+            # A connection takes a client slot when its HELLO succeeds (docs/security.md).
+            c.request(Opcode.HELLO, m.HelloRequest(token=eng.token).encode())
             assert c.read_error().code == ErrorCode.BUSY
             assert c.closed_by_server()
 

@@ -30,10 +30,14 @@ class Node(EngineProcess):
         assert tls.ca is not None
         self.tls = tls
         self._token_file = token_file
+        # Every node of a cluster shares the admin and replication credentials too.
+        self._admin_token_file = token_file.with_name("admin-token")
+        repl_token_file = token_file.with_name("replication-token")
         self.host = host
         self.netns = netns
         args = [
             "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--auth-token-file", str(token_file),
+            "--admin-token-file", str(self._admin_token_file), "--replication-token-file", str(repl_token_file),
             "--replica-ca", str(tls.ca), "--storage", os.environ.get("REPL_TEST_STORAGE", "lsm"),
             "--host", host, "--metrics-host", host, *extra,
         ]
@@ -63,6 +67,10 @@ class Node(EngineProcess):
     def token_file(self) -> Path:
         return self._token_file
 
+    @property
+    def admin_token_file(self) -> Path:
+        return self._admin_token_file
+
     def info(self) -> dict[str, Any]:
         out = self.ctl("info", "--json", check=True)
         result: dict[str, Any] = json.loads(out.stdout)
@@ -82,8 +90,10 @@ class Cluster:
         base.mkdir(parents=True, exist_ok=True)
         self.tls = ensure_generated(base / "tls", ["127.0.0.1", "localhost", *names])
         self.token_file = base / "token"
-        self.token_file.write_text(secrets.token_hex(16) + "\n")
-        self.token_file.chmod(0o600)
+        for name in ("token", "admin-token", "replication-token"):
+            f = base / name
+            f.write_text(secrets.token_hex(16) + "\n")
+            f.chmod(0o600)
         self.nodes: list[Node] = []
 
     def node(

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from velocity import VelocityPool
 from vproto.errors import NotEnoughReplicasError
 
 from tests.integration.replication.cluster import Cluster, Node
@@ -107,8 +106,7 @@ def failover(base: Path) -> dict[str, float]:
 
         async def promote_and_write() -> tuple[float, float]:
             t0 = time.monotonic()
-            async with VelocityPool(r1.endpoint, auth=r1.token, ca=r1.ca) as a, \
-                    VelocityPool(r2.endpoint, auth=r2.token, ca=r2.ca) as b:
+            async with r1.admin_pool() as a, r2.admin_pool() as b:
                 await a.promote()
                 await b.replica_of(r1.endpoint)
                 t1 = time.monotonic()
@@ -148,7 +146,7 @@ def switchover(base: Path) -> dict[str, float]:
 
             tasks = [asyncio.create_task(writer()) for _ in range(4)]
             await asyncio.sleep(1.0)
-            async with p.pool() as admin:
+            async with p.admin_pool() as admin:
                 _, _, pause = await admin.switchover(r1.endpoint)
             await asyncio.sleep(1.0)
             stop.set()

@@ -36,13 +36,18 @@ async def _contents(node: Node) -> dict[str, Any]:
 def test_sync_primary_refuses_writes_without_enough_replicas(cluster: Cluster) -> None:
     p = cluster.node("p", "--replication-mode", "sync", "--sync-replicas", "1")
 
-    async def refused(key: str) -> None:
+    async def refused(key: str, reads: bool) -> None:
         async with p.pool() as vdb:
             with pytest.raises(NotEnoughReplicasError, match="needs 1 replica"):
                 await vdb.set(key, "v")
-            assert await vdb.get(key) is None  # nothing was written, and reads are served
+            assert await vdb.get(key, stale_ok=True) is None  # nothing was written
+            if reads:  # no replica ever streamed from it: nobody else holds its data
+                assert await vdb.get(key) is None
+            else:  # issue 12: a primary out of contact with its sync quorum cannot prove a read
+                with pytest.raises(RedirectError, match="cannot prove it is still the primary"):
+                    await vdb.get(key)
 
-    asyncio.run(refused("k"))
+    asyncio.run(refused("k", reads=True))
     r = cluster.node("r", "--replica-of", p.endpoint)
     wait_until(lambda: p.repl()["replicas_connected"] == 1, 10, what="replica to connect")
 
@@ -55,7 +60,7 @@ def test_sync_primary_refuses_writes_without_enough_replicas(cluster: Cluster) -
     assert r.seq() >= p.seq()
     r.kill()
     wait_until(lambda: p.repl()["replicas_connected"] == 0, 10, what="primary to notice")
-    asyncio.run(refused("k2"))
+    asyncio.run(refused("k2", reads=False))
 
 
 def test_sync_degrade_accepts_writes_alone(cluster: Cluster) -> None:

@@ -109,7 +109,7 @@ def test_switchover_moves_the_lease_and_loses_no_write(lease_cluster: Any, kube_
         task = asyncio.create_task(write_load(first, stop, writers=4))
         try:
             await asyncio.sleep(1.0)  # load before the switchover, not a synchronisation
-            async with first.pool() as vdb:
+            async with first.admin_pool() as vdb:
                 result = await vdb.switchover(target.endpoint)
             await asyncio.sleep(1.0)  # load on the new primary
         finally:
@@ -197,7 +197,7 @@ def test_switchover_to_a_lagging_or_gone_replica_fails_cleanly(lease_cluster: An
     os.kill(lagging.proc.pid, signal.SIGSTOP)  # connected, but acknowledges nothing
     try:
         async def attempt(target: Node) -> tuple[str, float]:
-            async with first.pool() as vdb:
+            async with first.admin_pool() as vdb:
                 await vdb.set("before", 1)
                 t0 = time.monotonic()
                 with pytest.raises(InvalidArgumentError) as err:
@@ -224,7 +224,7 @@ def test_switchover_to_a_lagging_or_gone_replica_fails_cleanly(lease_cluster: An
     assert _primary_is(nodes, first)
 
     async def bare_fence() -> None:  # the client-driven fence would fight the Lease agent
-        async with first.pool() as vdb:
+        async with first.admin_pool() as vdb:
             with pytest.raises(InvalidArgumentError, match="use switchover"):
                 await vdb.fence()
             await vdb.set("still", 3)

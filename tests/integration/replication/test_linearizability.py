@@ -85,8 +85,7 @@ def test_register_history_across_a_failover_is_linearizable(cluster: Cluster) ->
             wait_until, lambda: not r1.repl()["link"]["link_up"] and not r2.repl()["link"]["link_up"], 10
         )
         best, other = sorted((r1, r2), key=lambda n: n.seq(), reverse=True)
-        async with VelocityPool(best.endpoint, auth=best.token, ca=best.ca) as a, \
-                VelocityPool(other.endpoint, auth=other.token, ca=other.ca) as b:
+        async with best.admin_pool() as a, other.admin_pool() as b:
             await a.promote()
             await b.replica_of(best.endpoint)
         target["primary"] = best

@@ -38,7 +38,8 @@ def test_snapshot_during_writes_restores_exactly_a_point_in_time(tmp_path: Path)
             while n < 50:
                 await asyncio.sleep(0.005)
             proc = await asyncio.create_subprocess_exec(
-                *src.ctl_args("snapshot", str(snap)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                *src.ctl_args("snapshot", str(snap)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=src.ctl_env(),
             )
             out, err = await proc.communicate()
             assert proc.returncode == 0, err

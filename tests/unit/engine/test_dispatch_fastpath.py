@@ -13,8 +13,9 @@ from velocity_engine.dispatch import Dispatcher, Session
 from velocity_engine.server import Server
 from velocity_engine.storage import MemoryStorage
 from vproto import fastcodec as fc
+from vproto import messages as m
 from vproto.errors import VelocityError
-from vproto.frame import Opcode
+from vproto.frame import FEATURE_ZSTD, PROTOCOL_VERSION, Opcode
 from vproto.values import INT64_MAX
 
 MAX_KEY, MAX_VALUE = 16, 32
@@ -67,8 +68,8 @@ def test_fast_path_answers_like_the_generic_path(
     # Two servers fed the same requests, one through each path: replies and final state agree.
     fast, generic = _dispatcher(tmp_path_factory.mktemp("f")), _dispatcher(tmp_path_factory.mktemp("g"))
     s1, s2 = Session(), Session()
-    fast.handle(s1, Opcode.PING, 0, b"")  # first request in --insecure mode: the session becomes plain
-    generic.handle(s2, Opcode.PING, 0, b"")
+    fast.open_session(s1)  # --insecure: a session may run everything from the start
+    generic.open_session(s2)
     assert s1.fast is fast.fast
     for op, body in reqs:
         handler = fast.fast[op]
@@ -81,9 +82,11 @@ def test_a_session_gets_fast_handlers_once_authenticated(tmp_path: Path) -> None
     d = _dispatcher(tmp_path)
     s = Session()
     assert s.fast is None
-    d.handle(s, Opcode.PING, 0, b"")
+    d.open_session(s)
     assert s.fast is d.fast
-    s.zstd = True  # replies may need compressing: no fast GET, fast SET/INCR (tiny replies)
-    d.handle(s, Opcode.PING, 0, b"")
-    assert s.fast is d.fast_zstd
+    z = Session()
+    d.open_session(z)
+    hello = m.HelloRequest(protocol_version=PROTOCOL_VERSION, features=FEATURE_ZSTD).encode()
+    d.handle(z, Opcode.HELLO, 0, hello)
+    assert z.fast is d.fast_zstd  # replies may need compressing: no fast GET, fast SET/INCR (tiny replies)
     assert d.fast_zstd[Opcode.GET] is None and d.fast_zstd[Opcode.SET] is not None

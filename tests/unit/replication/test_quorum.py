@@ -36,3 +36,20 @@ def test_unacknowledged_writes_fail_after_the_timeout() -> None:
             await w
 
     asyncio.run(go())
+
+
+def test_a_waiter_asked_for_out_of_order_is_slotted_in() -> None:
+    """A connection may ask for its own, older write after another asked for a newer one (issue 12)."""
+
+    async def go() -> None:
+        q = SyncQuorum(required=1, timeout_s=5)
+        w9 = q.waiter(9)
+        w4 = q.waiter(4)
+        assert w9 is not None and w4 is not None and w4 is not w9
+        assert q.waiter(4) is w4
+        q.update([5])
+        assert w4.done() and not w9.done()
+        q.update([9])
+        assert w9.done()
+
+    asyncio.run(go())
