@@ -1,8 +1,13 @@
 """The load loop behind `velocityctl bench`.
 
-It is a Python client, so it measures the server and this SDK together: on a
-small machine the client, not the server, is usually the limit. bench/ has a
-native load generator (vbench) and the Velocity-vs-Redis comparison.
+It is a Python client, so it measures the server and this SDK together. It
+runs on uvloop and writes each batch in one system call; it also measures its
+own CPU time, and a result whose client process used over CLIENT_BOUND of a
+core says so (`client_bound`): the server could do more than shown. bench/ has
+a native load generator (vbench) and the Velocity-vs-Redis comparison.
+
+Ctrl-C (SIGINT) stops the run: every connection finishes the batch it has in
+flight, and the operation's row reports what was measured (`interrupted`).
 
 Load shape, as redis-benchmark: every connection writes a batch of
 `pipeline` requests, then awaits all their replies; a request's latency runs
@@ -14,8 +19,10 @@ never meets a SET value that is not an integer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +37,7 @@ from velocity.pool import VelocityPool
 
 OPCODES = {"get": Opcode.GET, "set": Opcode.SET, "incr": Opcode.INCR}
 _PROGRESS_EVERY_S = 0.1  # redraw the bar at most this often: drawing costs as much as requests
+CLIENT_BOUND = 0.85  # share of one core used by this process above which results are client-bound
 
 
 @dataclass
@@ -42,6 +50,9 @@ class BenchResult:
     p50_ms: float
     p99_ms: float
     p999_ms: float
+    client_cpu: float  # this process's CPU time / wall time during the run
+    client_bound: bool
+    interrupted: bool
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,16 +79,28 @@ async def run_bench(
     """Run each op in `ops` in turn over `connections` connections of `pool`; closes the pool.
     One dict per op (BenchResult's fields), as `velocityctl bench --json` prints them."""
     await pool.connect()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread: no Ctrl-C handling
+        loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
         conns: list[Connection] = [await pool._conn(i) for i in range(connections)]
         value = b"x" * data_size
-        return [(await _one(conns, op, requests, pipeline, value, keyspace, progress)).as_dict() for op in ops]
+        results = []
+        for op in ops:
+            results.append((await _one(conns, op, requests, pipeline, value, keyspace, progress, stop)).as_dict())
+            if stop.is_set():
+                break
+        return results
     finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
         await pool.close()
 
 
 async def _one(
-    conns: list[Connection], op: str, requests: int, pipeline: int, value: bytes, keyspace: int, progress: bool
+    conns: list[Connection], op: str, requests: int, pipeline: int, value: bytes, keyspace: int, progress: bool,
+    stop: asyncio.Event,
 ) -> BenchResult:
     opcode = OPCODES[op]
     rnd = random.Random(42)
@@ -99,7 +122,7 @@ async def _one(
     async def worker(conn: Connection) -> None:
         nonlocal remaining, errors, done, shown, last_draw
         clock = time.perf_counter
-        while remaining > 0:
+        while remaining > 0 and not stop.is_set():
             batch = min(pipeline, remaining)
             remaining -= batch
             t0 = clock()
@@ -114,6 +137,7 @@ async def _one(
                 bar.update(done - shown)
                 shown, last_draw = done, clock()
 
+    cpu_start = time.process_time()
     t_start = time.perf_counter()
     if bar is not None:
         with bar:
@@ -122,6 +146,7 @@ async def _one(
     else:
         await asyncio.gather(*(worker(c) for c in conns))
     elapsed = time.perf_counter() - t_start
+    cpu = (time.process_time() - cpu_start) / elapsed if elapsed else 0.0
     latencies.sort()
     return BenchResult(
         op=op,
@@ -132,4 +157,7 @@ async def _one(
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         p999_ms=percentile(latencies, 0.999) * 1000,
+        client_cpu=round(cpu, 3),
+        client_bound=cpu >= CLIENT_BOUND,
+        interrupted=stop.is_set() and done < requests,
     )

@@ -1,15 +1,25 @@
-"""VelocityPool: the Python SDK's entry point.
+"""VelocityPool: the Python SDK's asyncio client.
 
-    async with VelocityPool(node="vdb://127.0.0.1:2005", auth=token, ca="ca.crt") as vdb:
+    async with VelocityPool("vdb://127.0.0.1:2005", auth=token, ca="ca.crt") as vdb:
         await vdb.set("session:0xF1", {"active": True}, ttl="2h")
         await vdb.get("session:0xF1")          # -> {"active": True}
         await vdb.incr("counters:req_total")   # -> 1
 
 A pool holds `pool_size` connections and spreads requests over them; each
 connection pipelines, so thousands of concurrent awaits are fine. A dead
-connection is replaced on next use. Reads are retried once on a fresh
-connection after a connection failure; writes are not (their outcome is
-unknown, and retrying INCR would count twice), they raise ConnectionError.
+connection is replaced on next use.
+
+Timeouts and retries (docs/python-sdk.md):
+- `connect_timeout` bounds each connection attempt (TCP, TLS and HELLO);
+- `timeout` is the caller's deadline for a whole call: connecting, retries and
+  redirects included. When it passes the call raises TimeoutError, and a write
+  raises WriteTimeoutError (it may have been applied). A timeout is never retried.
+- A read whose connection broke is retried up to `retries` times on a fresh
+  connection, after `retry_backoff` seconds (doubling), only while the deadline
+  allows. A write whose connection broke after it was sent raises
+  UnknownOutcomeError: retrying INCR would count twice. A connection that could
+  not be opened sent nothing, so that failure is retried for writes too.
+
 A REDIRECT from a replica (writes and linearizable reads go to the primary)
 is followed transparently and the pool then stays pointed at the primary; past
 MAX_REDIRECTS per request (two nodes naming each other for a moment during a
@@ -21,83 +31,127 @@ without naming a primary; requests then retry for up to FENCED_RETRY_S.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import ssl
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from vproto import fastcodec as fc
 from vproto import messages as m
 from vproto.errors import ProtocolError, RedirectError
-from vproto.frame import Consistency, Opcode
-from vproto.values import decode_value, encode_value
+from vproto.frame import RESPONSE_BIT, Opcode
 
-from velocity.connection import Connection, ConnectionClosedError, Endpoint
-from velocity.durations import TtlLike, parse_ttl_ms
+from velocity import commands as _c
+from velocity import config as _config
+from velocity.commands import KeyLike, KeyMapping
+from velocity.connection import Connection, Endpoint, make_ssl_context, reply_body
+from velocity.durations import TtlLike
+from velocity.errors import (
+    ConnectionClosedError,
+    ConnectionError,
+    TimeoutError,
+    UnknownOutcomeError,
+    WriteTimeoutError,
+)
 
-_MISSING = object()
+if TYPE_CHECKING:
+    from velocity.pipeline import AsyncPipeline
+
+__all__ = ["FENCED_RETRY_S", "MAX_REDIRECTS", "VelocityPool", "make_ssl_context", "read_token_file"]
+
 MAX_REDIRECTS = 3
 FENCED_RETRY_S = 2.0  # how long a request waits for a node without a primary to name one
 REDIRECT_LOOP_PAUSE_S = 0.05  # between redirects past MAX_REDIRECTS, within FENCED_RETRY_S
-KeyLike = str | bytes
+DEFAULT_POOL_SIZE = 4
+T = TypeVar("T")
+read_token_file = _config.read_token_file
 
 
-def _key(key: KeyLike) -> bytes:
-    if isinstance(key, str):
-        return key.encode("utf-8", "surrogateescape")
-    if isinstance(key, bytes | bytearray | memoryview):
-        return bytes(key)
-    raise TypeError(f"keys are str or bytes, not {type(key).__name__}")
+class _Expired(Exception):
+    """Set on a request's future when the caller's deadline passes."""
 
 
-def _consistency(stale_ok: bool) -> int:
-    """STALE_OK lets a replica answer a read (possibly behind the primary)."""
-    return Consistency.STALE_OK if stale_ok else Consistency.LINEARIZABLE
-
-
-def _ttl(ttl: TtlLike | None) -> int:
-    return 0 if ttl is None else parse_ttl_ms(ttl)
-
-
-def make_ssl_context(ca: str | os.PathLike[str] | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
 
 
 class VelocityPool:
+    """The asyncio client: a pool of pipelined connections to one Velocity server (or its primary).
+
+    Safe for any number of concurrent tasks of the event loop it is used from; use
+    one pool per loop (`Velocity` is the synchronous, thread-safe client).
+    """
+
     def __init__(
         self,
-        node: str = "vdb://127.0.0.1:2005",
+        node: str | None = None,
         auth: str | None = None,
         ca: str | os.PathLike[str] | None = None,
-        pool_size: int = 4,
+        pool_size: int | None = None,
         *,
-        insecure: bool = False,
+        insecure: bool | None = None,
         server_name: str | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        retries: int | None = None,
+        retry_backoff: float | None = None,
+        token_file: str | os.PathLike[str] | None = None,
         client_name: str = "velocity-py",
         compression: bool = True,
     ) -> None:
-        if pool_size < 1:
+        """Configure the pool; nothing connects until `connect()` or the first request.
+
+        node: `vdb://HOST:PORT` or a full URL (README, "The Python SDK"); default
+        VDB_ENDPOINT, else vdb://127.0.0.1:2005. auth: the token (default VDB_TOKEN,
+        else the file `token_file` / VDB_TOKEN_FILE). ca: CA certificate file to trust
+        (default VDB_CA, else the system store). insecure: plaintext without a token.
+        timeout: seconds per call (10; VDB_TIMEOUT), connect_timeout: seconds per
+        connection attempt (5), retries / retry_backoff: for reads whose connection
+        broke (1 retry after 0.05 s). Keyword arguments win over the URL, which wins
+        over the environment. Raises ConfigurationError or TLSError (unusable CA file).
+        """
+        cfg = _config.resolve(
+            node,
+            {
+                "token": auth, "token_file": os.fspath(token_file) if token_file is not None else None,
+                "ca": ca, "pool_size": pool_size, "insecure": insecure, "server_name": server_name,
+                "timeout": timeout, "connect_timeout": connect_timeout, "retries": retries,
+                "retry_backoff": retry_backoff,
+            },
+        )  # fmt: skip
+        self._init(cfg, client_name, compression)
+
+    def _init(self, cfg: _config.ClientConfig, client_name: str, compression: bool) -> None:
+        size = cfg.pool_size if cfg.pool_size is not None else DEFAULT_POOL_SIZE
+        if size < 1:
             raise ValueError("pool_size must be at least 1")
-        self.endpoint = Endpoint.parse(node)
-        self.token = auth if auth is not None else os.environ.get("VDB_TOKEN")
-        self.insecure = insecure
-        self._ssl = None if insecure else make_ssl_context(ca)
-        self.server_name = server_name
-        self.timeout = timeout
+        self.config = cfg
+        self.endpoint = Endpoint.parse(cfg.endpoint)
+        self.insecure = cfg.insecure
+        self.token = None if cfg.insecure else cfg.resolved_token()
+        self.ca = cfg.ca
+        self._ssl = None if cfg.insecure else make_ssl_context(cfg.ca)
+        self.server_name = cfg.server_name
+        self.timeout = cfg.timeout
+        self.connect_timeout = cfg.connect_timeout
+        self.retries = cfg.retries
+        self.retry_backoff = cfg.retry_backoff
         self.client_name = client_name
         self.compression = compression
-        self.pool_size = pool_size
-        self._conns: list[Connection | None] = [None] * pool_size
-        self._opening: list[asyncio.Future[Connection] | None] = [None] * pool_size
+        self.pool_size = size
+        self._conns: list[Connection | None] = [None] * size
+        self._opening: list[asyncio.Future[Connection] | None] = [None] * size
         self._next = 0
         self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **kwargs: Any) -> VelocityPool:
+        """A pool configured by a URL (README, "The Python SDK"); None reads VDB_ENDPOINT & co.
+
+        `kwargs` are the constructor's keyword arguments and win over the URL."""
+        return cls(url, **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -107,6 +161,7 @@ class VelocityPool:
         return self
 
     async def close(self) -> None:
+        """Close every connection; requests still in flight fail with ConnectionClosedError."""
         self._closed = True
         conns = [c for c in self._conns if c is not None]
         self._conns = [None] * self.pool_size
@@ -122,18 +177,19 @@ class VelocityPool:
     ) -> None:
         await self.close()
 
-    async def _open(self) -> Connection:
+    async def _open(self, timeout: float) -> Connection:
         return await Connection.open(
             self.endpoint,
             ssl_context=self._ssl,
             server_name=self.server_name,
-            token=None if self.insecure else self.token,
+            token=self.token,
             client_name=self.client_name,
-            timeout=self.timeout,
+            timeout=timeout,
             compression=self.compression,
+            ca=self.ca,
         )
 
-    async def _conn(self, i: int) -> Connection:
+    async def _conn(self, i: int, deadline: float | None = None) -> Connection:
         if self._closed:
             raise ConnectionClosedError("pool is closed")
         c = self._conns[i]
@@ -144,7 +200,10 @@ class VelocityPool:
             self._retire(c)
         pending = self._opening[i]
         if pending is None:
-            pending = asyncio.ensure_future(self._open())
+            timeout = self.connect_timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - asyncio.get_running_loop().time())
+            pending = asyncio.ensure_future(self._open(timeout))
             self._opening[i] = pending
             try:
                 c = await pending
@@ -155,41 +214,99 @@ class VelocityPool:
         return await asyncio.shield(pending)
 
     async def _call(self, opcode: int, body: bytes, *, retry: bool, consistency: int = 0) -> bytes:
+        """One request within `timeout`, following redirects; `retry`: it is a read (retried after
+        a broken connection)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            return await self._attempt(loop, opcode, body, retry, consistency, start + self.timeout)
+        except RedirectError as exc:
+            return await self._follow(exc, loop, opcode, body, retry, consistency, start)
+
+    async def _follow(
+        self, exc: RedirectError, loop: asyncio.AbstractEventLoop, opcode: int, body: bytes, read: bool,
+        consistency: int, start: float,
+    ) -> bytes:
         # A replica answers writes and linearizable reads with REDIRECT naming
         # the primary; nothing was executed, so following it is always safe.
         # A primary that is stepping down (switchover, fencing) answers REDIRECT
         # without a primary and a retry hint: wait and ask again, a little.
+        deadline = start + self.timeout
+        give_up = min(deadline, start + FENCED_RETRY_S)
         redirects = 0
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + FENCED_RETRY_S
         while True:
+            if exc.primary and (redirects < MAX_REDIRECTS or loop.time() < give_up):
+                # Past MAX_REDIRECTS the nodes are pointing at each other: a
+                # hand-over is half done (the old primary already names its
+                # successor, which has not promoted yet). Pause before asking again.
+                if redirects >= MAX_REDIRECTS:
+                    await asyncio.sleep(REDIRECT_LOOP_PAUSE_S)
+                redirects += 1
+                self._redirect(exc.primary)
+            elif not exc.primary and exc.retry_after_ms and loop.time() < give_up:
+                await asyncio.sleep(min(exc.retry_after_ms / 1000, max(0.0, give_up - loop.time())))
+            else:
+                raise exc
             try:
-                return await self._call_once(opcode, body, retry=retry, consistency=consistency)
-            except RedirectError as exc:
-                if exc.primary and (redirects < MAX_REDIRECTS or loop.time() < give_up):
-                    # Past MAX_REDIRECTS the nodes are pointing at each other: a
-                    # hand-over is half done (the old primary already names its
-                    # successor, which has not promoted yet). Pause before asking again.
-                    if redirects >= MAX_REDIRECTS:
-                        await asyncio.sleep(REDIRECT_LOOP_PAUSE_S)
-                    redirects += 1
-                    self._redirect(exc.primary)
-                elif not exc.primary and exc.retry_after_ms and loop.time() < give_up:
-                    await asyncio.sleep(exc.retry_after_ms / 1000)
-                else:
-                    raise
+                return await self._attempt(loop, opcode, body, read, consistency, deadline)
+            except RedirectError as again:
+                exc = again
 
-    async def _call_once(self, opcode: int, body: bytes, *, retry: bool, consistency: int) -> bytes:
-        i = self._next
-        self._next = (i + 1) % self.pool_size
-        conn = await self._conn(i)
-        try:
-            return await asyncio.wait_for(conn.call(opcode, body, consistency), self.timeout)
-        except (ConnectionError, OSError):
-            if not retry:
-                raise
-        conn = await self._conn(i)
-        return await asyncio.wait_for(conn.call(opcode, body, consistency), self.timeout)
+    async def _call_once(self, opcode: int, body: bytes, *, retry: bool, consistency: int = 0) -> bytes:
+        """One request without following redirects (admin opcodes act on the node they reach)."""
+        loop = asyncio.get_running_loop()
+        return await self._attempt(loop, opcode, body, retry, consistency, loop.time() + self.timeout)
+
+    async def _attempt(
+        self, loop: asyncio.AbstractEventLoop, opcode: int, body: bytes, read: bool, consistency: int, deadline: float
+    ) -> bytes:
+        failures = 0
+        while True:
+            i = self._next
+            self._next = (i + 1) % self.pool_size
+            c = self._conns[i]
+            try:
+                if c is None or not c.is_open or c.endpoint != self.endpoint:
+                    c = await self._conn(i, deadline)
+                conn = c
+                fut = conn.send(opcode, body, consistency)
+            except (ConnectionError, OSError) as exc:
+                # Nothing was sent: retrying is safe for reads and writes alike.
+                if isinstance(exc, TimeoutError):
+                    raise
+                failures += 1
+                await self._backoff(exc, failures, deadline)
+                continue
+            remaining = deadline - loop.time()
+            timer = loop.call_later(remaining, _expire, fut)
+            try:
+                rop, flags, rbody = await fut
+            except _Expired:
+                what = f"request 0x{opcode:02x} to {conn.endpoint} got no reply within {self.timeout:g}s (timeout)"
+                if read:
+                    raise TimeoutError(what) from None
+                raise WriteTimeoutError(f"{what}; the write may have been applied") from None
+            except ConnectionClosedError as exc:
+                if not read:
+                    raise UnknownOutcomeError(f"{exc} after the write was sent; it may have been applied") from None
+                failures += 1
+                await self._backoff(exc, failures, deadline)
+                continue
+            finally:
+                timer.cancel()
+            if rop == opcode | RESPONSE_BIT and not flags:
+                return rbody  # the common case, without a call
+            return reply_body(opcode, rop, flags, rbody)
+
+    async def _backoff(self, exc: BaseException, failures: int, deadline: float) -> None:
+        """Sleep before retry number `failures`, or re-raise `exc` if retries or time are used up."""
+        loop = asyncio.get_running_loop()
+        pause = self.retry_backoff * (2 ** (failures - 1))
+        if failures > self.retries or loop.time() + pause >= deadline:
+            if isinstance(exc, ConnectionError):
+                raise exc
+            raise ConnectionError(f"cannot reach {self.endpoint}: {exc}") from exc
+        await asyncio.sleep(pause)
 
     def _redirect(self, primary: str) -> None:
         """Point the pool at `primary`; connections to the old node close once idle."""
@@ -209,59 +326,82 @@ class VelocityPool:
         # Requests still in flight on it get their replies first.
         asyncio.get_running_loop().call_later(self.timeout, c.close)
 
+    def _sibling(self, node: str, timeout: float | None = None) -> VelocityPool:
+        """A one-connection pool to `node` with this pool's credentials and TLS settings."""
+        cfg = _config.ClientConfig(
+            endpoint=str(Endpoint.parse(node)), token=self.token, ca=self.ca, insecure=self.insecure,
+            server_name=self.server_name, timeout=timeout or self.timeout, connect_timeout=self.connect_timeout,
+            pool_size=1, retries=self.retries, retry_backoff=self.retry_backoff,
+        )  # fmt: skip
+        other = VelocityPool.__new__(VelocityPool)
+        other._init(cfg, self.client_name, self.compression)
+        other._ssl = self._ssl
+        return other
+
+    async def _run(self, cmd: _c.Cmd[T]) -> T:
+        # _call inlined: one coroutine less per request on the hot path
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            body = await self._attempt(loop, cmd.opcode, cmd.body, cmd.read, cmd.consistency, start + self.timeout)
+        except RedirectError as exc:
+            body = await self._follow(exc, loop, cmd.opcode, cmd.body, cmd.read, cmd.consistency, start)
+        return cmd.decode(body)
+
+    def pipeline(self, *, raise_on_error: bool = True) -> AsyncPipeline:
+        """A batch of commands sent in one write (velocity.pipeline): `pipe.get(k).incr(c)`, then
+        `await pipe.execute()` returns their results in order. Not a transaction."""
+        from velocity.pipeline import AsyncPipeline
+
+        return AsyncPipeline(self, raise_on_error)
+
     # -- single key ----------------------------------------------------------------
 
     async def get(self, key: KeyLike, default: Any = None, *, stale_ok: bool = False) -> Any:
-        """The value, decoded to the type it was stored as; `default` when missing."""
-        body = await self._call(
-            Opcode.GET,
-            fc.encode_key_request(_key(key)),
-            retry=True,
-            consistency=Consistency.STALE_OK if stale_ok else Consistency.LINEARIZABLE,
-        )
-        found, kind, value = fc.decode_get_response(body)
-        return decode_value(kind, value) if found else default
+        """The value, decoded to the type it was stored as; `default` when missing.
+
+        stale_ok: a replica may answer (possibly behind the primary)."""
+        return await self._run(_c.get(key, default, stale_ok))
 
     async def set(
         self, key: KeyLike, value: Any, ttl: TtlLike | None = None, *, nx: bool = False, xx: bool = False
     ) -> bool:
         """Store a value. nx: only if absent; xx: only if present. Returns whether it was written."""
-        if nx and xx:
-            raise ValueError("nx and xx exclude each other")
-        kind, data = encode_value(value)
-        body = fc.encode_set_request(_key(key), data, kind, _ttl(ttl), 1 if nx else 2 if xx else 0)
-        return fc.decode_bool(await self._call(Opcode.SET, body, retry=False))
+        return await self._run(_c.set_(key, value, ttl, nx, xx))
 
     async def delete(self, key: KeyLike) -> bool:
-        return fc.decode_bool(await self._call(Opcode.DEL, fc.encode_key_request(_key(key)), retry=False))
+        """Delete `key`; returns whether it existed."""
+        return await self._run(_c.delete(key))
 
     async def exists(self, key: KeyLike) -> bool:
-        return fc.decode_bool(await self._call(Opcode.EXISTS, fc.encode_key_request(_key(key)), retry=True))
+        """Whether `key` exists (and has not expired)."""
+        return await self._run(_c.exists(key))
 
     async def incr(self, key: KeyLike, by: int = 1) -> int:
         """Atomically add `by` (may be negative) and return the new value."""
-        if isinstance(by, bool) or not isinstance(by, int):
-            raise TypeError("by must be an int")
-        return fc.decode_i64(await self._call(Opcode.INCR, fc.encode_incr_request(_key(key), by), retry=False))
+        return await self._run(_c.incr(key, by))
 
     async def incrby(self, key: KeyLike, by: int) -> int:
+        """Same as `incr(key, by)` (the redis-py name)."""
         return await self.incr(key, by)
 
     async def decr(self, key: KeyLike, by: int = 1) -> int:
+        """Atomically subtract `by` and return the new value (`decrby` is the same)."""
         return await self.incr(key, -by)
 
     decrby = decr
 
     async def expire(self, key: KeyLike, ttl: TtlLike) -> bool:
-        body = m.ExpireRequest(_key(key), parse_ttl_ms(ttl)).encode()
-        return fc.decode_bool(await self._call(Opcode.EXPIRE, body, retry=False))
+        """Make `key` expire after `ttl` (seconds, or "30s", "2h"...); False when the key does not exist."""
+        return await self._run(_c.expire(key, ttl))
 
     async def persist(self, key: KeyLike) -> bool:
-        return fc.decode_bool(await self._call(Opcode.PERSIST, fc.encode_key_request(_key(key)), retry=False))
+        """Remove `key`'s expiry; returns whether it had one."""
+        return await self._run(_c.persist(key))
 
     async def pttl(self, key: KeyLike) -> int:
         """Milliseconds left; -1 when the key has no expiry, -2 when it does not exist."""
-        return fc.decode_i64(await self._call(Opcode.TTL, fc.encode_key_request(_key(key)), retry=True))
+        return await self._run(_c.pttl(key))
 
     async def ttl(self, key: KeyLike) -> float | None:
         """Seconds left, or None when the key is missing or has no expiry."""
@@ -270,53 +410,38 @@ class VelocityPool:
 
     async def cas(self, key: KeyLike, expected: Any, value: Any, ttl: TtlLike | None = None) -> bool:
         """Write `value` only if the current value equals `expected` (None: only if absent)."""
-        ekind, edata = (0, b"") if expected is None else encode_value(expected)
-        kind, data = encode_value(value)
-        req = m.CasRequest(_key(key), edata, ekind, expected is None, data, kind, _ttl(ttl))
-        return m.CasResponse.decode(await self._call(Opcode.CAS, req.encode(), retry=False)).applied
+        return await self._run(_c.cas(key, expected, value, ttl))
 
     # -- multi key -------------------------------------------------------------------
 
     async def mget(self, keys: Iterable[KeyLike], default: Any = None, *, stale_ok: bool = False) -> list[Any]:
-        req = m.MGetRequest([m.Key(_key(k)) for k in keys])
-        body = await self._call(Opcode.MGET, req.encode(), retry=True, consistency=_consistency(stale_ok))
-        resp = m.MGetResponse.decode(body)
-        return [decode_value(e.kind, e.value) if e.found else default for e in resp.entries]
+        """The values of `keys`, in order, in one request; `default` for each missing key."""
+        return await self._run(_c.mget(keys, default, stale_ok))
 
-    async def mset(self, mapping: Mapping[KeyLike, Any], ttl: TtlLike | None = None) -> None:
+    async def mset(self, mapping: KeyMapping, ttl: TtlLike | None = None) -> None:
         """Write every pair atomically: all of them or, on error, none."""
-        ttl_ms = _ttl(ttl)
-        entries = []
-        for k, v in mapping.items():
-            kind, data = encode_value(v)
-            entries.append(m.Entry(key=_key(k), kind=kind, value=data, ttl_ms=ttl_ms))
-        await self._call(Opcode.MSET, m.MSetRequest(entries).encode(), retry=False)
+        await self._run(_c.mset(mapping, ttl))
 
     async def scan(self, prefix: KeyLike = b"", count: int = 100, *, stale_ok: bool = False) -> AsyncIterator[str]:
         """Every key with `prefix`, in byte order, fetched `count` at a time."""
-        p = _key(prefix)
+        p = _c.key_bytes(prefix)
         cursor = b""
         while True:
-            body = await self._call(
-                Opcode.SCAN, m.ScanRequest(p, cursor, count).encode(), retry=True, consistency=_consistency(stale_ok)
-            )
-            resp = m.ScanResponse.decode(body)
-            for k in resp.keys:
-                yield k.key.decode("utf-8", "surrogateescape")
-            if not resp.next_cursor:
+            keys, cursor = await self._run(_c.scan_page(p, cursor, count, stale_ok))
+            for k in keys:
+                yield k
+            if not cursor:
                 return
-            cursor = resp.next_cursor
 
     # -- admin -------------------------------------------------------------------------
 
     async def ping(self, payload: bytes = b"") -> bytes:
-        body = await self._call(Opcode.PING, m.PingRequest(payload).encode(), retry=True)
-        return m.PingResponse.decode(body).payload
+        """Round trip to the server; returns `payload` echoed back."""
+        return await self._run(_c.ping(payload))
 
     async def info(self, section: str | None = None) -> dict[str, Any]:
-        body = await self._call(Opcode.INFO, m.InfoRequest(section or "").encode(), retry=True)
-        result: dict[str, Any] = json.loads(m.InfoResponse.decode(body).json)
-        return result
+        """The server's INFO document (version, clients, keys, memory, replication...), or one section of it."""
+        return await self._run(_c.info(section))
 
     # -- snapshots (docs/formats/snapshot.md) -------------------------------------------
 
@@ -394,12 +519,7 @@ class VelocityPool:
         if (await self.info("replication"))["replication"].get("lease"):
             return await self._lease_switchover(target)
         loop = asyncio.get_running_loop()
-        other = VelocityPool(
-            target, self.token, None, 1, insecure=self.insecure, server_name=self.server_name,
-            timeout=self.timeout, client_name=self.client_name,
-        )
-        other._ssl = self._ssl
-        async with other:
+        async with self._sibling(target) as other:
             t0 = loop.time()
             await self.fence()
             final = (await self.info("replication"))["replication"]["seq"]
@@ -417,12 +537,7 @@ class VelocityPool:
     async def _lease_switchover(self, target: str) -> tuple[int, int, float]:
         # A connection of its own: the reply comes when the switchover is over, and
         # nothing else may be pipelined behind it.
-        own = VelocityPool(
-            str(self.endpoint), self.token, None, 1, insecure=self.insecure, server_name=self.server_name,
-            timeout=max(self.timeout, 15.0), client_name=self.client_name,
-        )
-        own._ssl = self._ssl
-        async with own:
+        async with self._sibling(str(self.endpoint), max(self.timeout, 15.0)) as own:
             req = m.ReplicaOfRequest(str(Endpoint.parse(target)), 0)
             await own._call_once(Opcode.REPLICA_OF, req.encode(), retry=False, consistency=0)
             report = (await own.info("replication"))["replication"]["switchover"]
@@ -435,8 +550,6 @@ class VelocityPool:
         return m.ReplicaOfResponse.decode(body).epoch
 
     def __repr__(self) -> str:
+        """`VelocityPool(vdb://HOST:PORT, pool_size=N)`; never shows the token."""
         return f"VelocityPool({self.endpoint}, pool_size={self.pool_size})"
 
-
-def read_token_file(path: str | os.PathLike[str]) -> str:
-    return Path(path).read_text().strip()
