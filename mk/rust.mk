@@ -1,0 +1,21 @@
+# Rust workspace (Cargo.toml at the root): velocity-proto (proto/rust, the one
+# Rust codec) and the Rust SDK velocity-sdk (clients/rust). One target dir
+# (target/, gitignored) shared by fmt, clippy, test and doc; dev profile.
+# The integration tests start real engines: VELOCITY_ENGINE names the binary.
+
+CARGO ?= cargo
+RUST_ENV := CARGO_TARGET_DIR=$(CURDIR)/target VELOCITY_ENGINE=$(CURDIR)/$(VENV)/bin/velocity-engine
+
+TEST_TARGETS += test-rust
+
+.PHONY: test-rust bench-rust
+
+test-rust: install ## Rust: fmt --check, clippy -D warnings, unit/vector/engine tests, docs
+	$(CARGO) fmt --check
+	$(RUST_ENV) $(CARGO) clippy --locked --all-targets -- -D warnings
+	$(RUST_ENV) $(CARGO) test --locked
+	$(RUST_ENV) RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps
+
+bench-rust: install ## Rust SDK vs Velocity and redis-rs vs redis-server (writes docs/benchmarks-rust.md)
+	@command -v redis-server >/dev/null || { echo "redis-server is missing: make bench-deps"; exit 1; }
+	$(RUST_ENV) $(CARGO) run --locked -p velocity-bench-rust --bin bench-rust -- --out docs/benchmarks-rust.md
