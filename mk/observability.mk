@@ -4,11 +4,14 @@
 
 TEST_TARGETS += test-dashboards
 
-DASHBOARDS_GEN := PYTHONPATH=dashboards $(PY) -m velocity_dashboards
+# RUNBOOK_BASE_URL: where alerts' runbook_url and the dashboards' Runbooks link point
+# (default in dashboards/velocity_dashboards/settings.py; docs/observability.md).
+RUNBOOK_BASE_URL ?=
+DASHBOARDS_GEN := PYTHONPATH=dashboards $(PY) -m velocity_dashboards $(if $(RUNBOOK_BASE_URL),--runbook-base-url '$(RUNBOOK_BASE_URL)')
 
 .PHONY: dashboards check-dashboards prometheus-tools test-dashboards
 
-dashboards: install ## Regenerate dashboards/*.json and manifests/monitoring/{prometheusrule,grafana-dashboards}.yaml
+dashboards: install ## Regenerate dashboards/*.json and manifests/monitoring/{velocity.rules.yml,prometheusrule,grafana-dashboards}.yaml
 	$(DASHBOARDS_GEN)
 
 check-dashboards: install ## Fail if the committed dashboards or monitoring manifests differ from the generator

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from velocity_dashboards.model import Dashboard, Panel, Variable
+from velocity_dashboards.settings import DEFAULT_RUNBOOK_BASE_URL
 
 GRID_WIDTH = 24
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -112,7 +113,13 @@ def _datasource_variable() -> dict[str, Any]:
     }
 
 
-def render(d: Dashboard) -> dict[str, Any]:
+def _links(runbook_base: str) -> list[dict[str, Any]]:
+    return [{"title": "Runbooks", "type": "link", "url": runbook_base, "icon": "doc", "targetBlank": True,
+             "tooltip": "One section per Velocity alert: meaning, impact, diagnosis, mitigation",
+             "asDropdown": False, "includeVars": False, "keepTime": False, "tags": []}]
+
+
+def render(d: Dashboard, *, runbook_base: str = DEFAULT_RUNBOOK_BASE_URL) -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     next_id = 1
     y = 0
@@ -146,7 +153,7 @@ def render(d: Dashboard) -> dict[str, Any]:
         "time": {"from": "now-1h", "to": "now"},
         "timezone": "browser",
         "annotations": {"list": []},
-        "links": [],
+        "links": _links(runbook_base),
         "templating": {"list": [_datasource_variable(), *(_variable(v) for v in d.variables)]},
         "panels": panels,
     }

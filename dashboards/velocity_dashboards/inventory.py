@@ -36,7 +36,7 @@ def dashboard_queries() -> list[Query]:
 
 
 def rule_queries(root: Path) -> list[Query]:
-    return [Query(f"rule {r.name}", r.expr, None) for r in rules.rules(root / rules.RULES_FILE)]
+    return [Query(f"rule {r.name}", r.expr, None) for r in rules.rules(root / rules.SOURCE_FILE)]
 
 
 def all_queries(root: Path) -> list[Query]:

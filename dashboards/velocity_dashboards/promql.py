@@ -43,6 +43,13 @@ def sel(metric: str, *extra: str) -> str:
     return f"{metric}{{{_matchers(STANDARD_LABELS, extra)}}}"
 
 
+def cluster_sel(metric: str, *extra: str) -> str:
+    """`metric{cluster=~"$cluster", namespace=~"$namespace", *extra}`: series about a VelocityCluster
+    that another process writes (the operator, scraped with honorLabels; Prometheus's ALERTS),
+    whose `pod` label is not an engine pod's, so the engine-pod selection must not filter them."""
+    return f"{metric}{{{_matchers(STANDARD_LABELS[:2], extra)}}}"
+
+
 def op_sel(metric: str, *extra: str, labels: tuple[str, ...] = ("namespace", "pod")) -> str:
     """Selector for the operator's series: by default its own namespace and pod.
 

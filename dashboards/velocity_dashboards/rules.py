@@ -1,8 +1,11 @@
-"""The alert rules: one plain Prometheus rules file is the source, a PrometheusRule wraps it.
+"""The alert rules: one rules file is the source; the plain rules file and a PrometheusRule are generated.
 
-The plain file (manifests/monitoring/velocity.rules.yml) is what promtool checks and
-unit-tests and what a Prometheus without the operator loads; the PrometheusRule for the
-prometheus-operator is generated from it so the two can never disagree.
+The source (dashboards/rules/velocity.rules.yml) is a Prometheus rules file without
+`runbook_url` annotations. `generated_groups` adds to every alert the absolute runbook URL
+built from one base (settings.py); the result is written as the plain file
+(manifests/monitoring/velocity.rules.yml: what promtool checks and unit-tests and what a
+Prometheus without the operator loads) and wrapped in the PrometheusRule for the
+prometheus-operator, so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from typing import Any
 
 import yaml
 
-RULES_FILE = Path("manifests/monitoring/velocity.rules.yml")
+from velocity_dashboards.settings import runbook_url
+
+SOURCE_FILE = Path("dashboards/rules/velocity.rules.yml")  # edited by hand
+RULES_FILE = Path("manifests/monitoring/velocity.rules.yml")  # generated from SOURCE_FILE
 
 
 class RulesFileError(ValueError):
@@ -54,7 +60,27 @@ def rules(path: Path) -> list[Rule]:
     return out
 
 
+def generated_groups(source: Path, runbook_base: str) -> list[dict[str, Any]]:
+    """The source's groups with `runbook_url` added to every alert (after its other annotations)."""
+    groups = load_groups(source)
+    for g in groups:
+        for r in g["rules"]:
+            if "alert" not in r:
+                continue
+            annotations = r.setdefault("annotations", {})
+            if "runbook_url" in annotations:
+                raise RulesFileError(source, f"{r['alert']}: runbook_url is generated, do not set it in the source")
+            annotations["runbook_url"] = runbook_url(runbook_base, r["alert"])
+    return groups
+
+
 def prometheus_rule(path: Path) -> dict[str, Any]:
+    """The PrometheusRule wrapping the (generated) plain rules file at `path`."""
+    return wrap(load_groups(path))
+
+
+def wrap(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The PrometheusRule holding `groups`."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -62,5 +88,5 @@ def prometheus_rule(path: Path) -> dict[str, Any]:
             "name": "velocity-alerts",
             "labels": {"app.kubernetes.io/part-of": "velocity", "app.kubernetes.io/component": "monitoring"},
         },
-        "spec": {"groups": load_groups(path)},
+        "spec": {"groups": groups},
     }

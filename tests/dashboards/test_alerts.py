@@ -6,8 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
-from velocity_dashboards.rules import RULES_FILE, prometheus_rule, rules
+from velocity_dashboards.rules import RULES_FILE, SOURCE_FILE, RulesFileError, generated_groups, prometheus_rule, rules
+from velocity_dashboards.settings import DEFAULT_RUNBOOK_BASE_URL, SettingsError, runbook_base_url
 
 from tests.dashboards.conftest import REPO_ROOT, run_promtool
 
@@ -71,5 +73,31 @@ def test_every_alert_has_a_runbook_section_and_link() -> None:
         for rule in r["rules"]:
             name = rule["alert"]
             assert name in headings, f"docs/runbooks.md has no '## {name}' section"
-            assert rule["annotations"]["runbook_url"] == f"docs/runbooks.md#{name.lower()}"
+            # Absolute, so it resolves from Alertmanager and Grafana; GitHub's heading anchor.
+            url = rule["annotations"]["runbook_url"]
+            assert url == f"{DEFAULT_RUNBOOK_BASE_URL}#{name.lower()}"
+            assert url.startswith("https://")
             assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+
+
+def test_runbook_urls_come_from_one_configurable_base(tmp_path: Path) -> None:
+    base = "https://runbooks.example.com/velocity.html"
+    groups = generated_groups(REPO_ROOT / SOURCE_FILE, base)
+    urls = [r["annotations"]["runbook_url"] for g in groups for r in g["rules"] if "alert" in r]
+    assert urls and all(u.startswith(base + "#velocity") for u in urls)
+    assert len(urls) == len(_alerts())
+    # The source may not carry its own URL: there is one place that decides.
+    doc = yaml.safe_load((REPO_ROOT / SOURCE_FILE).read_text())
+    assert not [r for g in doc["groups"] for r in g["rules"] if "runbook_url" in r.get("annotations", {})]
+    doc["groups"][0]["rules"][0]["annotations"]["runbook_url"] = "docs/runbooks.md#x"
+    bad = tmp_path / "bad.rules.yml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RulesFileError, match="runbook_url is generated"):
+        generated_groups(bad, base)
+
+
+@pytest.mark.parametrize("url", ["docs/runbooks.md", "/runbooks.md", "ftp://x/y", "https://x/r.md#frag"])
+def test_runbook_base_must_be_absolute(url: str) -> None:
+    with pytest.raises(SettingsError):
+        runbook_base_url(url)
+    assert runbook_base_url(None) == DEFAULT_RUNBOOK_BASE_URL
