@@ -156,8 +156,11 @@ def test_restore_from_s3_has_identical_data(namespace: Kubectl, operator: Operat
     namespace.run("wait", "--for=condition=Ready", "vc/orders-restored", "--timeout=300s", timeout=320)
     print(f"\napply -> Ready of a cluster restored from S3: {time.monotonic() - start:.1f}s")
     pod = namespace.json("get", "pod", "orders-restored-0")
-    [init] = pod["status"]["initContainerStatuses"]
-    assert init["name"] == "restore-download" and init["state"]["terminated"]["exitCode"] == 0
+    # The node-id init container first (the engine's node id, issue 11), then the download.
+    inits = {c["name"]: c for c in pod["status"]["initContainerStatuses"]}
+    assert set(inits) == {"node-id", "restore-download"}, inits
+    init = inits["restore-download"]
+    assert init["state"]["terminated"]["exitCode"] == 0
     assert "verified" in namespace.run("logs", "orders-restored-0", "-c", "restore-download")
     out = run_client(namespace, "orders-restored", "c-count", service_endpoint(namespace, "orders-restored"),
                      "count-stale", "orders", str(KEYS))

@@ -106,6 +106,7 @@ async def _write_cluster_status(runtime: Runtime, body: Any, status: dict[str, A
     await runtime.api().merge_patch(CLUSTER.api_version, CLUSTER.kind, meta["namespace"], meta["name"],
                                     {"status": status}, subresource="status")
     runtime.metrics.set_phase(meta["namespace"], meta["name"], status.get("phase"))
+    runtime.metrics.desired_replicas.labels(meta["name"], meta["namespace"]).set(body["spec"].get("replicas", 1))
     not_after = (status.get("certificate") or {}).get("notAfter")
     if not_after:
         expiry = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00")).timestamp()

@@ -67,6 +67,7 @@ _KINDS: dict[tuple[str, str], Resource] = {
         "StatefulSet": Resource("apps/v1", "statefulsets"),
         "Job": Resource("batch/v1", "jobs"),
         "PodDisruptionBudget": Resource("policy/v1", "poddisruptionbudgets"),
+        "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies"),
         "VelocityCluster": Resource("vdb.io/v1alpha1", "velocityclusters"),
         "VelocityBackup": Resource("vdb.io/v1alpha1", "velocitybackups"),
         "PodMonitor": Resource("monitoring.coreos.com/v1", "podmonitors"),
@@ -82,16 +83,17 @@ def resource_for(api_version: str, kind: str) -> Resource:
         raise ValueError(f"the operator does not manage {kind} ({api_version})") from None
 
 
-async def connect(kubeconfig: str | None = None) -> Kube:
-    """A client from `kubeconfig`, else the in-cluster service account, else ~/.kube/config."""
+async def connect(kubeconfig: str | None = None, *, context: str | None = None) -> Kube:
+    """A client from `kubeconfig`, else the in-cluster service account, else ~/.kube/config
+    ($KUBECONFIG); `context` picks a kubeconfig context other than the current one."""
     configuration = client.Configuration()
-    if kubeconfig is None:
+    if kubeconfig is None and context is None:
         try:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             await config.load_kube_config(client_configuration=configuration)
     else:
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
     return Kube(client.ApiClient(configuration))
 
 

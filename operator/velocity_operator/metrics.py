@@ -64,6 +64,12 @@ class OperatorMetrics:
             "Job completes, and from status.lastBackup after an operator restart).",
             ["cluster", "namespace"], registry=self.registry,
         )
+        self.desired_replicas = Gauge(
+            "velocity_operator_cluster_desired_replicas",
+            "spec.replicas of a VelocityCluster: the pods it should have (the cluster dashboard "
+            "compares the engines' velocity_ready with it).",
+            ["cluster", "namespace"], registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
         self._last_success: dict[tuple[str, str], float] = {}
 
@@ -107,6 +113,8 @@ class OperatorMetrics:
                 self.certificate_expiry.remove(name, namespace)
             if self._last_success.pop((name, namespace), None) is not None:
                 self.backup_last_success.remove(name, namespace)
+            if (name, namespace) in self._desired_keys():
+                self.desired_replicas.remove(name, namespace)
         else:
             self._phases[key] = phase
         counts: dict[str, int] = {}
@@ -114,6 +122,12 @@ class OperatorMetrics:
             counts[value] = counts.get(value, 0) + 1
         for phase_name in ("Pending", "Provisioning", "Ready", "Scaling", "Updating", "Degraded"):
             self.managed_clusters.labels(phase_name).set(counts.get(phase_name, 0))
+
+    def _desired_keys(self) -> set[tuple[str, str]]:
+        return {
+            (s.labels["cluster"], s.labels["namespace"])
+            for metric in self.desired_replicas.collect() for s in metric.samples
+        }
 
     def _cert_keys(self) -> set[tuple[str, str]]:
         return {

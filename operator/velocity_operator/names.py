@@ -2,7 +2,8 @@
 
 The object names are a contract with users and SDKs (issue 6): Service `NAME`, headless
 Service `NAME-headless`, Secrets `NAME-auth` (key `token`), `NAME-ca` (key `ca.crt`) and
-`NAME-tls`. Everything else here is the operator's own choice.
+`NAME-tls`; the admin and replication credentials `NAME-admin` and `NAME-replication`
+(key `token`, issue 11). Everything else here is the operator's own choice.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "METRICS_PORT",
     "ROLE_LABEL",
     "SNAPSHOTS_VOLUME",
+    "admin_secret",
     "auth_secret",
     "backup_job",
     "backups_claim",
@@ -27,10 +29,14 @@ __all__ = [
     "headless_service",
     "labels",
     "lease",
+    "member_lease",
+    "network_policy",
+    "node_id",
     "pod",
     "pod_dns_name",
     "pod_dns_names",
     "pod_of_endpoint",
+    "replication_secret",
     "selector",
     "selector_string",
     "service",
@@ -67,6 +73,17 @@ def auth_secret(cluster: str) -> str:
     return f"{cluster}-auth"
 
 
+def admin_secret(cluster: str) -> str:
+    """The admin token (key `token`): PROMOTE, REPLICA_OF, switchover, snapshots. Mounted
+    by the engines, the backup Jobs and read by the operator; never given to clients."""
+    return f"{cluster}-admin"
+
+
+def replication_secret(cluster: str) -> str:
+    """The replication token (key `token`): what a replica presents to its primary."""
+    return f"{cluster}-replication"
+
+
 def ca_secret(cluster: str) -> str:
     """The CA certificate clients trust (key ca.crt); holds no private key."""
     return f"{cluster}-ca"
@@ -85,6 +102,22 @@ def tls_secret(cluster: str) -> str:
 def lease(cluster: str) -> str:
     """The coordination.k8s.io/v1 Lease whose holder is the primary (written by the engines)."""
     return f"{cluster}-primary"
+
+
+def node_id(ordinal: int) -> str:
+    """The engine node id of pod ordinal `ordinal` (written to DATA_DIR/node-id by the pod's
+    init container): known in advance, so the engines' Role can name their member Leases."""
+    return str(ordinal)
+
+
+def member_lease(cluster: str, node: str) -> str:
+    """A node's member Lease (position and liveness), named by the engine's Lease agent
+    LEASE-member-NODE_ID (engine/velocity_engine/replication/lease.py)."""
+    return f"{lease(cluster)}-member-{node}"
+
+
+def network_policy(cluster: str) -> str:
+    return cluster
 
 
 def engine_service_account(cluster: str) -> str:

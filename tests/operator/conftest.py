@@ -117,6 +117,7 @@ class OperatorProcess:
     metrics_port: int = 0
     liveness_port: int = 0
     popen: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)  # e.g. ["--namespace", NS]
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +130,7 @@ class OperatorProcess:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "velocity_operator.main", "--kubeconfig", str(self.api.kubeconfig),
                  "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
-                 "--liveness-port", str(self.liveness_port)],
+                 "--liveness-port", str(self.liveness_port), *self.extra_args],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,
             )

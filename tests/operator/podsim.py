@@ -22,21 +22,22 @@ from typing import Any
 
 from velocity_operator import tlsutil
 from velocity_operator.api.cluster import VelocityClusterSpec
-from velocity_operator.builders import config, secrets, statefulset
+from velocity_operator.builders import backup_job, config, secrets, statefulset
 from velocity_operator.builders.meta import Owner
 
 from tests.kube.kube_api import KubeAPI
 
 from .conftest import Kubectl, free_port, wait_for
 
-__all__ = ["BIN", "ClusterMaterial", "SimulatedPod"]
+__all__ = ["BIN", "ClusterMaterial", "SimulatedPod", "engine_kubeconfig", "operator_material"]
 
 BIN = Path(sys.executable).parent
 
 
 @dataclass
 class ClusterMaterial:
-    """What the operator creates once per cluster: CA, server certificate, token."""
+    """What the operator creates once per cluster: CA, server certificate, the client,
+    admin and replication tokens."""
 
     owner: Owner = field(default_factory=lambda: Owner(name="alpha", namespace="prod", uid="uid"))
 
@@ -46,6 +47,8 @@ class ClusterMaterial:
         self.server = tlsutil.issue_server(self.ca, secrets.server_dns_names(self.owner.name, self.owner.namespace),
                                            now=now)
         self.token = secrets.new_token()
+        self.admin_token = secrets.new_token()
+        self.replication_token = secrets.new_token()
 
 
 def _write_secret(secret: dict[str, Any], directory: Path) -> None:
@@ -84,7 +87,8 @@ class SimulatedPod:
     process: subprocess.Popen[bytes] | None = None
 
     def _relocate(self, text: str) -> str:
-        for mount in (config.CONFIG_DIR, config.TLS_DIR, config.AUTH_DIR, config.DATA_DIR):
+        for mount in (config.CONFIG_DIR, config.TLS_DIR, config.AUTH_DIR, config.ADMIN_DIR, config.REPLICATION_DIR,
+                      backup_job.CA_DIR, config.DATA_DIR):
             text = text.replace(mount, f"{self.root}{mount}")
         if self.restore_root is not None:
             text = text.replace(statefulset.RESTORE_DIR, str(self.restore_root))
@@ -101,13 +105,29 @@ class SimulatedPod:
         _write_secret(secrets.tls_secret(owner, self.material.server, self.material.ca.cert_pem),
                       self.root / config.TLS_DIR.lstrip("/"))
         _write_secret(secrets.auth_secret(owner, self.material.token), self.root / config.AUTH_DIR.lstrip("/"))
+        _write_secret(secrets.admin_secret(owner, self.material.admin_token), self.root / config.ADMIN_DIR.lstrip("/"))
+        _write_secret(secrets.replication_secret(owner, self.material.replication_token),
+                      self.root / config.REPLICATION_DIR.lstrip("/"))
         _write_secret(secrets.ca_secret(owner, self.material.ca), self.root / "client")
+        _write_secret(secrets.ca_secret(owner, self.material.ca), self.root / backup_job.CA_DIR.lstrip("/"))
         (self.root / config.DATA_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+    def _run_init_containers(self, pod_spec: dict[str, Any]) -> None:
+        """What the kubelet does before the engine starts: the node-id init container
+        (the S3 download one is exercised by its own test)."""
+        for init in pod_spec.get("initContainers") or []:
+            if init["name"] != statefulset.NODE_ID_CONTAINER:
+                continue
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VELOCITY_POD_NAME": self.pod_name}
+            done = subprocess.run([self._relocate(part) for part in init["command"]], env=env, capture_output=True,
+                                  text=True, timeout=30, check=False)
+            assert done.returncode == 0, f"init container {init['name']} failed: {done.stderr}"
 
     def start(self) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         self._lay_out()
         sts = statefulset.statefulset(self.material.owner, self.spec, config_hash="x", restore=self.restore)
+        self._run_init_containers(sts["spec"]["template"]["spec"])
         container = sts["spec"]["template"]["spec"]["containers"][0]
         command = [self._relocate(part) for part in container["command"]]
         if command[0] == "velocity-engine":
@@ -150,9 +170,24 @@ class SimulatedPod:
             self.process.wait()
 
     def client_env(self) -> dict[str, str]:
-        """What the backup Job's container gets: endpoint, CA and token file."""
+        """What an application gets: endpoint, CA and the client token file (NAME-auth)."""
         return {"VDB_ENDPOINT": f"vdb://localhost:{self.port}", "VDB_CA": str(self.root / "client" / "ca.crt"),
                 "VDB_TOKEN_FILE": str(self.root / config.AUTH_DIR.lstrip("/") / "token")}
+
+    @property
+    def node_id(self) -> str:
+        return (self.root / config.DATA_DIR.lstrip("/") / "node-id").read_text().strip()
+
+    def backup_env(self) -> dict[str, str]:
+        """What the backup Job's container gets, from the operator's own Job builder (its
+        paths rewritten like the pod's mounts): the CA and the admin token (NAME-admin)."""
+        owner = self.material.owner
+        job = backup_job.backup_job(owner, cluster=owner.name, backup="b", image="i", tls=True,
+                                    location=backup_job.PvcLocation(f"{owner.name}-backups", "b.vsnap"))
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: self._relocate(e["value"]) for e in container["env"] if "value" in e}
+        env["VDB_ENDPOINT"] = f"vdb://localhost:{self.port}"
+        return env
 
     def ctl(self, *args: str, token_file: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.client_env()}
@@ -175,3 +210,23 @@ def engine_kubeconfig(kubectl: Kubectl, kube_api: KubeAPI, ns: str, service_acco
         "current-context": "t",
     }))
     return path
+
+
+def _secret_bytes(kubectl: Kubectl, ns: str, name: str, key: str) -> bytes:
+    secret = wait_for(f"Secret {name}", lambda: kubectl.get("secret", name, ns))
+    return base64.b64decode(secret["data"][key])
+
+
+def operator_material(kubectl: Kubectl, ns: str, owner: Owner) -> ClusterMaterial:
+    """The pods' TLS material and tokens as the operator issued them into the cluster's
+    Secrets (not podsim's own), so that the operator and the engines agree on them."""
+    name = owner.name
+    material = ClusterMaterial(owner)
+    material.ca = tlsutil.IssuedCert(_secret_bytes(kubectl, ns, f"{name}-ca", "ca.crt"),
+                                     _secret_bytes(kubectl, ns, f"{name}-ca-key", "tls.key"))
+    material.server = tlsutil.IssuedCert(_secret_bytes(kubectl, ns, f"{name}-tls", "tls.crt"),
+                                         _secret_bytes(kubectl, ns, f"{name}-tls", "tls.key"))
+    material.token = _secret_bytes(kubectl, ns, f"{name}-auth", "token").decode()
+    material.admin_token = _secret_bytes(kubectl, ns, f"{name}-admin", "token").decode()
+    material.replication_token = _secret_bytes(kubectl, ns, f"{name}-replication", "token").decode()
+    return material

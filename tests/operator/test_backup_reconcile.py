@@ -193,7 +193,8 @@ def test_restore_from_an_s3_backup_downloads_it_first(kubectl: Kubectl, operator
     kubectl.apply(cluster("from-s3", ns, bootstrap={"fromBackup": {"name": "gone-1"}}))
     sts = wait_for("StatefulSet", lambda: kubectl.get("statefulset", "from-s3", ns))
     pod = sts["spec"]["template"]["spec"]
-    [init] = pod["initContainers"]
+    assert [c["name"] for c in pod["initContainers"]] == ["node-id", "restore-download"]
+    init = pod["initContainers"][1]
     assert init["args"] == ["s3://bkt/gone/gone-1.vsnap", "/restore/backup.vsnap", "--sha256", "cd" * 32]
     assert {e["name"]: e.get("value") for e in init["env"]}["VDB_S3_ENDPOINT"] == "http://s3.example:7070"
     assert {"name": "VELOCITY_RESTORE_FILE", "value": "/restore/backup.vsnap"} in pod["containers"][0]["env"]

@@ -32,7 +32,7 @@ def _run_init_container(source: S3RestoreSource, data_root: Path, restore_root: 
                         s3: S3Server) -> subprocess.CompletedProcess[str]:
     """The restore-download init container of the StatefulSet, run on the host."""
     sts = statefulset.statefulset(ClusterMaterial().owner, VelocityClusterSpec(), config_hash="x", restore=source)
-    [init] = sts["spec"]["template"]["spec"]["initContainers"]
+    [init] = [c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "restore-download"]
 
     def relocate(text: str) -> str:
         return text.replace(statefulset.RESTORE_DIR, str(restore_root)).replace(config.DATA_DIR, str(data_root))
@@ -56,7 +56,8 @@ def test_backup_to_s3_then_restore(tmp_path: Path, engines: list[SimulatedPod]) 
         # The backup Job's container for destination.s3 (env as builders/s3_env.py sets it).
         url = "s3://bkp/velocity/alpha/b1.vsnap"
         log = tmp_path / "termination-log"
-        env = {**os.environ, **source.client_env(), "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        # The Job's CA and admin token (snapshots are admin operations, issue 11).
+        env = {**os.environ, **source.backup_env(), "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
                s3env.ENDPOINT: s3.endpoint, s3env.REGION: s3.region, **_secret_env(s3)}
         done = subprocess.run([sys.executable, "-m", "velocity_operator.snapshot_job", "--file",
                                str(tmp_path / "scratch" / "b1.vsnap"), "--s3-url", url, "--termination-log", str(log)],

@@ -29,7 +29,9 @@ def test_snapshot_job_then_restore(tmp_path: Path, engines: list[SimulatedPod]) 
     claim = tmp_path / "alpha-backups"
     target = claim / "velocity" / "alpha" / "b1.vsnap"
     log = tmp_path / "termination-log"
-    env = {**os.environ, **source.client_env(), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    # The Job's own environment: the admin token (snapshots are admin operations, issue 11).
+    env = {**os.environ, **source.backup_env(), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    env.pop("VDB_TOKEN", None)
     done = subprocess.run([sys.executable, "-m", "velocity_operator.snapshot_job", "--file", str(target),
                            "--termination-log", str(log)], env=env, capture_output=True, text=True, timeout=120,
                           check=False)

@@ -43,6 +43,11 @@ def test_defaults_are_applied(kubectl: Kubectl, crds: None, ns: str) -> None:
     ({"podAntiAffinity": "Sometimes"}, 'supported values: "Preferred", "Required", "None"'),
     ({"backup": {"schedule": "@daily", "destination": {}}},
      "set exactly one of destination.persistentVolumeClaim or destination.s3"),
+    ({"networkPolicy": {"enabled": True, "clients": [{}]}}, "a peer needs namespaceSelector, podSelector or ipBlock"),
+    ({"networkPolicy": {"clients": [{"podSelector": {}, "ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+     "ipBlock cannot be combined with namespaceSelector or podSelector"),
+    ({"networkPolicy": {"prometheus": [{"podSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}]}},
+     'supported values: "In", "NotIn", "Exists", "DoesNotExist"'),
 ])
 def test_invalid_clusters_are_rejected(kubectl: Kubectl, crds: None, ns: str, spec: dict[str, object],
                                        message: str) -> None:
@@ -92,3 +97,14 @@ def test_scale_subresource(kubectl: Kubectl, crds: None, ns: str) -> None:
     kubectl.run("scale", "vc/scaled", "-n", ns, "--replicas=3")
     obj = kubectl.get("vc", "scaled", ns)
     assert obj is not None and obj["spec"]["replicas"] == 3
+
+
+def test_network_policy_is_off_by_default_and_explained(kubectl: Kubectl, crds: None, ns: str) -> None:
+    kubectl.apply(cluster("np", ns, networkPolicy={"clients": [
+        {"namespaceSelector": {"matchLabels": {"team": "shop"}}, "podSelector": {}}]}))
+    obj = kubectl.get("vc", "np", ns)
+    assert obj is not None and obj["spec"]["networkPolicy"]["enabled"] is False
+    assert obj["spec"]["networkPolicy"]["clients"][0]["podSelector"] == {}
+    explained = kubectl.run("explain", "vc.spec.networkPolicy.clients").stdout
+    assert "Who may connect to the client port 2005" in explained
+    assert "ipBlock" in kubectl.run("explain", "vc.spec.networkPolicy.operator").stdout

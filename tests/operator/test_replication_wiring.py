@@ -47,11 +47,23 @@ def test_engine_rbac_is_leases_only(kubectl: Kubectl, operator: OperatorProcess,
     def can(*what: str, namespace: str = ns) -> str:
         return kubectl.run("auth", "can-i", *what, who, "-n", namespace, check=False).stdout.strip()
 
-    for verb in ("get", "list", "watch", "create", "update"):
-        assert can(verb, "leases.coordination.k8s.io") == "yes", verb
-    assert can("delete", "leases.coordination.k8s.io") == "no"
+    # Its own Leases by name (issue 11): the primary Lease and the ordinal member Leases.
+    for lease in ("rp-primary", "rp-primary-member-0", "rp-primary-member-1"):
+        for verb in ("get", "update"):
+            assert can(verb, f"leases.coordination.k8s.io/{lease}") == "yes", (verb, lease)
+        assert can("delete", f"leases.coordination.k8s.io/{lease}") == "no", lease
+    # Not another cluster's Lease, nor a Lease it does not know; no create, watch or delete.
+    for lease in ("other-primary", "rp-primary-member-x", "kube-controller-manager"):
+        assert can("update", f"leases.coordination.k8s.io/{lease}") == "no", lease
+        assert can("get", f"leases.coordination.k8s.io/{lease}") == "no", lease
+    assert can("list", "leases.coordination.k8s.io") == "yes"  # by label: cannot be limited by name
+    for verb in ("create", "watch", "delete", "patch"):
+        assert can(verb, "leases.coordination.k8s.io") == "no", verb
     assert can("get", "secrets") == "no"
-    assert can("get", "leases.coordination.k8s.io", namespace="default") == "no"
+    assert can("list", "leases.coordination.k8s.io", namespace="default") == "no"
+    # The operator created the Leases the engines may not create themselves.
+    for lease in ("rp-primary", "rp-primary-member-0", "rp-primary-member-1"):
+        wait_for(f"Lease {lease}", lambda n=lease: kubectl.get("lease", n, ns))
 
 
 def test_sync_replicas_must_be_below_replicas(kubectl: Kubectl, crds: None, ns: str) -> None:

@@ -1,9 +1,9 @@
 """Scale-down never removes the primary, on a real kube-apiserver with real engines.
 
 Two engines run as local processes (podsim) with the operator's own Secrets (CA, server
-certificate, token) and elect their primary through the cluster's Lease; the primary is
+certificate, tokens) and elect their primary through the cluster's Lease; the primary is
 made pod 1, the highest ordinal. Scaling 2 -> 1 must then not lower the StatefulSet's
-replicas while pod 1 holds the Lease: the operator asks pod 1's engine (TLS, token) for
+replicas while pod 1 holds the Lease: the operator asks pod 1's engine (TLS, admin token) for
 a switchover to pod 0 first.
 
 In this tier replicas cannot stream (their advertised pod DNS names do not resolve, see
@@ -20,13 +20,11 @@ only: pod -> 127.0.0.1:PORT), keeping the pod DNS name as TLS server name.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from velocity_operator import tlsutil
 from velocity_operator.api.cluster import VelocityClusterSpec
 from velocity_operator.builders.meta import Owner
 from velocity_operator.controllers.switchover import ADDRESSES_ENV
@@ -34,27 +32,10 @@ from velocity_operator.controllers.switchover import ADDRESSES_ENV
 from tests.kube.kube_api import KubeAPI
 
 from .conftest import Kubectl, OperatorProcess, cluster, mark_pods_ready, wait_for
-from .podsim import ClusterMaterial, SimulatedPod, engine_kubeconfig
+from .podsim import SimulatedPod, engine_kubeconfig, operator_material
 
 NAME = "sd"
 SELECTOR = f"app.kubernetes.io/instance={NAME}"
-
-
-def _secret(kubectl: Kubectl, ns: str, name: str, key: str) -> bytes:
-    secret = wait_for(f"Secret {name}", lambda: kubectl.get("secret", name, ns))
-    return base64.b64decode(secret["data"][key])
-
-
-def _operator_material(kubectl: Kubectl, ns: str, owner: Owner) -> ClusterMaterial:
-    """The pods' TLS and token as the operator issued them (not podsim's own), so that
-    the operator's client authenticates to the engines."""
-    material = ClusterMaterial(owner)
-    material.ca = tlsutil.IssuedCert(_secret(kubectl, ns, f"{NAME}-ca", "ca.crt"),
-                                     _secret(kubectl, ns, f"{NAME}-ca-key", "tls.key"))
-    material.server = tlsutil.IssuedCert(_secret(kubectl, ns, f"{NAME}-tls", "tls.crt"),
-                                         _secret(kubectl, ns, f"{NAME}-tls", "tls.key"))
-    material.token = _secret(kubectl, ns, f"{NAME}-auth", "token").decode()
-    return material
 
 
 def _holder(kubectl: Kubectl, ns: str) -> str | None:
@@ -85,7 +66,7 @@ def test_scale_down_switches_over_before_removing_the_primary(
     wait_for("2 pods", lambda: len(kubectl.items("pods", ns, SELECTOR)) == 2)
     wait_for(f"rolebinding/{NAME}-engine", lambda: kubectl.get("rolebinding", f"{NAME}-engine", ns))
     owner = Owner(name=NAME, namespace=ns, uid=vc["metadata"]["uid"])
-    material = _operator_material(kubectl, ns, owner)
+    material = operator_material(kubectl, ns, owner)
     spec = VelocityClusterSpec.model_validate(vc["spec"])
     kubeconfig = engine_kubeconfig(kubectl, kube_api, ns, f"{NAME}-engine", tmp_path / "engine.kubeconfig")
 

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 
 from .common import ApiModel, Condition, Quantity, cel
 from .destination import DNS_SUBDOMAIN_PATTERN, BackupDestination
+from .network import NetworkPolicySpec
 
 __all__ = [
     "MAX_REPLICAS",
@@ -18,6 +19,7 @@ __all__ = [
     "CertificateStatus",
     "ClaimRetentionPolicy",
     "ClusterPhase",
+    "CredentialsStatus",
     "EngineConfig",
     "FromBackup",
     "IssuerRef",
@@ -404,6 +406,13 @@ class VelocityClusterSpec(ApiModel):
         description="Replication from the primary to the other pods: async (default) or sync.",
         json_schema_extra={"default": {}},
     )
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=lambda: NetworkPolicySpec(),
+        description="An optional NetworkPolicy admitting only clients, the cluster's own "
+        "pods, the operator and Prometheus (off by default; needs a network plugin that "
+        "enforces NetworkPolicy).",
+        json_schema_extra={"default": {}},
+    )
 
 
 ClusterPhase = Literal["Pending", "Provisioning", "Ready", "Scaling", "Updating", "Degraded"]
@@ -419,6 +428,19 @@ class CertificateStatus(ApiModel):
     renew_after: dt.datetime | None = Field(
         default=None, description="When the operator will replace it (operator-issued only)."
     )
+
+
+class CredentialsStatus(ApiModel):
+    """Where the cluster's credentials live: Secrets in its namespace, each token under
+    the key `token` (docs/operator/security.md). Unset while spec.tls.enabled is false."""
+
+    client_secret: str = Field(description="The client token (data commands): what applications mount.")
+    admin_secret: str = Field(
+        description="The admin token (PROMOTE, REPLICA_OF, switchover, snapshots): used by the "
+        "engines, the operator, backup Jobs and velocityctl's admin commands."
+    )
+    replication_secret: str = Field(description="The replication token, used by the engines only.")
+    ca_secret: str = Field(description="The CA certificate clients trust (key ca.crt).")
 
 
 class LastBackupStatus(ApiModel):
@@ -465,6 +487,9 @@ class VelocityClusterStatus(ApiModel):
     image: str | None = Field(default=None, description="The engine image the pods are set to run.")
     certificate: CertificateStatus | None = Field(
         default=None, description="The server certificate in use and its expiry."
+    )
+    credentials: CredentialsStatus | None = Field(
+        default=None, description="The Secrets holding the client, admin and replication tokens and the CA."
     )
     last_backup: LastBackupStatus | None = Field(
         default=None, description="The most recent backup that finished."

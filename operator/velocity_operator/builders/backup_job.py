@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import names
 from ..api.destination import BackupDestination, S3Destination
-from .config import AUTH_DIR
+from .config import ADMIN_DIR
 from .meta import Owner, object_meta
 from .s3_env import s3_env
 from .statefulset import restricted_container_security, restricted_pod_security
@@ -138,12 +138,17 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLocat
         volumes.append({"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}})
         args = ["-m", "velocity_operator.snapshot_job", "--file", f"{BACKUP_MOUNT}/{location.path}"]
     if tls:
+        # SNAPSHOT_BEGIN/READ need the admin token (NAME-admin): it is the only token the
+        # Job mounts, given both as velocityctl's admin token and as its token (the admin
+        # token may run everything), so the snapshot works whichever velocityctl reads.
+        admin_token = f"{ADMIN_DIR}/token"
         env += [{"name": "VDB_CA", "value": f"{CA_DIR}/ca.crt"},
-                {"name": "VDB_TOKEN_FILE", "value": f"{AUTH_DIR}/token"}]
+                {"name": "VDB_ADMIN_TOKEN_FILE", "value": admin_token},
+                {"name": "VDB_TOKEN_FILE", "value": admin_token}]
         mounts += [{"name": "ca", "mountPath": CA_DIR, "readOnly": True},
-                   {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}]
+                   {"name": "admin", "mountPath": ADMIN_DIR, "readOnly": True}]
         volumes += [{"name": "ca", "secret": {"secretName": names.ca_secret(cluster)}},
-                    {"name": "auth", "secret": {"secretName": names.auth_secret(cluster)}}]
+                    {"name": "admin", "secret": {"secretName": names.admin_secret(cluster)}}]
     else:
         args.append("--insecure")
     container = {

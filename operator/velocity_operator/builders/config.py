@@ -22,11 +22,14 @@ from ..api.cluster import VelocityClusterSpec
 from .meta import Owner, object_meta
 
 __all__ = [
+    "ADMIN_DIR",
     "AUTH_DIR",
     "CONFIG_DIR",
     "CONFIG_KEY",
     "DATA_DIR",
     "LIVE_KEYS",
+    "NOT_DATA",
+    "REPLICATION_DIR",
     "SNAPSHOTS_DIR",
     "TLS_DIR",
     "config_hash",
@@ -39,9 +42,15 @@ __all__ = [
 CONFIG_KEY = "velocity.toml"
 CONFIG_DIR = "/etc/velocity/config"
 TLS_DIR = "/etc/velocity/tls"
-AUTH_DIR = "/etc/velocity/auth"
+AUTH_DIR = "/etc/velocity/auth"  # NAME-auth: the client token
+ADMIN_DIR = "/etc/velocity/admin"  # NAME-admin: the admin token
+REPLICATION_DIR = "/etc/velocity/replication"  # NAME-replication: the replication token
 DATA_DIR = "/data"
 SNAPSHOTS_DIR = "/data/snapshots"
+# Entries of DATA_DIR that are not data: a data directory holding only these is empty for
+# a restore (the snapshots mount point, generated TLS material and tokens, the node id).
+NOT_DATA: tuple[str, ...] = ("snapshots", "lost+found", "tls", "auth-token", "admin-token",
+                             "replication-token", "node-id")
 
 # The engine's config.LIVE_SETTINGS (the operator does not import the engine; a unit test
 # checks they agree). max_value_bytes is not among them: clients learn it once, at HELLO.
@@ -61,6 +70,11 @@ def engine_settings(spec: VelocityClusterSpec) -> dict[str, Any]:
         settings["tls_cert"] = f"{TLS_DIR}/tls.crt"
         settings["tls_key"] = f"{TLS_DIR}/tls.key"
         settings["auth_token_file"] = f"{AUTH_DIR}/token"
+        # Every engine of the cluster shares these two (issue 11): replicas present the
+        # replication token to their primary, engines the admin token to each other
+        # during a switchover; client tokens can run neither.
+        settings["admin_token_file"] = f"{ADMIN_DIR}/token"
+        settings["replication_token_file"] = f"{REPLICATION_DIR}/token"
     else:
         settings["insecure"] = True
     if spec.config is not None:

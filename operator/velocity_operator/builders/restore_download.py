@@ -16,7 +16,7 @@ from typing import Any
 
 from ..api.destination import S3Credentials, S3Destination
 from ..s3 import env as s3env
-from .config import DATA_DIR
+from .config import DATA_DIR, NOT_DATA
 from .s3_env import s3_env
 
 __all__ = ["DOWNLOAD_CONTAINER", "RESTORE_FILE", "S3RestoreSource", "download_container", "s3_restore_of"]
@@ -25,7 +25,8 @@ DOWNLOAD_CONTAINER = "restore-download"
 RESTORE_FILE = "backup.vsnap"  # inside the restore emptyDir
 
 # The same test as statefulset._RESTORE_SCRIPT: only an empty data directory restores.
-_DATA_IS_EMPTY = (f'[ -z "$(ls -A {DATA_DIR} | grep -v -x -e snapshots -e lost+found -e tls -e auth-token)" ]')
+_NOT_DATA_ARGS = "".join(f" -e {name}" for name in NOT_DATA)
+_DATA_IS_EMPTY = f'[ -z "$(ls -A {DATA_DIR} | grep -v -x{_NOT_DATA_ARGS})" ]'
 _SCRIPT = (f'if {_DATA_IS_EMPTY}; then exec python -m velocity_operator.s3 get "$@"; fi; '
            'echo "data directory is not empty: no download"')
 

@@ -1,4 +1,5 @@
-"""Secrets: the auth token (NAME-auth), the CA (NAME-ca, NAME-ca-key), the server cert (NAME-tls).
+"""Secrets: the tokens (NAME-auth for clients, NAME-admin, NAME-replication), the CA
+(NAME-ca, NAME-ca-key), the server cert (NAME-tls).
 
 Secret values are only ever placed in `stringData`/`data` here; nothing in the operator
 logs an object built by this module.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from .. import names
 from ..tlsutil import IssuedCert
@@ -17,17 +18,29 @@ from .meta import Owner, object_meta
 __all__ = [
     "TOKEN_BYTES",
     "TOKEN_KEY",
+    "TokenKind",
+    "admin_secret",
     "auth_secret",
     "ca_bundle_secret",
     "ca_key_secret",
     "ca_secret",
     "new_token",
+    "replication_secret",
     "server_dns_names",
     "tls_secret",
+    "token_secret",
+    "token_secret_name",
 ]
 
 TOKEN_KEY = "token"
 TOKEN_BYTES = 32
+
+# The three credentials of a cluster, each in its own Secret under key `token`:
+# client (NAME-auth: data opcodes), admin (NAME-admin: everything, incl. PROMOTE,
+# REPLICA_OF, SNAPSHOT_*), replication (NAME-replication: REPL_* between engines).
+TokenKind = Literal["client", "admin", "replication"]
+_TOKEN_SECRETS = {"client": names.auth_secret, "admin": names.admin_secret,
+                  "replication": names.replication_secret}
 
 
 def new_token() -> str:
@@ -49,8 +62,27 @@ def _secret(owner: Owner, name: str, data: dict[str, bytes], type_: str = "Opaqu
     }
 
 
+def token_secret_name(cluster: str, kind: TokenKind) -> str:
+    return _TOKEN_SECRETS[kind](cluster)
+
+
+def token_secret(owner: Owner, kind: TokenKind, token: str) -> dict[str, Any]:
+    """The Secret of one credential: NAME-auth, NAME-admin or NAME-replication, key `token`."""
+    secret = _secret(owner, token_secret_name(owner.name, kind), {TOKEN_KEY: token.encode()})
+    secret["metadata"]["labels"]["vdb.io/credential"] = kind
+    return secret
+
+
 def auth_secret(owner: Owner, token: str) -> dict[str, Any]:
-    return _secret(owner, names.auth_secret(owner.name), {TOKEN_KEY: token.encode()})
+    return token_secret(owner, "client", token)
+
+
+def admin_secret(owner: Owner, token: str) -> dict[str, Any]:
+    return token_secret(owner, "admin", token)
+
+
+def replication_secret(owner: Owner, token: str) -> dict[str, Any]:
+    return token_secret(owner, "replication", token)
 
 
 def ca_secret(owner: Owner, ca: IssuedCert) -> dict[str, Any]:

@@ -19,7 +19,17 @@ from typing import Any
 
 from .. import names
 from ..api.cluster import ResourceRequirements, VelocityClusterSpec
-from .config import AUTH_DIR, CONFIG_DIR, CONFIG_KEY, DATA_DIR, SNAPSHOTS_DIR, TLS_DIR
+from .config import (
+    ADMIN_DIR,
+    AUTH_DIR,
+    CONFIG_DIR,
+    CONFIG_KEY,
+    DATA_DIR,
+    NOT_DATA,
+    REPLICATION_DIR,
+    SNAPSHOTS_DIR,
+    TLS_DIR,
+)
 from .meta import Owner, object_meta
 from .restore_download import RESTORE_FILE, S3RestoreSource, download_container, s3_restore_of
 
@@ -28,6 +38,7 @@ __all__ = [
     "DEFAULT_IMAGE",
     "DEFAULT_RESOURCES",
     "ENGINE_CONTAINER",
+    "NODE_ID_CONTAINER",
     "RESTORE_DIR",
     "RUN_AS",
     "TLS_HASH_ANNOTATION",
@@ -49,11 +60,25 @@ RESTORE_DIR = "/restore"
 
 # Restore only into an empty data directory: the engine refuses --restore-from otherwise,
 # and a restarted pod must keep the data it has written since. The snapshots volume's
-# mount point, lost+found and generated TLS files do not count as data.
+# mount point, lost+found, generated TLS files and tokens and the node id (config.NOT_DATA)
+# do not count as data.
+_NOT_DATA_ARGS = "".join(f" -e {name}" for name in NOT_DATA)
 _RESTORE_SCRIPT = (
-    'if [ -z "$(ls -A /data | grep -v -x -e snapshots -e lost+found -e tls -e auth-token)" ]; '
+    f'if [ -z "$(ls -A {DATA_DIR} | grep -v -x{_NOT_DATA_ARGS})" ]; '
     'then exec velocity-engine "$@" --restore-from "$VELOCITY_RESTORE_FILE"; fi; '
     'exec velocity-engine "$@"'
+)
+
+# The engine names its member Lease after its node id (DATA_DIR/node-id, a random id when
+# the file is missing). This init container writes the pod's ordinal there (names.node_id),
+# so every Lease an engine touches is known in advance and its Role can list them by name
+# (builders/engine_rbac.py). A pod created before this existed gets its ordinal at its next
+# restart; its old member Lease simply stops being renewed.
+NODE_ID_CONTAINER = "node-id"
+_NODE_ID_SCRIPT = (
+    'umask 077; id="${VELOCITY_POD_NAME##*-}"; '
+    f'if [ "$(cat {DATA_DIR}/node-id 2>/dev/null)" != "$id" ]; then '
+    f'printf \'%s\\n\' "$id" > {DATA_DIR}/node-id.tmp && mv {DATA_DIR}/node-id.tmp {DATA_DIR}/node-id; fi'
 )
 
 
@@ -168,6 +193,20 @@ def restore_of(existing: dict[str, Any]) -> RestoreSource | S3RestoreSource | No
     return RestoreSource(claim_name=claim, path=env.removeprefix(f"{RESTORE_DIR}/"))
 
 
+def node_id_container(spec: VelocityClusterSpec, default_image: str) -> dict[str, Any]:
+    """The init container that sets DATA_DIR/node-id to the pod's ordinal."""
+    return {
+        "name": NODE_ID_CONTAINER,
+        "image": spec.image or default_image,
+        "imagePullPolicy": spec.image_pull_policy or "IfNotPresent",
+        "command": ["/bin/sh", "-c", _NODE_ID_SCRIPT],
+        "env": [{"name": "VELOCITY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "volumeMounts": [{"name": names.AOF_VOLUME, "mountPath": DATA_DIR}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
+        "securityContext": restricted_container_security(),
+    }
+
+
 def replication_args(owner: Owner, spec: VelocityClusterSpec) -> list[str]:
     """Engine flags for replication and Lease election. `$(VELOCITY_POD_NAME)` is expanded
     by the kubelet from the container's env, so each pod advertises its own name."""
@@ -225,13 +264,21 @@ def statefulset(
     ]
     if spec.tls.enabled:
         tls_secret = spec.tls.secret_name or names.tls_secret(cluster)
+        # One volume per credential (docs/operator/security.md): the client token
+        # (NAME-auth), the admin token (NAME-admin) and the replication token
+        # (NAME-replication); the config file points the engine at each.
         mounts += [
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "admin", "mountPath": ADMIN_DIR, "readOnly": True},
+            {"name": "replication", "mountPath": REPLICATION_DIR, "readOnly": True},
         ]
         volumes += [
             {"name": "tls", "secret": {"secretName": tls_secret, "defaultMode": 0o440}},
             {"name": "auth", "secret": {"secretName": names.auth_secret(cluster), "defaultMode": 0o440}},
+            {"name": "admin", "secret": {"secretName": names.admin_secret(cluster), "defaultMode": 0o440}},
+            {"name": "replication", "secret": {"secretName": names.replication_secret(cluster),
+                                               "defaultMode": 0o440}},
         ]
 
     env: list[dict[str, Any]] = [
@@ -240,7 +287,7 @@ def statefulset(
     engine_args = ["--data-dir", DATA_DIR, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
                    *replication_args(owner, spec)]
     command = ["velocity-engine"]
-    init_containers: list[dict[str, Any]] = []
+    init_containers: list[dict[str, Any]] = [node_id_container(spec, default_image)]
     if isinstance(restore, S3RestoreSource):
         # An init container downloads and verifies the backup (builders/restore_download.py).
         init_containers.append(download_container(
@@ -287,7 +334,7 @@ def statefulset(
         "securityContext": restricted_container_security(),
     }
     pod_spec: dict[str, Any] = {
-        **({"initContainers": init_containers} if init_containers else {}),
+        "initContainers": init_containers,
         "containers": [container],
         "volumes": volumes,
         # The engine's Lease agent talks to the API server as NAME-engine (leases only).

@@ -15,7 +15,7 @@ from .. import names
 from ..api.cluster import VelocityClusterSpec
 from ..conditions import BACKUP_SUCCEEDED, DEGRADED, PROGRESSING, READY, Reason, merge_condition
 
-__all__ = ["CertificateInfo", "Problem", "cluster_status", "latest_finished_backup"]
+__all__ = ["CertificateInfo", "Problem", "cluster_status", "credentials", "latest_finished_backup"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,8 @@ def cluster_status(
     }
     if primary is not None:
         status["currentPrimary"] = primary
+    if spec.tls.enabled:
+        status["credentials"] = credentials(cluster)
     if certificate is not None:
         cert: dict[str, Any] = {"secretName": certificate.secret_name}
         if certificate.not_after is not None:
@@ -143,6 +145,16 @@ def cluster_status(
     if "lastScheduledBackupTime" in previous:
         status["lastScheduledBackupTime"] = previous["lastScheduledBackupTime"]
     return status
+
+
+def credentials(cluster: str) -> dict[str, str]:
+    """status.credentials: the Secrets of the cluster's tokens and CA (each token under `token`)."""
+    return {
+        "clientSecret": names.auth_secret(cluster),
+        "adminSecret": names.admin_secret(cluster),
+        "replicationSecret": names.replication_secret(cluster),
+        "caSecret": names.ca_secret(cluster),
+    }
 
 
 def latest_finished_backup(backups: Sequence[dict[str, Any]], cluster: str) -> dict[str, Any] | None:

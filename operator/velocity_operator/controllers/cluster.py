@@ -16,6 +16,7 @@ from .. import names
 from ..api.cluster import VelocityClusterSpec
 from ..builders import config as config_builder
 from ..builders import engine_rbac
+from ..builders import network_policy as network_policy_builder
 from ..builders import pdb as pdb_builder
 from ..builders import services as service_builder
 from ..builders import statefulset as sts_builder
@@ -25,14 +26,22 @@ from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action, Settings
 from .primary import label_roles, read_primary
+from .promote import switchover_on_request
 from .restore import restore_source
 from .rollout import rollout_step
 from .scaling import sync_tolerance_warning
 from .storage import reconcile_storage
 from .switchover import scale_replicas
-from .tls import ensure_auth_token, ensure_tls
+from .tls import ensure_tls, ensure_tokens
 
-__all__ = ["ClusterResult", "owner_of", "reconcile_cluster", "refresh_status"]
+__all__ = [
+    "ClusterResult",
+    "ensure_engine_identity",
+    "owner_of",
+    "reconcile_cluster",
+    "reconcile_network_policy",
+    "refresh_status",
+]
 
 
 @dataclass
@@ -55,7 +64,7 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     problems: list[Problem] = []
 
     if spec.tls.enabled:
-        await ensure_auth_token(kube, owner, actions)
+        await ensure_tokens(kube, owner, actions)
     tls = await ensure_tls(kube, owner, spec, now, actions)
     problems += tls.problems
 
@@ -64,12 +73,12 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     await kube.apply(service_builder.client_service(owner))
     await kube.apply(service_builder.headless_service(owner))
     await kube.apply(pdb_builder.pod_disruption_budget(owner))
-    # The engines' Lease agents act as NAME-engine: it must exist before the pods do.
-    await kube.apply(engine_rbac.service_account(owner))
-    await kube.apply(engine_rbac.role(owner))
-    await kube.apply(engine_rbac.role_binding(owner))
+    await reconcile_network_policy(kube, owner, spec, actions)
 
     existing = await kube.get("apps/v1", "StatefulSet", owner.namespace, names.statefulset(owner.name))
+    # The engines' Lease agents act as NAME-engine: it and their Leases must exist before the pods do.
+    pods_at_most = max(spec.replicas, int((existing or {}).get("spec", {}).get("replicas", 0)))
+    await ensure_engine_identity(kube, owner, pods_at_most, actions)
     fixed_sizes = sts_builder.claim_sizes(existing) if existing else {}
     if existing is not None:
         pods = max(int(existing.get("status", {}).get("replicas", 0)), int(existing["spec"]["replicas"]))
@@ -94,6 +103,7 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
     _describe_changes(existing, desired, actions)
     applied = await kube.apply(desired)
     primary = await read_primary(kube, owner)
+    primary = await switchover_on_request(kube, owner, spec, body, primary, actions)  # vdb.io/switchover-to
     await label_roles(kube, owner, primary, actions)
     await rollout_step(kube, owner, applied, primary, actions)
 
@@ -140,6 +150,52 @@ async def refresh_status(kube: Kube, body: dict[str, Any], settings: Settings,
         statefulset=sts, previous=previous, now=now, image=spec.image or settings.default_image,
         problems=problems, certificate=None, primary=primary,
     ) | ({"certificate": previous["certificate"]} if "certificate" in previous else {})
+
+
+async def ensure_engine_identity(kube: Kube, owner: Owner, pods: int, actions: list[Action]) -> None:
+    """ServiceAccount, Role and RoleBinding NAME-engine, and the Leases the Role names.
+
+    The Role lets the engines get and update their own Leases only (builders/engine_rbac.py),
+    and not create any: the operator creates the primary Lease and the member Leases of
+    pods 0..pods-1 when they are missing. Member Leases of nodes that still have a random
+    node id (pods created by an older operator) are found by their label and named in the
+    Role as long as they exist, so a pod that has not restarted yet keeps its election."""
+    await kube.apply(engine_rbac.service_account(owner))
+    members = await kube.list(engine_rbac.LEASE_API, "Lease", owner.namespace,
+                              label_selector=f"{engine_rbac.LEASE_LABEL}={names.lease(owner.name)}")
+    present = {m["metadata"]["name"] for m in members}
+    await kube.apply(engine_rbac.role(owner, present))
+    await kube.apply(engine_rbac.role_binding(owner))
+    for lease in engine_rbac.leases(owner, pods):
+        name = lease["metadata"]["name"]
+        if name in present:
+            continue
+        if name == names.lease(owner.name) and await kube.get(engine_rbac.LEASE_API, "Lease", owner.namespace,
+                                                               name) is not None:
+            continue
+        if await kube.create(lease) is not None and name == names.lease(owner.name):
+            actions.append(Action("LeaseCreated", f"created Lease {name} for the engines' primary election"))
+
+
+async def reconcile_network_policy(kube: Kube, owner: Owner, spec: VelocityClusterSpec,
+                                   actions: list[Action]) -> None:
+    """Apply the NetworkPolicy NAME when spec.networkPolicy.enabled, else delete the one
+    the operator created (a policy of another name is never touched)."""
+    if spec.network_policy.enabled:
+        await kube.apply(network_policy_builder.network_policy(owner, spec.network_policy))
+        return
+    policy = await kube.get(network_policy_builder.API_VERSION, "NetworkPolicy", owner.namespace,
+                            names.network_policy(owner.name))
+    if policy is None or not _owned_by(policy, owner):
+        return
+    if await kube.delete(network_policy_builder.API_VERSION, "NetworkPolicy", owner.namespace,
+                         names.network_policy(owner.name)):
+        actions.append(Action("NetworkPolicyDeleted", f"deleted NetworkPolicy {names.network_policy(owner.name)} "
+                                                      "(spec.networkPolicy.enabled is false)"))
+
+
+def _owned_by(obj: dict[str, Any], owner: Owner) -> bool:
+    return any(ref.get("uid") == owner.uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
 def _describe_changes(existing: dict[str, Any] | None, desired: dict[str, Any], actions: list[Action]) -> None:

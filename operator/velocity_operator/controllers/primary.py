@@ -3,7 +3,9 @@ that route the client Service to it.
 
 The engines own the Lease CLUSTER-primary (docs/formats/replication.md, section 8): its
 holderIdentity is the primary's advertised endpoint vdb://POD.CLUSTER-headless.NS.svc:2005.
-The operator only reads it; it never writes Leases, so it can never elect anyone.
+The operator only reads it: it creates it empty (no holder) before the pods exist, because
+the engines' Role may not create Leases (builders/engine_rbac.py), and never writes it
+again, so it can never elect anyone.
 """
 
 from __future__ import annotations

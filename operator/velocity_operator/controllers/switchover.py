@@ -12,9 +12,9 @@ replicas unchanged: a Warning Event, and the next reconcile tries again.
 Addressing: the operator dials the pod's IP (status.podIP), which works both in the
 cluster and for an operator run on a node, with the pod's DNS name under the headless
 Service as TLS server name (the server certificate covers *.NAME-headless.NS.svc);
-without a pod IP it dials that DNS name. Credentials: Secret NAME-auth (token) and
-Secret NAME-ca (ca.crt), the same a client uses; plaintext clusters (spec.tls.enabled
-false) run without either.
+without a pod IP it dials that DNS name. Credentials: the admin token of Secret
+NAME-admin (client tokens cannot run REPLICA_OF) and Secret NAME-ca (ca.crt);
+plaintext clusters (spec.tls.enabled false) run without either.
 
 VELOCITY_OPERATOR_ENGINE_ADDRESSES (JSON {"NAMESPACE/POD": "HOST:PORT"}) overrides the
 address dialled, for the tier-1 tests whose engines are local processes on free ports;
@@ -108,15 +108,16 @@ def _secret_value(secret: dict[str, Any] | None, key: str) -> bytes | None:
 async def _access(kube: Kube, owner: Owner, spec: VelocityClusterSpec) -> EngineAccess:
     if not spec.tls.enabled:
         return EngineAccess(None, None)
-    token = _secret_value(await kube.get("v1", "Secret", owner.namespace, names.auth_secret(owner.name)), "token")
+    token = _secret_value(await kube.get("v1", "Secret", owner.namespace, names.admin_secret(owner.name)), "token")
     ca = _secret_value(await kube.get("v1", "Secret", owner.namespace, names.ca_secret(owner.name)), "ca.crt")
     if ca is None:  # bring-your-own or cert-manager certificate: the CA travels with it
         server_secret = spec.tls.secret_name or names.tls_secret(owner.name)
         ca = _secret_value(await kube.get("v1", "Secret", owner.namespace, server_secret), "ca.crt")
     if token is None or ca is None:
-        missing = " and ".join(what for what, v in (("the auth token", token), ("the CA certificate", ca)) if v is None)
+        found = (("the admin token", token), ("the CA certificate", ca))
+        missing = " and ".join(what for what, v in found if v is None)
         raise LookupError(f"cannot reach the engines of {owner.name}: {missing} not found "
-                          f"(Secrets {names.auth_secret(owner.name)}, {names.ca_secret(owner.name)})")
+                          f"(Secrets {names.admin_secret(owner.name)}, {names.ca_secret(owner.name)})")
     return EngineAccess(token.decode().strip(), ca)
 
 

@@ -30,7 +30,7 @@ from ..conditions import Reason
 from ..kube import Kube
 from .actions import Action
 
-__all__ = ["ROTATE_ANNOTATION", "TlsState", "ensure_auth_token", "ensure_tls"]
+__all__ = ["ROTATE_ANNOTATION", "TOKEN_KINDS", "TlsState", "ensure_auth_token", "ensure_tls", "ensure_tokens"]
 
 ROTATE_ANNOTATION = "vdb.io/rotate-certificates"
 
@@ -53,15 +53,29 @@ def _data(secret: dict[str, object] | None, key: str) -> bytes | None:
     return base64.b64decode(value) if isinstance(value, str) else None
 
 
-async def ensure_auth_token(kube: Kube, owner: Owner, actions: list[Action]) -> None:
-    """Create NAME-auth with a random token once; an existing token is never replaced
-    (clients hold it), and it is never logged."""
-    existing = await kube.get("v1", "Secret", owner.namespace, names.auth_secret(owner.name))
+TOKEN_KINDS: tuple[secrets.TokenKind, ...] = ("client", "admin", "replication")
+
+
+async def ensure_auth_token(kube: Kube, owner: Owner, actions: list[Action],
+                            kind: secrets.TokenKind = "client") -> None:
+    """Create the Secret of credential `kind` with a random token once; an existing token is
+    never replaced (clients and running engines hold it), and it is never logged."""
+    name = secrets.token_secret_name(owner.name, kind)
+    existing = await kube.get("v1", "Secret", owner.namespace, name)
     if existing is not None and _data(existing, secrets.TOKEN_KEY):
         return
-    created = await kube.create(secrets.auth_secret(owner, secrets.new_token()))
+    created = await kube.create(secrets.token_secret(owner, kind, secrets.new_token()))
     if created is not None:
-        actions.append(Action("TokenCreated", f"created auth token Secret {names.auth_secret(owner.name)}"))
+        what = "auth" if kind == "client" else kind
+        actions.append(Action("TokenCreated", f"created {what} token Secret {name}"))
+
+
+async def ensure_tokens(kube: Kube, owner: Owner, actions: list[Action]) -> None:
+    """NAME-auth (clients), NAME-admin and NAME-replication (engines, backups, operator).
+    A cluster created before the admin and replication credentials existed gets them here,
+    at its next reconcile; the config change that mounts them rolls its pods."""
+    for kind in TOKEN_KINDS:
+        await ensure_auth_token(kube, owner, actions, kind)
 
 
 async def _ensure_ca(kube: Kube, owner: Owner, now: dt.datetime, actions: list[Action]) -> tlsutil.IssuedCert:

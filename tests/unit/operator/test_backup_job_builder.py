@@ -106,9 +106,14 @@ def test_job_targets_the_primary_with_tls_and_token() -> None:
     c = pod["containers"][0]
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["VDB_ENDPOINT"] == "vdb://alpha.prod.svc:2005"
-    assert env["VDB_CA"].endswith("/ca.crt") and env["VDB_TOKEN_FILE"].endswith("/token")
+    assert env["VDB_CA"].endswith("/ca.crt")
+    # Snapshots need the admin token (issue 11): the Job mounts NAME-admin and nothing else.
+    assert env["VDB_ADMIN_TOKEN_FILE"] == env["VDB_TOKEN_FILE"] == "/etc/velocity/admin/token"
     assert c["args"][-2:] == ["--file", "/backup/v/a/b1.vsnap"]
-    assert {v["name"] for v in pod["volumes"]} == {"backup", "tmp", "ca", "auth"}
+    assert {v["name"] for v in pod["volumes"]} == {"backup", "tmp", "ca", "admin"}
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"alpha-ca", "alpha-admin"}
+    assert {"name": "admin", "mountPath": "/etc/velocity/admin", "readOnly": True} in c["volumeMounts"]
     assert pod["restartPolicy"] == "Never"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
 

@@ -26,6 +26,8 @@ def test_tls_config_points_at_the_mounted_secrets(owner: Owner) -> None:
     assert data["tls_cert"] == "/etc/velocity/tls/tls.crt"
     assert data["tls_key"] == "/etc/velocity/tls/tls.key"
     assert data["auth_token_file"] == "/etc/velocity/auth/token"
+    assert data["admin_token_file"] == "/etc/velocity/admin/token"
+    assert data["replication_token_file"] == "/etc/velocity/replication/token"
     assert data["port"] == 2005 and data["metrics_port"] == 9105
     assert data["host"] == "0.0.0.0" and "insecure" not in data
 
@@ -40,6 +42,8 @@ def test_engine_accepts_the_generated_file(owner: Owner, tmp_path: Path) -> None
     assert settings.max_connections == 50
     assert settings.port == 2005
     assert str(settings.tls_cert) == "/etc/velocity/tls/tls.crt"
+    assert str(settings.admin_token_file) == "/etc/velocity/admin/token"
+    assert str(settings.replication_token_file) == "/etc/velocity/replication/token"
 
 
 def test_insecure_when_tls_disabled(owner: Owner, tmp_path: Path) -> None:
@@ -47,6 +51,17 @@ def test_insecure_when_tls_disabled(owner: Owner, tmp_path: Path) -> None:
     path.write_text(config.config_map(owner, make_spec(tls={"enabled": False}))["data"][config.CONFIG_KEY])
     settings = load_settings({}, path)
     assert settings.insecure is True and settings.tls_cert is None and settings.auth_token_file is None
+    assert settings.admin_token_file is None and settings.replication_token_file is None
+
+
+def test_existing_clusters_roll_to_the_split_credentials(owner: Owner) -> None:
+    """A cluster configured before issue 11 had no admin/replication token files: the new
+    keys change the config hash, so its pods roll (one at a time) onto the mounted tokens."""
+    current = config.config_map(owner, make_spec())
+    before = tomllib.loads(current["data"][config.CONFIG_KEY])
+    del before["admin_token_file"], before["replication_token_file"]
+    old = {"data": {config.CONFIG_KEY: config.render_toml(before)}}
+    assert config.config_hash(old) != config.config_hash(current)
 
 
 def test_hash_changes_with_restart_only_config_only(owner: Owner) -> None:

@@ -15,6 +15,7 @@ CONTRACT = {
     "velocity_operator_backups_total": {"result"},
     "velocity_operator_certificate_expiry_timestamp_seconds": {"cluster", "namespace"},
     "velocity_operator_backup_last_success_timestamp_seconds": {"cluster", "namespace"},
+    "velocity_operator_cluster_desired_replicas": {"cluster", "namespace"},
 }
 
 
@@ -27,6 +28,7 @@ def test_names_and_labels_match_the_contract() -> None:
     m.set_phase("prod", "alpha", "Ready")
     m.backup_finished("prod", "alpha", {"phase": "Completed", "completionTime": "2026-01-01T00:00:00Z"})
     m.certificate_expiry.labels("alpha", "prod").set(1.7e9)
+    m.desired_replicas.labels("alpha", "prod").set(3)
     found = {}
     for family in m.registry.collect():
         for sample in family.samples:
@@ -49,6 +51,16 @@ def test_phase_gauge_follows_clusters() -> None:
     text = generate_latest(m.registry).decode()
     assert 'velocity_operator_managed_clusters{phase="Ready"} 1.0' in text
     assert 'velocity_operator_managed_clusters{phase="Provisioning"} 0.0' in text
+
+
+def test_desired_replicas_go_with_the_cluster() -> None:
+    m = OperatorMetrics()
+    m.set_phase("prod", "alpha", "Ready")
+    m.desired_replicas.labels("alpha", "prod").set(3)
+    series = 'velocity_operator_cluster_desired_replicas{cluster="alpha",namespace="prod"}'
+    assert f"{series} 3.0" in generate_latest(m.registry).decode()
+    m.set_phase("prod", "alpha", None)
+    assert series not in generate_latest(m.registry).decode()
 
 
 def test_error_reason_looks_through_the_retry_wrapper() -> None:

@@ -60,10 +60,16 @@ def test_server_certificate_covers_the_advertised_names(owner: Owner) -> None:
     assert wildcard in server_dns_names("alpha", "prod")
 
 
-def test_engine_role_grants_leases_only(owner: Owner) -> None:
+def test_engine_role_grants_its_own_leases_only(owner: Owner) -> None:
     role = engine_rbac.role(owner)
-    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                              "verbs": ["get", "list", "watch", "create", "update"]}]
+    members = [f"alpha-primary-member-{i}" for i in range(16)]
+    assert role["rules"] == [
+        # get/update by name: the primary Lease and the member Leases of ordinals 0..15.
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["alpha-primary", *members], "verbs": ["get", "update"]},
+        # list by label selector cannot be limited by name; no create, watch or delete.
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list"]},
+    ]
     binding = engine_rbac.role_binding(owner)
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "alpha-engine", "namespace": "prod"}]
@@ -109,3 +115,31 @@ def test_crd_refuses_sync_replicas_not_below_replicas() -> None:
     replication = spec_schema["properties"]["replication"]["properties"]
     assert replication["mode"]["enum"] == ["async", "sync"]
     assert replication["syncReplicas"]["minimum"] == 1
+
+
+def test_member_leases_are_named_after_the_ordinal_node_ids() -> None:
+    """The engine names its member Lease LEASE-member-NODE_ID; the init container makes
+    NODE_ID the pod ordinal, so the Role's names match what the engine asks for."""
+    assert names.member_lease("alpha", names.node_id(3)) == "alpha-primary-member-3"
+    assert names.member_lease("alpha", "3").rsplit("-member-", 1)[-1] == "3"  # how the engine parses it
+
+
+def test_legacy_member_leases_are_kept_in_the_role(owner: Owner) -> None:
+    """Pods created before the node-id init container have random node ids: their member
+    Leases (found by label) stay allowed until they restart; foreign names never enter."""
+    role = engine_rbac.role(owner, ["alpha-primary-member-3f9a2b", "alpha-primary-member-0", "beta-primary-member-x"])
+    allowed = role["rules"][0]["resourceNames"]
+    assert "alpha-primary-member-3f9a2b" in allowed
+    assert "beta-primary-member-x" not in allowed
+    assert allowed.count("alpha-primary-member-0") == 1
+
+
+def test_leases_the_operator_creates(owner: Owner) -> None:
+    leases = engine_rbac.leases(owner, 3)
+    assert [lease["metadata"]["name"] for lease in leases] == [
+        "alpha-primary", "alpha-primary-member-0", "alpha-primary-member-1", "alpha-primary-member-2"]
+    primary, member = leases[0], leases[1]
+    assert primary["spec"] == {} and "vdb.io/lease" not in primary["metadata"]["labels"]
+    # Labelled like the engine labels its own, with no holder and no renewTime: not a live member.
+    assert member["metadata"]["labels"]["vdb.io/lease"] == "alpha-primary" and member["spec"] == {}
+    assert all(lease["metadata"]["ownerReferences"][0]["uid"] == owner.uid for lease in leases)

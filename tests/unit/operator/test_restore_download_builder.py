@@ -25,7 +25,9 @@ def _spec() -> VelocityClusterSpec:
 def test_init_container_downloads_and_verifies_before_the_engine_restores() -> None:
     obj = sts.statefulset(OWNER, _spec(), config_hash="x", restore=SOURCE)
     pod = obj["spec"]["template"]["spec"]
-    [init] = pod["initContainers"]
+    # The node id first (builders/statefulset.py), then the download.
+    node_id, init = pod["initContainers"]
+    assert node_id["name"] == "node-id"
     assert init["name"] == "restore-download"
     assert init["args"] == ["s3://bkp/velocity/alpha/b1.vsnap", "/restore/backup.vsnap", "--sha256", "ab" * 32]
     assert "velocity_operator.s3 get" in init["command"][2]
@@ -50,6 +52,6 @@ def test_restore_of_reads_the_s3_source_back() -> None:
     assert back == unsigned
 
 
-def test_no_init_container_without_s3_restore() -> None:
+def test_no_download_container_without_s3_restore() -> None:
     obj = sts.statefulset(OWNER, _spec(), config_hash="x")
-    assert "initContainers" not in obj["spec"]["template"]["spec"]
+    assert [c["name"] for c in obj["spec"]["template"]["spec"]["initContainers"]] == ["node-id"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from velocity_operator.builders import statefulset as sts
@@ -86,7 +89,13 @@ def test_hashes_on_the_pod_template_roll_the_pods(owner: Owner) -> None:
 def test_tls_secrets_are_mounted_only_with_tls(owner: Owner) -> None:
     secrets = {v["secret"]["secretName"] for v in _build(owner)["spec"]["template"]["spec"]["volumes"]
                if "secret" in v}
-    assert secrets == {"alpha-tls", "alpha-auth"}
+    # One Secret per credential (issue 11): client, admin and replication tokens.
+    assert secrets == {"alpha-tls", "alpha-auth", "alpha-admin", "alpha-replication"}
+    mounts = {m["name"]: m for m in _container(_build(owner))["volumeMounts"]}
+    assert mounts["auth"]["mountPath"] == "/etc/velocity/auth"
+    assert mounts["admin"]["mountPath"] == "/etc/velocity/admin"
+    assert mounts["replication"]["mountPath"] == "/etc/velocity/replication"
+    assert all(mounts[n]["readOnly"] for n in ("auth", "admin", "replication"))
     plain = _build(owner, tls={"enabled": False})["spec"]["template"]["spec"]["volumes"]
     assert not any("secret" in v for v in plain)
     byo = _build(owner, tls={"secretName": "my-cert"})["spec"]["template"]["spec"]["volumes"]
@@ -123,3 +132,47 @@ def test_restore_source_wraps_the_engine_and_round_trips(owner: Owner) -> None:
     assert sts.restore_of(obj) == source
     assert sts.restore_of(_build(owner)) is None
     assert _container(_build(owner))["command"] == ["velocity-engine"]
+
+
+def _run_init(container: dict[str, Any], data: Path, pod: str) -> None:
+    script = container["command"][2].replace("/data", str(data))
+    done = subprocess.run(["/bin/sh", "-c", script], env={"PATH": os.environ["PATH"], "VELOCITY_POD_NAME": pod},
+                          capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_node_id_init_container_writes_the_ordinal(owner: Owner, tmp_path: Path) -> None:
+    """The engine names its member Lease after DATA_DIR/node-id: the init container makes
+    it the pod ordinal (the Role lists those names), replacing a random id of old."""
+    pod = _build(owner)["spec"]["template"]["spec"]
+    [init] = [c for c in pod["initContainers"] if c["name"] == sts.NODE_ID_CONTAINER]
+    assert init["image"] == _container(_build(owner))["image"]
+    assert init["volumeMounts"] == [{"name": "aof", "mountPath": "/data"}]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    assert init["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    _run_init(init, tmp_path, "my-cluster-12")
+    node_id = tmp_path / "node-id"
+    assert node_id.read_text() == "12\n" and (node_id.stat().st_mode & 0o777) == 0o600
+    node_id.write_text("3f9a2b7c0d1e2f30\n")  # a pod created by an older operator
+    _run_init(init, tmp_path, "my-cluster-12")
+    assert node_id.read_text() == "12\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node-id"]
+
+
+def test_restore_treats_node_id_and_tokens_as_no_data(owner: Owner, tmp_path: Path) -> None:
+    """A pod restarted before it wrote data still restores: node-id and the generated
+    token files are not data; anything else is."""
+    obj = sts.statefulset(owner, make_spec(), config_hash="x", restore=sts.RestoreSource("c", "p.vsnap"))
+    script = _container(obj)["command"][2].replace("/data", str(tmp_path))
+    probe = script.replace('exec velocity-engine "$@" --restore-from "$VELOCITY_RESTORE_FILE"', "echo restore; exit")
+    probe = probe.replace('exec velocity-engine "$@"', "echo keep")
+
+    def run() -> str:
+        return subprocess.run(["/bin/sh", "-c", probe], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    for name in ("node-id", "auth-token", "admin-token", "replication-token", "lost+found"):
+        (tmp_path / name).write_text("x")
+    assert run() == "restore"
+    (tmp_path / "storage").mkdir()
+    assert run() == "keep"
