@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from vproto.frame import Opcode
 
 from tests.support.engine_proc import EngineProcess, wait_until
 from tests.support.raw import RawConnection
+from tests.support.tmpfs import mounted_tmpfs
 
 MiB = 1024 * 1024
 VALUE = os.urandom(64 * 1024)  # incompressible: the snapshot is as large as the data
@@ -33,28 +33,14 @@ VALUE = os.urandom(64 * 1024)  # incompressible: the snapshot is as large as the
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        # Loud, not skipped: the proof needs a small volume of its own (make test runs as root).
-        pytest.fail(f"cannot mount a tmpfs (needs root): {r.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "400m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def admin_token(eng: EngineProcess) -> str:
-    """The admin credential where the engine has one (DATA_DIR/admin-token), else the client token."""
-    path = eng.data_dir / "admin-token"
-    return path.read_text().strip() if path.exists() else eng.token
 
 
 def call(eng: EngineProcess, opcode: int, body: bytes = b"") -> tuple[bytes | None, m.ErrorResponse | None]:
     """One request on a fresh admin connection: (reply body, None) or (None, error)."""
     with RawConnection(eng.port, eng.ca) as conn:
-        conn.hello(admin_token(eng))
+        conn.hello(eng.admin_token)
         conn.request(opcode, body)
         op, _, reply = conn.read_frame()
     if op == Opcode.ERROR:
