@@ -89,8 +89,13 @@ def test_register_history_across_a_failover_is_linearizable(cluster: Cluster) ->
             await a.promote()
             await b.replica_of(best.endpoint)
         target["primary"] = best
-        target_time["promoted"] = asyncio.get_running_loop().time()
-        await asyncio.sleep(1.5)  # load after the failover
+        promoted = target_time["promoted"] = asyncio.get_running_loop().time()
+        # Load after the failover until enough operations completed on the new primary
+        # (it takes writes only once the old primary's read proof has surely expired).
+        deadline = promoted + 20
+        while sum(1 for o in history if o.known and o.call > promoted) < 100:
+            assert asyncio.get_running_loop().time() < deadline, "the new primary served too little"
+            await asyncio.sleep(0.05)
         stop.set()
         await asyncio.gather(*clients)
 
