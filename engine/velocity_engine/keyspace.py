@@ -237,4 +237,5 @@ def _as_int(rec: Record) -> int:
             if INT64_MIN <= n <= INT64_MAX and str(n).encode() == text:
                 return n
         raise NotIntegerError("value is not an integer")
-    raise WrongTypeError("INCR needs an integer value, the key holds JSON")
+    held = "JSON" if rec.kind == ValueKind.JSON else f"a value of kind {rec.kind}"
+    raise WrongTypeError(f"INCR needs an integer value, the key holds {held}")
