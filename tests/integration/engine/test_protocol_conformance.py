@@ -142,8 +142,19 @@ def test_mset_replies_true_or_fails_whole_with_the_first_invalid_entrys_error(sh
         assert op == Opcode.MSET | 0x80 and m.BoolResponse.decode(body).value is True
 
 
-INFO_SECTIONS = {"server", "clients", "keys", "memory", "stats", "latency", "storage", "persistence",
-                 "replication", "config", "limits"}
+INFO_SECTIONS = {
+    "server",
+    "clients",
+    "keys",
+    "memory",
+    "stats",
+    "latency",
+    "storage",
+    "persistence",
+    "replication",
+    "config",
+    "limits",
+}
 
 
 def test_info_is_a_json_object_of_sections_and_a_section_selects_one(shared_engine: EngineProcess) -> None:
