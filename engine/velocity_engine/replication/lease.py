@@ -15,10 +15,11 @@ Every `renew_s`, each node's agent:
   could not renew for `duration_s - 2 * renew_s`, it stops taking writes
   (fencing) before anyone else may consider the lease expired.
 - as replica: watches NAME. When its record has not changed for
-  `duration_s` (measured on the local monotonic clock from when this agent
-  last saw it change, as client-go does, so clock skew does not matter), the
-  lease is expired; the live member with the highest position (ties: the
-  lowest node id) takes it with a compare-and-swap and promotes itself with
+  `duration_s`, or for the longer duration its holder wrote into it
+  (`leaseDurationSeconds`), measured on the local monotonic clock from when
+  this agent last saw it change (as client-go does, so clock skew does not
+  matter), the lease is expired; the live member with the highest position
+  (ties: the lowest node id) takes it with a compare-and-swap and promotes itself with
   the next epoch; the others follow whoever holds it. Members publish their
   position every `renew_s` and a lease lasts `duration_s` > 2 * renew_s, so
   by the time NAME has expired every live member's final position is known:
@@ -26,6 +27,11 @@ Every `renew_s`, each node's agent:
 
 A node with the lease enabled never starts as a writable primary on its own:
 it waits until it holds NAME.
+
+The holder writes its own duration into NAME whenever it acquires, renews or
+confirms it, and replicas wait for the longer of theirs and that one: while a
+change of the timing rolls through the nodes (some run the old settings, some
+the new), no replica takes NAME before the holder's own deadline has passed.
 
 Planned changes of holder (switchover.py) go through the same object: the
 primary hands NAME to a replica with one compare-and-swap (`hand_to`), the
@@ -40,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +128,16 @@ class LeaseAgent:
             await config.load_kube_config(config_file=str(self.cfg.kubeconfig), client_configuration=configuration)
         return client.CoordinationV1Api(client.ApiClient(configuration))
 
+    def declared_duration_s(self) -> int:
+        """The duration this node writes into the Leases it holds: whole seconds, rounded up."""
+        return max(1, math.ceil(self.cfg.duration_s))
+
+    def expiry_s(self, lease: Any) -> float:
+        """How long NAME must stay unchanged before this node may consider it expired: its own
+        duration, or the one the holder declared in it if that is longer."""
+        declared = getattr(getattr(lease, "spec", None), "lease_duration_seconds", None) or 0
+        return max(self.cfg.duration_s, float(declared))
+
     def writes_allowed(self) -> bool:
         """A primary may take writes only while its lease is surely still its own."""
         return time.monotonic() - self.last_renewed < self.cfg.duration_s - 2 * self.cfg.renew_s
@@ -168,7 +185,8 @@ class LeaseAgent:
                 name=name, labels={GROUP: self.cfg.name}, annotations={SEQ: str(self.repl.storage.seq)}
             ),
             spec=client.V1LeaseSpec(
-                holder_identity=self.identity, lease_duration_seconds=int(self.cfg.duration_s), renew_time=_now()
+                holder_identity=self.identity, lease_duration_seconds=self.declared_duration_s(),
+                renew_time=_now(),
             ),
         )
         try:
@@ -212,7 +230,7 @@ class LeaseAgent:
                     # Still ours (say, after a quick restart): take the role back.
                     await self._acquire(lease)
             return
-        expired = time.monotonic() - self._seen_at > self.cfg.duration_s
+        expired = time.monotonic() - self._seen_at > self.expiry_s(lease)
         if expired or not holder:
             if await self._best_candidate():
                 await self._acquire(lease)
@@ -223,6 +241,7 @@ class LeaseAgent:
 
     async def _renew(self, lease: Any) -> None:
         lease.spec.renew_time = _now()
+        lease.spec.lease_duration_seconds = self.declared_duration_s()
         t0 = time.monotonic()
         self._mine = await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease))
         self.last_renewed = t0  # measured from before the request: conservative
@@ -237,7 +256,7 @@ class LeaseAgent:
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.cfg.name, annotations={EPOCH: str(new_epoch)}),
             spec=client.V1LeaseSpec(
-                holder_identity=self.identity, lease_duration_seconds=int(self.cfg.duration_s),
+                holder_identity=self.identity, lease_duration_seconds=self.declared_duration_s(),
                 acquire_time=_now(), renew_time=_now(),
                 lease_transitions=((lease.spec.lease_transitions or 0) + 1) if lease is not None else 0,
             ),
@@ -355,6 +374,7 @@ class LeaseAgent:
         if self.repl.storage.incomplete:
             raise LeaseNotHeld("this node's first full copy has not finished: it cannot take the Lease")
         lease.spec.renew_time = _now()
+        lease.spec.lease_duration_seconds = self.declared_duration_s()
         t0 = time.monotonic()
         await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease),
                                                  _request_timeout=API_TIMEOUT_S)

@@ -10,8 +10,12 @@ from pydantic import ConfigDict, Field
 from .common import ApiModel, Condition, Quantity, cel
 from .destination import DNS_SUBDOMAIN_PATTERN, BackupDestination
 from .network import NetworkPolicySpec
+from .pod_template import PodTemplate
+from .service import ClientServiceSpec
 
 __all__ = [
+    "DEFAULT_LEASE_DURATION_SECONDS",
+    "DEFAULT_LEASE_RENEW_INTERVAL_MILLISECONDS",
     "MAX_REPLICAS",
     "BackupSpec",
     "BootstrapSpec",
@@ -34,6 +38,15 @@ __all__ = [
 ]
 
 MAX_REPLICAS = 16
+# The engine's own defaults (EngineSettings.lease_duration_s / lease_renew_s; a unit test
+# checks they agree): a cluster that leaves them unchanged runs the engine without flags.
+DEFAULT_LEASE_DURATION_SECONDS = 5
+DEFAULT_LEASE_RENEW_INTERVAL_MILLISECONDS = 1000
+# The primary stops taking writes when it has not renewed its Lease for
+# duration - 2 x interval, and renews every interval (plus the round's API latency):
+# duration >= 5 x interval leaves a fencing deadline of at least 3 intervals, so one
+# failed renewal round does not stop writes.
+LEASE_INTERVALS_PER_DURATION = 5
 
 # Five cron fields, or one of the @ shortcuts CronJob understands.
 CRON_RULE = (
@@ -295,7 +308,27 @@ class BootstrapSpec(ApiModel):
 
 
 class ReplicationSpec(ApiModel):
-    """How the primary replicates writes to the other pods (engine replication, issue 5)."""
+    """How the primary replicates writes to the other pods (engine replication, issue 5),
+    and the timing of the Lease that elects the primary (issue 17)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    # has(): the default {} of spec.replication is checked as written.
+                    f"(has(self.leaseDurationSeconds) ? self.leaseDurationSeconds : "
+                    f"{DEFAULT_LEASE_DURATION_SECONDS}) * 1000 >= {LEASE_INTERVALS_PER_DURATION} * "
+                    f"(has(self.leaseRenewIntervalMilliseconds) ? self.leaseRenewIntervalMilliseconds : "
+                    f"{DEFAULT_LEASE_RENEW_INTERVAL_MILLISECONDS})",
+                    "replication.leaseRenewIntervalMilliseconds must be at most a fifth of "
+                    "replication.leaseDurationSeconds: the primary stops writes after "
+                    "leaseDurationSeconds minus two intervals without a renewal, which must leave "
+                    "room for a failed renewal",
+                    reason="FieldValueInvalid",
+                )
+            ]
+        }
+    )
 
     mode: Literal["async", "sync"] = Field(
         default="async",
@@ -310,6 +343,28 @@ class ReplicationSpec(ApiModel):
         le=MAX_REPLICAS - 1,
         description="sync mode: how many replicas must acknowledge each write. Must be "
         "below spec.replicas. Ignored in async mode. Defaults to 1.",
+    )
+    lease_duration_seconds: int = Field(
+        default=DEFAULT_LEASE_DURATION_SECONDS,
+        ge=3,
+        le=300,
+        description="How long the Lease CLUSTER-primary lasts without a renewal, in seconds "
+        "(3-300, default 5). When the primary's node is lost, a replica takes over "
+        "leaseDurationSeconds to leaseDurationSeconds plus two renew intervals later; the "
+        "primary itself stops taking "
+        "writes leaseDurationSeconds minus two renew intervals after its last renewal. "
+        "Shorter fails over faster but fences a primary sooner when the API server is slow, "
+        "and tolerates less clock skew between nodes (docs/operator/replication.md). "
+        "Changing it rolls the pods.",
+    )
+    lease_renew_interval_milliseconds: int = Field(
+        default=DEFAULT_LEASE_RENEW_INTERVAL_MILLISECONDS,
+        ge=250,
+        le=60_000,
+        description="How often each pod renews (the primary) or checks (the replicas) the "
+        "Lease and publishes its log position, in milliseconds (250-60000, default 1000). At "
+        "most a fifth of leaseDurationSeconds. Each pod makes about three API requests per "
+        "interval. Changing it rolls the pods.",
     )
 
 
@@ -388,10 +443,26 @@ class VelocityClusterSpec(ApiModel):
     pod_anti_affinity: Literal["Preferred", "Required", "None"] = Field(
         default="Preferred",
         description="Spread pods over nodes: Preferred (default) when possible, Required "
-        "always (pods stay Pending without enough nodes), None not at all.",
+        "always (pods stay Pending without enough nodes), None not at all. The terms of "
+        "podTemplate.affinity.podAntiAffinity are added to this one.",
     )
     node_selector: dict[str, str] | None = Field(
-        default=None, description="Labels a node must have for the pods to be scheduled on it."
+        default=None,
+        description="Labels a node must have for the pods to be scheduled on it. Applies "
+        "together with podTemplate.affinity.nodeAffinity (both must hold).",
+    )
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Placement and metadata of the engine pods: tolerations, affinity, "
+        "topologySpreadConstraints, priorityClassName, imagePullSecrets, labels and "
+        "annotations. Changing it rolls the pods, replicas first and the primary last. "
+        "Default: none of these.",
+    )
+    service: ClientServiceSpec = Field(
+        default_factory=lambda: ClientServiceSpec(),
+        description="Type and annotations of the client Service CLUSTER. Defaults to "
+        "ClusterIP without annotations.",
+        json_schema_extra={"default": {}},
     )
     backup: BackupSpec | None = Field(
         default=None, description="Scheduled backups. Omit for none; VelocityBackups work regardless."
@@ -403,7 +474,8 @@ class VelocityClusterSpec(ApiModel):
     )
     replication: ReplicationSpec = Field(
         default_factory=lambda: ReplicationSpec(),
-        description="Replication from the primary to the other pods: async (default) or sync.",
+        description="Replication from the primary to the other pods (async by default, or "
+        "sync) and the timing of the Lease that elects the primary.",
         json_schema_extra={"default": {}},
     )
     network_policy: NetworkPolicySpec = Field(

@@ -14,9 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "LABEL_VALUE_PATTERN",
+    "QUALIFIED_NAME_PATTERN",
     "QUANTITY_PATTERN",
     "ApiModel",
     "Condition",
+    "LabelSelector",
+    "LabelSelectorRequirement",
     "Quantity",
     "cel",
 ]
@@ -26,6 +30,16 @@ QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+
+# A label key or annotation key: an optional DNS-subdomain prefix and "/", then a name of
+# at most 63 characters (Kubernetes' IsQualifiedName; the prefix's 253 is left to maxLength).
+# [.], not an escaped dot: the pattern is also used inside CEL string literals.
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# A label value (Kubernetes' IsValidLabelValue): empty, or up to 63 characters.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 
 Quantity = Annotated[
     int | str,
@@ -101,4 +115,27 @@ class Condition(ApiModel):
         ge=0,
         description="The metadata.generation of the resource this condition was computed "
         "from; older than metadata.generation means the condition is stale.",
+    )
+
+
+class LabelSelectorRequirement(ApiModel):
+    """One expression of a label selector."""
+
+    key: str = Field(description="The label key the expression applies to.", min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] | None = Field(
+        default=None, description="The values for In and NotIn; empty for Exists and DoesNotExist."
+    )
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes label selector; an empty selector ({}) selects everything."""
+
+    match_labels: dict[str, str] | None = Field(
+        default=None, description="Labels an object must have, each with exactly this value."
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, description="Further requirements, all of which must hold."
     )

@@ -7,11 +7,9 @@ NetworkPolicy it owns.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import ConfigDict, Field
 
-from .common import ApiModel, cel
+from .common import ApiModel, LabelSelector, LabelSelectorRequirement, cel
 
 __all__ = [
     "DEFAULT_OPERATOR_PEER",
@@ -22,29 +20,6 @@ __all__ = [
     "NetworkPolicyPeer",
     "NetworkPolicySpec",
 ]
-
-
-class LabelSelectorRequirement(ApiModel):
-    """One expression of a label selector."""
-
-    key: str = Field(description="The label key the expression applies to.", min_length=1, max_length=317)
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
-        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
-    )
-    values: list[str] | None = Field(
-        default=None, description="The values for In and NotIn; empty for Exists and DoesNotExist."
-    )
-
-
-class LabelSelector(ApiModel):
-    """A Kubernetes label selector; an empty selector ({}) selects everything."""
-
-    match_labels: dict[str, str] | None = Field(
-        default=None, description="Labels an object must have, each with exactly this value."
-    )
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, description="Further requirements, all of which must hold."
-    )
 
 
 class IPBlock(ApiModel):

@@ -1,10 +1,15 @@
-"""The client Service NAME (port 2005) and the headless Service NAME-headless (pod DNS)."""
+"""The client Service NAME (port 2005) and the headless Service NAME-headless (pod DNS).
+
+spec.service sets the client Service's type and annotations (issue 17); the headless
+Service is always ClusterIP None.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import names
+from ..api.service import ClientServiceSpec
 from .meta import Owner, object_meta
 
 __all__ = ["client_service", "headless_service"]
@@ -20,19 +25,25 @@ def _ports(metrics: bool) -> list[dict[str, Any]]:
     return ports
 
 
-def client_service(owner: Owner) -> dict[str, Any]:
+def client_service(owner: Owner, service: ClientServiceSpec | None = None) -> dict[str, Any]:
     """What SDKs connect to: the primary, i.e. the pod the operator labelled
     vdb.io/role=primary after reading the Lease. Between a failover and the operator's
     relabelling the Service may point at no pod or at the deposed one, which answers
-    REDIRECT to the new primary (the SDK follows it)."""
+    REDIRECT to the new primary (the SDK follows it).
+
+    `service` is spec.service (default: ClusterIP, no annotations). A NodePort or
+    LoadBalancer Service publishes the client port only: the metrics port has no
+    authentication, so it stays inside the cluster (pods are scraped directly)."""
+    service = service if service is not None else ClientServiceSpec()
+    annotations = dict(service.annotations) if service.annotations else None
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": object_meta(owner, names.service(owner.name)),
+        "metadata": object_meta(owner, names.service(owner.name), annotations=annotations),
         "spec": {
-            "type": "ClusterIP",
+            "type": service.type,
             "selector": {**names.selector(owner.name), names.ROLE_LABEL: "primary"},
-            "ports": _ports(metrics=True),
+            "ports": _ports(metrics=service.type == "ClusterIP"),
         },
     }
 

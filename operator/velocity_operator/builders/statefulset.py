@@ -9,7 +9,9 @@ a time, replicas first and the primary last, each step waiting for every pod's /
 Certificate changes and restart-only config changes reach the pods through hashes in
 the pod template's annotations; live config settings (builders/config.py, LIVE_KEYS)
 are left out of the config hash and reach running engines through the mounted
-ConfigMap, which they watch.
+ConfigMap, which they watch. Placement (nodeSelector, affinity, tolerations, spread,
+priority, pull secrets) and the pods' labels and annotations come from
+builders/placement.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import names
-from ..api.cluster import ResourceRequirements, VelocityClusterSpec
+from ..api.cluster import (
+    DEFAULT_LEASE_DURATION_SECONDS,
+    DEFAULT_LEASE_RENEW_INTERVAL_MILLISECONDS,
+    ResourceRequirements,
+    VelocityClusterSpec,
+)
 from .config import (
     ADMIN_DIR,
     AUTH_DIR,
@@ -31,6 +38,7 @@ from .config import (
     TLS_DIR,
 )
 from .meta import Owner, object_meta
+from .placement import pod_annotations, pod_labels, pod_placement
 from .restore_download import RESTORE_FILE, S3RestoreSource, download_container, s3_restore_of
 
 __all__ = [
@@ -44,6 +52,7 @@ __all__ = [
     "TLS_HASH_ANNOTATION",
     "RestoreSource",
     "claim_sizes",
+    "lease_timing_args",
     "replication_args",
     "restore_of",
     "restricted_container_security",
@@ -130,20 +139,6 @@ def _resources(res: ResourceRequirements | None) -> dict[str, Any]:
     return out
 
 
-def _affinity(spec: VelocityClusterSpec, cluster: str) -> dict[str, Any] | None:
-    term = {
-        "labelSelector": {"matchLabels": names.selector(cluster)},
-        "topologyKey": "kubernetes.io/hostname",
-    }
-    if spec.pod_anti_affinity == "Required":
-        return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
-    if spec.pod_anti_affinity == "Preferred":
-        return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 100, "podAffinityTerm": term}
-        ]}}
-    return None
-
-
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "metrics", "scheme": "HTTP"},
@@ -207,6 +202,19 @@ def node_id_container(spec: VelocityClusterSpec, default_image: str) -> dict[str
     }
 
 
+def lease_timing_args(spec: VelocityClusterSpec) -> list[str]:
+    """--lease-duration-s and --lease-renew-s, each only when it differs from the engine's
+    default (which the API's defaults equal): a cluster that does not change them keeps
+    the pod template it had before they existed, so no pod restarts for nothing."""
+    repl = spec.replication
+    args: list[str] = []
+    if repl.lease_duration_seconds != DEFAULT_LEASE_DURATION_SECONDS:
+        args += ["--lease-duration-s", str(repl.lease_duration_seconds)]
+    if repl.lease_renew_interval_milliseconds != DEFAULT_LEASE_RENEW_INTERVAL_MILLISECONDS:
+        args += ["--lease-renew-s", f"{repl.lease_renew_interval_milliseconds / 1000:g}"]
+    return args
+
+
 def replication_args(owner: Owner, spec: VelocityClusterSpec) -> list[str]:
     """Engine flags for replication and Lease election. `$(VELOCITY_POD_NAME)` is expanded
     by the kubelet from the container's env, so each pod advertises its own name."""
@@ -220,6 +228,7 @@ def replication_args(owner: Owner, spec: VelocityClusterSpec) -> list[str]:
     ]
     if spec.replication.mode == "sync":
         args += ["--sync-replicas", str(spec.replication.sync_replicas)]
+    args += lease_timing_args(spec)
     if spec.tls.enabled:
         # The cluster CA (NAME-tls's ca.crt) signed every pod's certificate, whose SANs
         # cover *.NAME-headless.NS.svc: a replica verifies its primary's advertised name.
@@ -305,14 +314,9 @@ def statefulset(
         env.append({"name": "VELOCITY_RESTORE_FILE", "value": f"{RESTORE_DIR}/{restore.path}"})
         command = ["/bin/sh", "-c", _RESTORE_SCRIPT, "velocity-engine"]
 
-    annotations = {
-        CONFIG_HASH_ANNOTATION: config_hash,
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(names.METRICS_PORT),
-        "prometheus.io/path": "/metrics",
-    }
+    hashes = {CONFIG_HASH_ANNOTATION: config_hash}
     if tls_hash is not None:
-        annotations[TLS_HASH_ANNOTATION] = tls_hash
+        hashes[TLS_HASH_ANNOTATION] = tls_hash
 
     container: dict[str, Any] = {
         "name": ENGINE_CONTAINER,
@@ -344,11 +348,8 @@ def statefulset(
         "terminationGracePeriodSeconds": 30,
         "securityContext": {**restricted_pod_security(), "fsGroupChangePolicy": "OnRootMismatch"},
     }
-    affinity = _affinity(spec, cluster)
-    if affinity is not None:
-        pod_spec["affinity"] = affinity
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    # spec.nodeSelector, spec.podAntiAffinity and spec.podTemplate (builders/placement.py).
+    pod_spec.update(pod_placement(spec, cluster))
 
     retention = spec.storage.claim_retention
     return {
@@ -371,8 +372,7 @@ def statefulset(
             "selector": {"matchLabels": names.selector(cluster)},
             "template": {
                 # component=engine: what the monitoring overlay's PodMonitor selects.
-                "metadata": {"labels": {**names.labels(cluster), "app.kubernetes.io/component": "engine"},
-                             "annotations": annotations},
+                "metadata": {"labels": pod_labels(cluster, spec), "annotations": pod_annotations(spec, hashes)},
                 "spec": pod_spec,
             },
             "volumeClaimTemplates": [

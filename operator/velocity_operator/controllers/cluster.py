@@ -70,7 +70,7 @@ async def reconcile_cluster(kube: Kube, body: dict[str, Any], settings: Settings
 
     config_map = config_builder.config_map(owner, spec)
     await kube.apply(config_map)
-    await kube.apply(service_builder.client_service(owner))
+    await kube.apply(service_builder.client_service(owner, spec.service))
     await kube.apply(service_builder.headless_service(owner))
     await kube.apply(pdb_builder.pod_disruption_budget(owner))
     await reconcile_network_policy(kube, owner, spec, actions)

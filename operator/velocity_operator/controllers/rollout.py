@@ -8,6 +8,12 @@ Lease would then move to a pod that is restarted again later: several failovers 
 update. Here the primary goes last, once every other pod runs the new template and is
 ready, so a rollout costs exactly one change of primary.
 
+A pod is outdated when its `controller-revision-hash` differs from the StatefulSet's
+`updateRevision`, a hash the StatefulSet controller takes of the whole pod template: the
+image, the engine's args (replication and Lease timing flags), the config and certificate
+hash annotations, and spec.podTemplate, spec.nodeSelector and spec.podAntiAffinity
+(builders/placement.py) all count, with no list here to keep in step.
+
 Deleting the primary's pod is the planned switchover: the engine, on SIGTERM, hands the
 Lease and the role to its most up-to-date streaming replica (fence, catch-up, Lease
 compare-and-swap, promote; docs/replication.md, "Graceful stop of the primary") before

@@ -11,6 +11,7 @@ from .. import cron
 from ..api.cluster import VelocityClusterSpec
 from ..builders.backup_job import cleanup_job, stored_location
 from ..builders.meta import Owner
+from ..builders.placement import job_placement
 from ..kube import Kube
 from .actions import Action
 from .backup import scheduled_backup
@@ -65,7 +66,8 @@ async def reconcile_schedule(kube: Kube, body: dict[str, Any], now: dt.datetime,
         stored = stored_location(location, spec.backup.destination)  # pvc:// or s3://
         if stored is not None:
             await kube.create(cleanup_job(owner, cluster=meta["name"], backup=victim,
-                                          location=stored, image=spec.image or default_image))
+                                          location=stored, image=spec.image or default_image,
+                                          placement=job_placement(spec)))
         await kube.delete("vdb.io/v1alpha1", "VelocityBackup", meta["namespace"], victim)
         actions.append(Action("BackupExpired", f"deleted VelocityBackup {victim} and its files "
                                                f"(retention {spec.backup.retention})"))
