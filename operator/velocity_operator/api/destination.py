@@ -5,11 +5,13 @@ Shared by `VelocityCluster.spec.backup.destination` and `VelocityBackup.spec.des
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import ConfigDict, Field
 
 from .common import ApiModel, cel
 
-__all__ = ["BackupDestination", "PvcDestination", "S3Credentials", "S3Destination"]
+__all__ = ["BackupDestination", "PvcDestination", "S3Credentials", "S3Destination", "S3Encryption", "SecretKeyRef"]
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -43,7 +45,8 @@ class PvcDestination(ApiModel):
 
 
 class S3Credentials(ApiModel):
-    """A Secret in the cluster's namespace that holds the S3 access key pair."""
+    """A Secret in the cluster's namespace that holds an S3 access key pair, and optionally
+    the session token of temporary credentials."""
 
     name: str = Field(
         description="Name of the Secret holding the access key id and the secret access key.",
@@ -63,11 +66,58 @@ class S3Credentials(ApiModel):
         min_length=1,
         max_length=253,
     )
+    session_token_key: str | None = Field(
+        default=None,
+        description="Key of the Secret that holds a session token, for temporary credentials (an access key "
+        "id starting with ASIA, from STS). Unset: the key pair is used without a token. Temporary credentials "
+        "expire: whoever writes the Secret must renew them.",
+        min_length=1,
+        max_length=253,
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """One key of a Secret in the cluster's namespace."""
+
+    name: str = Field(description="Name of the Secret.", min_length=1, max_length=253,
+                      pattern=DNS_SUBDOMAIN_PATTERN)
+    key: str = Field(default="ca.crt", description="Key of the Secret. Defaults to `ca.crt`.",
+                     min_length=1, max_length=253)
+
+
+class S3Encryption(ApiModel):
+    """Server-side encryption requested for every object the backup Jobs upload."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!has(self.kmsKeyId) || self.algorithm == 'aws:kms'",
+                    "kmsKeyId needs algorithm aws:kms")
+            ]
+        }
+    )
+
+    algorithm: Literal["AES256", "aws:kms"] = Field(
+        description="`AES256`: SSE-S3, keys managed by the storage service. `aws:kms`: SSE-KMS, keys in AWS "
+        "KMS (the credentials also need kms:GenerateDataKey to upload and kms:Decrypt to restore)."
+    )
+    kms_key_id: str | None = Field(
+        default=None,
+        description="With aws:kms: the KMS key id, alias or ARN. Unset: the bucket's default KMS key "
+        "(or the account's aws/s3 key).",
+        min_length=1,
+        max_length=2048,
+    )
 
 
 class S3Destination(ApiModel):
     """Backups uploaded to a bucket of S3-compatible object storage (AWS S3, MinIO, versitygw, ...)
-    as PREFIX/CLUSTER/BACKUP.vsnap, with the snapshot's SHA-256 stored as object metadata."""
+    as PREFIX/CLUSTER/BACKUP.vsnap, with the snapshot's SHA-256 stored as object metadata.
+
+    Credentials: the Secret of credentialsSecret when set; otherwise the AWS SDK's default chain
+    in the backup pods (environment variables, a web identity token with a role ARN as IRSA
+    injects them, EKS Pod Identity, and the instance metadata service only with
+    useInstanceMetadata)."""
 
     endpoint: str = Field(
         description="URL of the S3 API, for example https://s3.eu-west-1.amazonaws.com or "
@@ -95,9 +145,40 @@ class S3Destination(ApiModel):
         description="Address the bucket as ENDPOINT/BUCKET (true, what MinIO expects) "
         "instead of BUCKET.ENDPOINT (false).",
     )
-    credentials_secret: S3Credentials = Field(
-        description="The Secret holding the access key pair used to upload, download and delete "
-        "(retention). Backup pods read it through secretKeyRef; a backup waits for it to exist."
+    credentials_secret: S3Credentials | None = Field(
+        default=None,
+        description="The Secret holding the key pair (and optional session token) used to upload, download "
+        "and delete (retention). Backup pods read it through secretKeyRef; a backup waits for it to exist. "
+        "Unset: the pods find credentials through the AWS SDK's default chain (for IRSA, set "
+        "serviceAccountName to a ServiceAccount annotated with the role).",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="ServiceAccount the backup and cleanup Jobs run as, for identities bound to one: with IRSA "
+        "on EKS, a ServiceAccount annotated eks.amazonaws.com/role-arn, whose pods get a web identity token "
+        "and the role's ARN. Unset: the namespace's default ServiceAccount. (Restores download in the engine "
+        "pods, which run as CLUSTER-engine.)",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    use_instance_metadata: bool = Field(
+        default=False,
+        description="Let the default chain ask the EC2 instance metadata service (169.254.169.254) for the "
+        "node's role when no other source has credentials. Off by default: a backup pod would otherwise "
+        "borrow whatever role its node has, and off EC2 the lookup only waits for a timeout.",
+    )
+    ca_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="A Secret key holding the PEM certificate(s) that an https endpoint's certificate must "
+        "chain to, instead of the system CAs of the engine image (a private CA of MinIO or Ceph, for "
+        "example). At most about 100 KiB: it reaches the pods as an environment variable. A backup waits "
+        "for the Secret to exist.",
+    )
+    server_side_encryption: S3Encryption | None = Field(
+        default=None,
+        description="Ask the storage service to encrypt uploaded backups at rest (SSE-S3 or SSE-KMS). Unset: "
+        "the bucket's default encryption applies.",
     )
 
 

@@ -5,10 +5,13 @@ On a PersistentVolumeClaim the file lands at CLAIM:/PATH/CLUSTER/BACKUP.vsnap wi
 BACKUP.vsnap.sha256 beside it. For S3 the snapshot goes to an emptyDir scratch volume
 first and is then uploaded to s3://BUCKET/PREFIX/CLUSTER/BACKUP.vsnap with its SHA-256 as
 object metadata; the key pair comes from the user's Secret through secretKeyRef, so it is
-never part of the Job spec. The runner reports size, checksum, duration and location as
-JSON in the container's termination message, which the operator copies into
-VelocityBackup.status. Errors that a retry cannot fix (exit status 3: wrong credentials,
-missing bucket) fail the Job at once through its podFailurePolicy.
+never part of the Job spec (or, without a Secret, from the AWS SDK's default chain in the
+pod, running as the destination's serviceAccountName for IRSA). Before uploading, the
+runner aborts multipart uploads that killed Jobs left under PREFIX/CLUSTER/. The runner
+reports size, checksum, duration and location as JSON in the container's termination
+message, which the operator copies into VelocityBackup.status. Errors that a retry cannot
+fix (exit status 3: wrong credentials, missing bucket) fail the Job at once through its
+podFailurePolicy.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .s3_env import s3_env
 from .statefulset import restricted_container_security, restricted_pod_security
 
 __all__ = [
+    "ACTIVE_DEADLINE_SECONDS",
     "BACKUP_MOUNT",
     "CA_DIR",
     "EXIT_PERMANENT",
@@ -43,6 +47,9 @@ CA_DIR = "/etc/velocity/ca"
 # Exit status of snapshot_job and `python -m velocity_operator.s3` for errors that
 # repeating cannot fix (velocity_operator.s3.__main__.EXIT_PERMANENT).
 EXIT_PERMANENT = 3
+# The snapshot Job's deadline; snapshot_job.STALE_UPLOAD_SECONDS (twice this) is the age
+# past which a multipart upload under the cluster's prefix cannot belong to a live Job.
+ACTIVE_DEADLINE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -116,9 +123,10 @@ def _fail_fast_on_permanent_errors(container: str) -> dict[str, Any]:
 
 
 def backup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLocation, image: str,
-               tls: bool, scratch_size: str = "5Gi") -> dict[str, Any]:
+               tls: bool, scratch_size: str = "5Gi", placement: dict[str, Any] | None = None) -> dict[str, Any]:
     """The snapshot Job, owned by the VelocityBackup `owner`. `scratch_size` bounds the
-    emptyDir an S3 backup is staged in (the cluster's snapshot volume size fits it)."""
+    emptyDir an S3 backup is staged in (the cluster's snapshot volume size fits it);
+    `placement` holds pod spec fields from the cluster (placement.job_placement)."""
     # The client Service routes to the primary (vdb.io/role=primary): the snapshot is the
     # freshest data, not a replica's possibly lagging copy.
     endpoint = f"vdb://{names.service(cluster)}.{owner.namespace}.svc:{names.CLIENT_PORT}"
@@ -164,11 +172,12 @@ def backup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLocat
         "securityContext": restricted_container_security(),
     }
     return _backup_job(owner, names.backup_job(backup), cluster=cluster, backup=backup,
-                       container=container, volumes=volumes, activeDeadlineSeconds=3600, **extra)
+                       container=container, volumes=volumes, service_account=_service_account(location),
+                       placement=placement, activeDeadlineSeconds=ACTIVE_DEADLINE_SECONDS, **extra)
 
 
 def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLocation,
-                image: str) -> dict[str, Any]:
+                image: str, placement: dict[str, Any] | None = None) -> dict[str, Any]:
     """A Job that deletes one backup's files or object (retention), owned by the cluster so
     it is garbage-collected with it; it removes itself 10 minutes after finishing."""
     container: dict[str, Any] = {
@@ -180,8 +189,10 @@ def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLoca
     }
     extra: dict[str, Any] = {}
     if isinstance(location, S3Location):
+        # The AWS SDK alone takes ~50 MiB; rm needs nothing more.
         container |= {"command": ["python", "-m", "velocity_operator.s3", "rm", location.url],
-                      "env": s3_env(location.destination)}
+                      "env": s3_env(location.destination),
+                      "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}}
         volumes: list[dict[str, Any]] = []
         extra["podFailurePolicy"] = _fail_fast_on_permanent_errors("cleanup")
     else:
@@ -190,13 +201,31 @@ def cleanup_job(owner: Owner, *, cluster: str, backup: str, location: BackupLoca
                       "volumeMounts": [{"name": "backup", "mountPath": BACKUP_MOUNT}]}
         volumes = [{"name": "backup", "persistentVolumeClaim": {"claimName": location.claim_name}}]
     return _backup_job(owner, f"{backup}-cleanup", cluster=cluster, backup=backup,
-                       container=container, volumes=volumes, ttlSecondsAfterFinished=600, **extra)
+                       container=container, volumes=volumes, service_account=_service_account(location),
+                       placement=placement, ttlSecondsAfterFinished=600, **extra)
+
+
+def _service_account(location: BackupLocation) -> str | None:
+    return location.destination.service_account_name if isinstance(location, S3Location) else None
 
 
 def _backup_job(owner: Owner, name: str, *, cluster: str, backup: str, container: dict[str, Any],
-                volumes: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+                volumes: list[dict[str, Any]], service_account: str | None = None,
+                placement: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
     """The Job shape both backup Jobs share: labelled with the backup, one non-root
-    container, never restarted in place, at most two retries."""
+    container, never restarted in place, at most two retries. `service_account` is the
+    identity an S3 destination asks for; the API token itself is never mounted (the
+    IRSA webhook projects its own web identity token)."""
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(),
+        "containers": [container],
+        "volumes": volumes,
+        **(placement or {}),
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
     meta = object_meta(owner, name, cluster=cluster)
     meta["labels"]["vdb.io/backup"] = backup
     return {
@@ -208,13 +237,7 @@ def _backup_job(owner: Owner, name: str, *, cluster: str, backup: str, container
             **spec,
             "template": {
                 "metadata": {"labels": {**names.labels(cluster), "vdb.io/backup": backup}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": restricted_pod_security(),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": pod_spec,
             },
         },
     }

@@ -7,6 +7,10 @@ VelocityBackup.status.checksum (or, when the status has none, the object's own `
 metadata) and renamed into place only when it matches, so the engine never starts from a
 partial or corrupted file. Like the engine's restore script, the download is skipped
 when the data directory already holds data (a restarted pod keeps what it has written).
+
+The init container gets the destination's S3 environment (builders/s3_env.py). Without a
+credentials Secret it runs with the engine pods' identity, ServiceAccount CLUSTER-engine:
+for IRSA, annotate that ServiceAccount with the role (docs/operator/backup-restore.md).
 """
 
 from __future__ import annotations
@@ -14,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.destination import S3Credentials, S3Destination
-from ..s3 import env as s3env
+from ..api.destination import S3Destination
 from .config import DATA_DIR, NOT_DATA
-from .s3_env import s3_env
+from .s3_env import destination_from_env, s3_env
 
 __all__ = ["DOWNLOAD_CONTAINER", "RESTORE_FILE", "S3RestoreSource", "download_container", "s3_restore_of"]
 
@@ -70,20 +73,11 @@ def s3_restore_of(pod_spec: dict[str, Any]) -> S3RestoreSource | None:
     init = next((c for c in pod_spec.get("initContainers") or [] if c.get("name") == DOWNLOAD_CONTAINER), None)
     if init is None:
         return None
-    env = {e["name"]: e for e in init.get("env") or []}
     args = list(init.get("args") or [])
     try:
-        url = args[0].removeprefix("s3://")
-        bucket, _, key = url.partition("/")
+        bucket, _, key = args[0].removeprefix("s3://").partition("/")
         sha256 = args[args.index("--sha256") + 1] if "--sha256" in args else ""
-        key_id = env[s3env.ACCESS_KEY_ID]["valueFrom"]["secretKeyRef"]
-        secret = env[s3env.SECRET_ACCESS_KEY]["valueFrom"]["secretKeyRef"]
-        destination = S3Destination(
-            endpoint=env[s3env.ENDPOINT]["value"], bucket=bucket, region=env[s3env.REGION]["value"],
-            force_path_style=env[s3env.PATH_STYLE]["value"] == "true",
-            credentials_secret=S3Credentials(name=key_id["name"], access_key_id_key=key_id["key"],
-                                             secret_access_key_key=secret["key"]),
-        )
-    except (IndexError, KeyError, ValueError):
+        destination = destination_from_env(list(init.get("env") or []), bucket)
+    except (IndexError, KeyError, ValueError, TypeError):
         return None  # not ours, or edited by hand: resolve the source from the backup again
     return S3RestoreSource(destination=destination, key=key, sha256=sha256)

@@ -4,7 +4,7 @@ Pending -> Running (Job created) -> Completed | Failed. A finished backup is nev
 touched again. The result (size, checksum, duration) comes from the Job pod's
 termination message written by `velocity_operator.snapshot_job`; so does the reason of
 an S3 failure (S3AccessDenied, S3BucketNotFound, ...). An S3 backup waits (Pending,
-WaitingForCredentials) until its credentials Secret exists.
+WaitingForCredentials) until its credentials and CA Secrets exist with their keys.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..api.cluster import VelocityClusterSpec
 from ..api.crd import BACKUP
 from ..builders.backup_job import BackupLocation, S3Location, backup_job, resolve_destination
 from ..builders.meta import Owner, object_meta
+from ..builders.placement import job_placement
 from ..conditions import BACKUP_SUCCEEDED, COMPLETED, Reason, merge_condition
 from ..kube import Kube
 from .actions import Action, Settings
@@ -113,7 +114,8 @@ async def reconcile_backup(kube: Kube, body: dict[str, Any], settings: Settings,
         image = cluster_spec.image or settings.default_image
         await kube.create(backup_job(owner, cluster=spec.cluster, backup=name, location=location,
                                      image=image, tls=cluster_spec.tls.enabled,
-                                     scratch_size=str(cluster_spec.storage.snapshots.size)))
+                                     scratch_size=str(cluster_spec.storage.snapshots.size),
+                                     placement=job_placement(cluster_spec)))
         actions.append(Action("SnapshotStarted", f"started Job {job_name} writing {location.url}"))
         status = {**previous, "phase": "Running", "reason": Reason.JOB_RUNNING, "jobName": job_name,
                   "startTime": _ts(now), "location": location.url,
@@ -146,17 +148,25 @@ async def reconcile_backup(kube: Kube, body: dict[str, Any], settings: Settings,
 
 
 async def _missing_credentials(kube: Kube, namespace: str, location: BackupLocation) -> str:
-    """Why an S3 backup cannot start yet ("" when it can): its Secret or a key is missing.
-    Without this check the Job's pod would sit in CreateContainerConfigError."""
+    """Why an S3 backup cannot start yet ("" when it can): its credentials or CA Secret,
+    or a key of one, is missing. Without this check the Job's pod would sit in
+    CreateContainerConfigError. Without a credentials Secret there is nothing to wait
+    for: the pod's default chain finds credentials or the Job reports S3AccessDenied."""
     if not isinstance(location, S3Location):
         return ""
-    ref = location.destination.credentials_secret
-    secret = await kube.get("v1", "Secret", namespace, ref.name)
-    if secret is None:
-        return f"waiting for the S3 credentials Secret {ref.name} in namespace {namespace}"
-    absent = [k for k in (ref.access_key_id_key, ref.secret_access_key_key) if k not in (secret.get("data") or {})]
-    if absent:
-        return f"S3 credentials Secret {ref.name} has no key {', '.join(absent)}"
+    wanted: dict[str, list[str]] = {}
+    if (ref := location.destination.credentials_secret) is not None:
+        wanted[ref.name] = [ref.access_key_id_key, ref.secret_access_key_key,
+                            *([ref.session_token_key] if ref.session_token_key else [])]
+    if (ca := location.destination.ca_secret) is not None:
+        wanted.setdefault(ca.name, []).append(ca.key)
+    for name, keys in wanted.items():
+        secret = await kube.get("v1", "Secret", namespace, name)
+        if secret is None:
+            return f"waiting for the S3 Secret {name} in namespace {namespace}"
+        absent = [k for k in keys if k not in (secret.get("data") or {})]
+        if absent:
+            return f"S3 Secret {name} has no key {', '.join(absent)}"
     return ""
 
 

@@ -1,20 +1,19 @@
-"""A standard-library S3 client for backups (SigV4, put/get/list/delete, multipart).
+"""S3 for backups: the adapter over boto3 and the settings pods read.
 
-Import-light on purpose: it runs in the engine image's backup Jobs and restore init
-containers. `python -m velocity_operator.s3 --help` is its command line.
+    client.py   S3Client (put/get/list/delete, parallel multipart, stale-upload cleanup),
+                client_from_env: the only module that imports boto3
+    env.py      the environment variables the operator's builders set for pods
+    errors.py   typed errors (S3Error and subclasses, S3ConnectionError, ChecksumMismatchError)
+    url.py      S3Url, s3://BUCKET/KEY
+    __main__.py `python -m velocity_operator.s3`, the command line of cleanup Jobs and
+                restore init containers
+
+This package's __init__ imports only the light modules, so the operator (which builds
+pod specs from env.py's names) never loads boto3; pods import `.client`.
 """
 
 from __future__ import annotations
 
-from .client import (
-    DEFAULT_PART_SIZE,
-    SHA256_METADATA,
-    ObjectHead,
-    ObjectInfo,
-    S3Client,
-    S3Url,
-    Transfer,
-)
 from .errors import (
     CREDENTIAL_CODES,
     AccessDeniedError,
@@ -24,22 +23,15 @@ from .errors import (
     S3ConnectionError,
     S3Error,
 )
-from .sigv4 import Credentials
+from .url import S3Url
 
 __all__ = [
     "CREDENTIAL_CODES",
-    "DEFAULT_PART_SIZE",
-    "SHA256_METADATA",
     "AccessDeniedError",
     "ChecksumMismatchError",
-    "Credentials",
     "NoSuchBucketError",
     "NoSuchKeyError",
-    "ObjectHead",
-    "ObjectInfo",
-    "S3Client",
     "S3ConnectionError",
     "S3Error",
     "S3Url",
-    "Transfer",
 ]

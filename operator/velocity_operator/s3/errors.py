@@ -1,14 +1,13 @@
 """What can go wrong talking to S3, as typed errors carrying the server's own words.
 
-S3 answers errors with an XML document: <Error><Code>NoSuchBucket</Code><Message>...
-</Message>...</Error>. `S3Error.code` is that code; subclasses exist for the codes callers
-act on (credentials, missing bucket or key). HEAD answers have no body, so their status
-alone picks the class.
+`S3Error.code` is the S3 error code (`NoSuchBucket`, `SignatureDoesNotMatch`, ...);
+subclasses exist for the codes callers act on (credentials, missing bucket or key).
+HEAD answers have no body, so their status alone picks the class. These classes are the
+whole error surface of `velocity_operator.s3`: the adapter (`client.py`) translates
+botocore's exceptions into them, so no caller ever imports botocore.
 """
 
 from __future__ import annotations
-
-import xml.etree.ElementTree as ET
 
 __all__ = [
     "CREDENTIAL_CODES",
@@ -18,17 +17,24 @@ __all__ = [
     "NoSuchKeyError",
     "S3ConnectionError",
     "S3Error",
-    "error_from_response",
+    "error_for",
 ]
 
 # Codes that mean "these credentials cannot do this": retrying will not help.
 # XAdminUserNotFound is versitygw's answer (HTTP 404) for an access key id it does not
-# know, where AWS says InvalidAccessKeyId (HTTP 403).
-CREDENTIAL_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "XAdminUserNotFound"})
+# know, where AWS says InvalidAccessKeyId (HTTP 403). InvalidToken / ExpiredToken are a
+# bad or expired session token; InvalidIdentityToken, IDPCommunicationError and
+# InvalidClientTokenId come from STS while exchanging a web identity token for keys;
+# NoCredentials is ours: the default chain found no credentials at all.
+CREDENTIAL_CODES = frozenset({
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "XAdminUserNotFound",
+    "InvalidToken", "ExpiredToken", "InvalidIdentityToken", "ExpiredTokenException",
+    "InvalidClientTokenId", "IDPCommunicationError", "IDPRejectedClaim", "NoCredentials",
+})
 
 
 class S3Error(Exception):
-    """An error answer from the server."""
+    """An error answer from the server (or from STS while getting credentials)."""
 
     def __init__(self, code: str, message: str, *, status: int, method: str, resource: str,
                  request_id: str = "") -> None:
@@ -43,13 +49,16 @@ class S3Error(Exception):
 
     @property
     def permanent(self) -> bool:
-        """True when repeating the request cannot succeed (4xx other than throttling)."""
-        return 400 <= self.status < 500 and self.code not in ("SlowDown", "RequestTimeout")
+        """True when repeating the request cannot succeed: credentials that do not work,
+        and 4xx answers other than throttling."""
+        if self.code in CREDENTIAL_CODES:
+            return True
+        return 400 <= self.status < 500 and self.code not in ("SlowDown", "RequestTimeout", "Throttling")
 
 
 class AccessDeniedError(S3Error):
-    """AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch (or a server's own code for
-    an unknown key id): wrong or insufficient credentials."""
+    """AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch, a bad session or web
+    identity token, or no credentials at all: wrong or insufficient credentials."""
 
 
 class NoSuchBucketError(S3Error):
@@ -61,7 +70,8 @@ class NoSuchKeyError(S3Error):
 
 
 class S3ConnectionError(OSError):
-    """The endpoint could not be reached or the connection broke mid-request."""
+    """The endpoint could not be reached, its certificate did not verify, or the
+    connection broke mid-request."""
 
 
 class ChecksumMismatchError(ValueError):
@@ -77,24 +87,17 @@ _BY_CODE: dict[str, type[S3Error]] = {
     "NoSuchBucket": NoSuchBucketError,
     "NoSuchKey": NoSuchKeyError,
 }
-_BY_STATUS = {403: "AccessDenied", 404: "NotFound"}
+# HEAD answers carry no body: botocore reports the bare status as the code.
+_BY_STATUS = {"403": "AccessDenied", "404": "NotFound"}
 
 
-def error_from_response(status: int, body: bytes, *, method: str, resource: str) -> S3Error:
-    """The typed error for an error answer (body may be empty, e.g. for HEAD)."""
-    code, message, request_id = _BY_STATUS.get(status, f"HTTP{status}"), "", ""
-    if body:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            message = body[:500].decode(errors="replace")
-        else:
-            code = root.findtext("Code") or code
-            message = root.findtext("Message") or ""
-            request_id = root.findtext("RequestId") or ""
+def error_for(code: str, message: str, *, status: int, method: str, resource: str,
+              request_id: str = "") -> S3Error:
+    """The typed error for an error answer; `code` as the server (or botocore) gave it."""
+    code = _BY_STATUS.get(code, code) or f"HTTP{status}"
     if not message:
         message = {403: "access denied", 404: "not found"}.get(status, "no error message")
     cls = _BY_CODE.get(code, S3Error)
-    if code == "NotFound" and method == "HEAD":
+    if code == "NotFound" and method in ("HEAD", "HeadObject"):
         cls = NoSuchKeyError
     return cls(code, message, status=status, method=method, resource=resource, request_id=request_id)
