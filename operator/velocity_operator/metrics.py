@@ -70,6 +70,12 @@ class OperatorMetrics:
             "compares the engines' velocity_ready with it).",
             ["cluster", "namespace"], registry=self.registry,
         )
+        self.leader = Gauge(
+            "velocity_operator_leader",
+            "1 while this operator replica holds the leader-election Lease and reconciles, 0 while "
+            "it stands by (always 1 with leader election off).",
+            registry=self.registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
         self._last_success: dict[tuple[str, str], float] = {}
 

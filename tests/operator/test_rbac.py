@@ -65,7 +65,9 @@ def sa_operator(operator: OperatorProcess, service_account_api: KubeAPI, tmp_pat
 def test_manifests_apply(kubectl: Kubectl, service_account_api: KubeAPI) -> None:
     deployment = kubectl.get("deployment", "velocity-operator", "velocity-system")
     assert deployment is not None
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    # Two replicas, one leading (tests/operator/test_leader_election.py), rolled one at a time.
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-elect" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert kubectl.get("clusterrolebinding", "velocity-operator") is not None
     who = "--as=system:serviceaccount:velocity-system:velocity-operator"
 
@@ -81,6 +83,8 @@ def test_manifests_apply(kubectl: Kubectl, service_account_api: KubeAPI) -> None
     for verb in ("get", "list", "delete", "escalate", "bind"):
         assert can(verb, "roles.rbac.authorization.k8s.io", "-n", "default") == "no", verb
     assert can("delete", "leases.coordination.k8s.io", "-n", "default") == "no"
+    # Its own leader-election Lease (Role velocity-operator-leader-election).
+    assert can("update", "leases.coordination.k8s.io/velocity-operator", "-n", "velocity-system") == "yes"
 
 
 def test_operator_works_with_its_own_rbac(kubectl: Kubectl, sa_operator: OperatorProcess, ns: str) -> None:

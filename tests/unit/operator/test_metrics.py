@@ -16,6 +16,7 @@ CONTRACT = {
     "velocity_operator_certificate_expiry_timestamp_seconds": {"cluster", "namespace"},
     "velocity_operator_backup_last_success_timestamp_seconds": {"cluster", "namespace"},
     "velocity_operator_cluster_desired_replicas": {"cluster", "namespace"},
+    "velocity_operator_leader": set(),
 }
 
 
