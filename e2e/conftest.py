@@ -27,6 +27,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--node-control", default=None, metavar="CMD",
                      help="command that simulates node loss: `CMD stop NODE` / `CMD start NODE` "
                           "(make e2e passes the local cluster's hack/cluster/node.sh)")
+    parser.addoption("--container-signal", default=None, metavar="CMD",
+                     help="command that signals a container's main process from outside the container: "
+                          "`CMD NODE CONTAINER_ID SIGNAL` (SIGSTOP, SIGCONT, SIGKILL; make e2e passes the "
+                          "local cluster's hack/cluster/container.sh)")
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -68,6 +72,14 @@ def isolated_dns(request: pytest.FixtureRequest) -> bool:
 def node_control(request: pytest.FixtureRequest) -> str | None:
     """The --node-control command, or None (node-loss tests are then skipped, with that reason)."""
     value = request.config.getoption("--node-control")
+    return str(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def container_signal(request: pytest.FixtureRequest) -> str | None:
+    """The --container-signal command, or None (tests that freeze or kill an engine from
+    outside its container are then skipped, with that reason)."""
+    value = request.config.getoption("--container-signal")
     return str(value) if value else None
 
 

@@ -1,21 +1,30 @@
-"""SDK clients in pods (the engine image holds the SDK): one-shot calls and a write loop.
+"""SDK clients in pods: one-shot calls and write loops.
 
+The Python SDK runs from the engine image, which holds it; the Rust and Node.js SDKs'
+e2e clients from velocity/clients:dev (hack/images/build.sh, docs/images.md):
+`velocity-e2e-client` (clients/rust/examples/e2e_client.rs) and
+`node /opt/velocity-clients/node/e2e-writer.js` (clients/node/examples/e2e-writer.ts).
 Clients run inside the cluster because the suite assumes no routing from the host to
-Services. Both mount the CA clients trust (a Secret with key `ca.crt`, `NAME-ca` for the
-operator's CA) and the token (`NAME-auth`, key `token`).
+Services. They mount the CA clients trust (a Secret with key `ca.crt`, `NAME-ca` for the
+operator's CA) and the token (`NAME-auth`, key `token`); the Rust and Node clients also get
+the token as VDB_TOKEN from that Secret and the CA's path as VDB_CA, which their SDKs read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .kube import Kubectl, wait_for
 from .manifests import ENGINE_IMAGE, PULL_POLICY
 from .placement import HOSTNAME_LABEL, pinned_node
 
-__all__ = ["LoopResult", "WriteLoop", "client_outcome", "client_pod", "pod_endpoint", "run_client", "service_endpoint"]
+__all__ = ["CLIENTS_IMAGE", "LoopResult", "WriteLoop", "client_outcome", "client_pod", "pod_endpoint",
+           "run_client", "sdk_loop", "service_endpoint"]
+
+CLIENTS_IMAGE = os.environ.get("VELOCITY_CLIENTS_IMAGE", "velocity/clients:dev")
 
 ONE_SHOT = """
 import asyncio, sys
@@ -119,9 +128,11 @@ def pod_endpoint(ns: Kubectl, cluster: str, ordinal: int) -> str:
 
 
 def client_pod(name: str, command: list[str], *, ca_secret: str, auth_secret: str,
-               node: str | None = None) -> dict[str, Any]:
-    """A restricted pod running `command` with the CA at /ca/ca.crt, the token at
-    /auth/token and a writable /work; on node `node` (kubernetes.io/hostname) if given."""
+               node: str | None = None, image: str = ENGINE_IMAGE,
+               env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A restricted pod running `command` (in `image`, with `env`) with the CA at
+    /ca/ca.crt, the token at /auth/token and a writable /work; on node `node`
+    (kubernetes.io/hostname) if given."""
     affinity = {} if node is None else {"nodeSelector": {HOSTNAME_LABEL: node}}
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "velocity-e2e-client"}},
@@ -129,8 +140,8 @@ def client_pod(name: str, command: list[str], *, ca_secret: str, auth_secret: st
             **affinity,
             "restartPolicy": "Never", "enableServiceLinks": False, "terminationGracePeriodSeconds": 1,
             "containers": [{
-                "name": "client", "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
-                "command": command,
+                "name": "client", "image": image, "imagePullPolicy": PULL_POLICY,
+                "command": command, "env": env or [],
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True,
                                     "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                     "seccompProfile": {"type": "RuntimeDefault"}},
@@ -172,6 +183,11 @@ def run_client(ns: Kubectl, cluster: str, name: str, endpoint: str, op: str, key
 
 @dataclass(frozen=True)
 class LoopResult:
+    """A write loop's RESULT line. `errors` failed attempts (each retried), `failed` keys
+    never acknowledged; the Rust and Node clients also split `errors` into `unknown`
+    (outcome unknown) and `refused` (failed without effect) and read every acknowledged
+    write back at once (`reads`, `stale_read_count`, `read_errors`)."""
+
     acked: int
     errors: int
     error_kinds: dict[str, int]
@@ -180,16 +196,54 @@ class LoopResult:
     gap_at: float | None
     lost: list[int]
     lost_count: int
+    client: str = "python"
+    unknown: int | None = None
+    refused: int | None = None
+    reads: int = 0
+    stale_reads: list[str] = field(default_factory=list)
+    stale_read_count: int = 0
+    read_errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> LoopResult:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+def sdk_loop(ns: Kubectl, cluster: str, name: str, sdk: str) -> WriteLoop:
+    """The Rust (`sdk="rust"`) or Node.js (`sdk="node"`) write loop of velocity/clients:dev
+    in pod `name`, writing `name:i` through the client Service of `cluster`."""
+    endpoint = service_endpoint(ns, cluster)
+    commands = {"rust": ["velocity-e2e-client", name],
+                "node": ["node", "/opt/velocity-clients/node/e2e-writer.js", name]}
+    env: list[dict[str, Any]] = [
+        {"name": "VDB_ENDPOINT" if sdk == "rust" else "VDB_NODE", "value": endpoint},
+        {"name": "VDB_CA", "value": "/ca/ca.crt"},
+        {"name": "VDB_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{cluster}-auth", "key": "token"}}},
+    ]
+    return WriteLoop(ns, cluster, name, endpoint, command=commands[sdk], image=CLIENTS_IMAGE, env=env)
 
 
 class WriteLoop:
-    """The LOOP client in pod `name`, writing `prefix:i` through `endpoint` until stopped."""
+    """A write loop in pod `name`, writing `prefix:i` through `endpoint` until stopped: the
+    LOOP client (Python SDK), or `command` in `image` (sdk_loop) with the same output."""
 
-    def __init__(self, ns: Kubectl, cluster: str, name: str, endpoint: str) -> None:
+    def __init__(self, ns: Kubectl, cluster: str, name: str, endpoint: str, *,
+                 command: list[str] | None = None, image: str = ENGINE_IMAGE,
+                 env: list[dict[str, Any]] | None = None) -> None:
         self.ns, self.name = ns, name
-        ns.apply(client_pod(name, ["python3", "-c", LOOP, endpoint, name],
-                            ca_secret=f"{cluster}-ca", auth_secret=f"{cluster}-auth", node=pinned_node(ns)))
-        wait_for(lambda: "READY" in ns.run("logs", name), timeout=120, what=f"write loop {name} connected")
+        ns.apply(client_pod(name, command or ["python3", "-c", LOOP, endpoint, name],
+                            ca_secret=f"{cluster}-ca", auth_secret=f"{cluster}-auth", node=pinned_node(ns),
+                            image=image, env=env))
+        wait_for(lambda: self._ready(), timeout=120, what=f"write loop {name} connected")
+
+    def _ready(self) -> bool:
+        if self.ns.json("get", "pod", self.name)["status"].get("phase") in ("Succeeded", "Failed"):
+            raise AssertionError(f"write loop {self.name} ended before it connected:\n"
+                                 f"{self.ns.run('logs', self.name, check=False)}")
+        return "READY" in self.ns.run("logs", self.name)
 
     def acked(self) -> int:
         """Writes acknowledged so far (the loop logs every 50th)."""
@@ -202,9 +256,9 @@ class WriteLoop:
                  what=f"write loop {self.name} to have {at_least} acknowledged writes")
 
     def stop(self) -> LoopResult:
-        self.ns.exec(self.name, "python3", "-c", "open('/work/stop', 'w').close()")
+        self.ns.exec(self.name, "touch", "/work/stop")
         phase, logs = _finished(self.ns, self.name, 180)
         self.ns.run("delete", "pod", self.name, "--wait=false")
         line = next((ln for ln in logs.splitlines() if ln.startswith("RESULT ")), None)
         assert phase == "Succeeded" and line is not None, f"write loop {self.name} ended {phase}:\n{logs}"
-        return LoopResult(**json.loads(line.removeprefix("RESULT ")))
+        return LoopResult.parse(json.loads(line.removeprefix("RESULT ")))

@@ -4,7 +4,8 @@
 # Usage: hack/e2e.sh [--fresh] [PYTEST_ARG...]
 #
 # Brings the local cluster up (or reuses the running one), builds the images (cached
-# layers; only the app layer is rebuilt), imports them into the cluster's containerd
+# layers; only the app layer is rebuilt; velocity/clients:dev, the SDK clients' image,
+# only when its inputs changed), imports them into the cluster's containerd
 # and runs pytest on e2e/ with the cluster's kubeconfig, pulls disabled
 # (VELOCITY_IMAGE_PULL_POLICY=Never). With --fresh (what `make test` uses) it first
 # removes any cluster left on the machine, e.g. by a killed session, and always removes
@@ -58,4 +59,4 @@ for arg in "$@"; do [[ ${arg} == e2e/* ]] && { paths=(); break; }; done
 VELOCITY_KUBECTL="$(bash "${HACK}/k8s-build.sh" --bin-dir)/kubectl" \
 	VELOCITY_IMAGE_PULL_POLICY=Never \
 	"${PY}" -m pytest "${paths[@]}" --kubeconfig "${kubeconfig}" --isolated-dns --timeout=900 \
-	--node-control "${HACK}/cluster/node.sh" "$@"
+	--node-control "${HACK}/cluster/node.sh" --container-signal "${HACK}/cluster/container.sh" "$@"

@@ -2,7 +2,7 @@
 
 .PHONY: images
 
-images: ## Build velocity/engine:dev and velocity/operator:dev offline (root); import them if the local cluster runs
+images: ## Build the engine, operator, s3 and clients (SDK e2e) images offline (root); import them if the local cluster runs
 	@set -euo pipefail; \
 	archives="$$(bash hack/images/build.sh | tail -n 2)"; \
 	echo "$$archives"; \

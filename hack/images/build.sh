@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the Velocity images without a registry or docker; print the archives.
 #
-# Usage: hack/images/build.sh [engine] [operator] [s3]  (default: all three; s3 listed first)
+# Usage: hack/images/build.sh [engine] [operator] [s3] [clients]
+#        (default: all four; s3 and clients listed first, engine and operator last)
 #
 # Each image is three layers, cached under $VELOCITY_IMAGE_CACHE
 # (default ~/.cache/velocity-images) so a code change rebuilds only the last one:
@@ -20,14 +21,19 @@
 #   $VELOCITY_IMAGE_CACHE/engine.tar    -> velocity/engine:dev
 #   $VELOCITY_IMAGE_CACHE/operator.tar  -> velocity/operator:dev
 #   $VELOCITY_IMAGE_CACHE/s3.tar        -> velocity/s3:dev (test S3 server, see build_s3)
+#   $VELOCITY_IMAGE_CACHE/clients.tar   -> velocity/clients:dev (the SDK clients of the
+#                                          e2e suite, see build_clients)
 # images/engine/Dockerfile and images/operator/Dockerfile describe the same images for docker users;
-# images/s3/Dockerfile the S3 server image.
+# images/s3/Dockerfile the S3 server image, images/clients/Dockerfile the clients image.
+# Debian packages that debootstrap downloads are kept in $VELOCITY_IMAGE_CACHE/debs, so a
+# second root filesystem (the clients image's) fetches only what the first lacked.
 set -euo pipefail
 [[ ${EUID} -eq 0 ]] || { echo "error: $0 must run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "${HERE}/../.." && pwd)"
 CACHE="${VELOCITY_IMAGE_CACHE:-${HOME}/.cache/velocity-images}"
+[[ ${CACHE} == /* ]] || CACHE="${PWD}/${CACHE}" # debootstrap --cache-dir wants an absolute path
 SUITE=bookworm
 PACKAGES="python3,python3-venv"
 UID_GID=10001
@@ -75,15 +81,22 @@ key() { sha256sum | cut -c1-12; }
 
 # ------------------------------------------------------------------ layer 1: rootfs
 build_rootfs() {
-	local k dir
+	local k
 	k="$(printf '%s\n' "${SUITE}" "${PACKAGES}" "${UID_GID}" "rootfs-v1" | key)"
-	dir="${CACHE}/rootfs-${SUITE}-${k}"
+	debootstrap_layer "${CACHE}/rootfs-${SUITE}-${k}" "${PACKAGES}"
+}
+
+# debootstrap_layer DIR PACKAGES -> ROOTFS, ROOTFS_LAYER: minbase + PACKAGES in DIR/rootfs,
+# trimmed, with the velocity user; its layer DIR/layer.tar. Built once per DIR.
+debootstrap_layer() {
+	local dir="$1" packages="$2"
 	ROOTFS="${dir}/rootfs"; ROOTFS_LAYER="${dir}/layer.tar"
 	[[ -s ${ROOTFS_LAYER} ]] && return 0
-	log "debootstrap ${SUITE} (minbase + ${PACKAGES}) into ${dir}; once per package list"
-	rm -rf "${dir}"; mkdir -p "${dir}"
+	log "debootstrap ${SUITE} (minbase + ${packages}) into ${dir}; once per package list"
+	rm -rf "${dir}"; mkdir -p "${dir}" "${CACHE}/debs"
 	local start=${SECONDS}
-	if ! debootstrap --variant=minbase --include="${PACKAGES}" "${SUITE}" "${ROOTFS}" "$(mirror)" >"${dir}/debootstrap.log" 2>&1; then
+	if ! debootstrap --variant=minbase --include="${packages}" --cache-dir="${CACHE}/debs" \
+		"${SUITE}" "${ROOTFS}" "$(mirror)" >"${dir}/debootstrap.log" 2>&1; then
 		for m in proc sys dev/pts dev; do umount "${ROOTFS}/${m}" 2>/dev/null || true; done
 		tail -n 20 "${dir}/debootstrap.log" >&2
 		die "debootstrap failed; log: ${dir}/debootstrap.log"
@@ -218,23 +231,123 @@ build_s3() {
 		--label org.opencontainers.image.title=velocity-s3 >/dev/null
 }
 
+# ------------------------------------------------------------------ clients (e2e)
+# velocity/clients:dev: the SDK clients the e2e suite runs in pods (e2e/test_sdk_clients.py),
+# one image for both (they share the root filesystem; docs/images.md). Two layers:
+#   1. rootfs  debootstrap --variant=minbase of bookworm + Debian's nodejs (no npm), the
+#              velocity user. Keyed by the package list: built once (~1-2 min).
+#   2. sdk     /opt/velocity-clients, keyed by its content (rebuilt only when that changes):
+#              bin/velocity-e2e-client  clients/rust/examples/e2e_client.rs, built on the
+#                  host by `cargo build --release` with glibc linked statically
+#                  (+crt-static: runs on any Linux, needs no library from the rootfs)
+#              node/  the `npm pack` tarball of clients/node installed with
+#                  `npm install --offline` (node_modules/@velocity/core), and
+#                  e2e-writer.js compiled by tsc from clients/node/examples/e2e-writer.ts
+# The archive is reassembled only when a layer changed, so an unchanged image keeps its id.
+CLIENTS_PACKAGES="nodejs"
+CLIENTS_HOME=/opt/velocity-clients
+RUST_TARGET=x86_64-unknown-linux-gnu
+
+build_rust_client() { # -> RUST_CLIENT
+	local cargo target_dir
+	cargo="$(command -v cargo || echo "${HOME}/.cargo/bin/cargo")"
+	[[ -x ${cargo} ]] || die "cargo is missing (the clients image holds the Rust SDK's e2e client)"
+	target_dir="${VELOCITY_CARGO_TARGET_DIR:-${CARGO_TARGET_DIR:-${REPO}/target}}"
+	# --target: RUSTFLAGS then apply to the program only, not to build scripts and proc
+	# macros (which cannot be linked statically).
+	(cd "${REPO}" && CARGO_TARGET_DIR="${target_dir}" RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" \
+		"${cargo}" build --locked --release --target "${RUST_TARGET}" -p velocity-sdk --example e2e_client) \
+		>"${CACHE}/cargo-clients.log" 2>&1 ||
+		{ tail -n 30 "${CACHE}/cargo-clients.log" >&2; die "cargo build of the Rust e2e client failed; log ${CACHE}/cargo-clients.log"; }
+	RUST_CLIENT="${target_dir}/${RUST_TARGET}/release/examples/e2e_client"
+	[[ -x ${RUST_CLIENT} ]] || die "cargo left no ${RUST_CLIENT}"
+}
+
+build_node_client() { # -> NODE_TGZ, NODE_WRITER
+	local sdk="${REPO}/clients/node" out="${CACHE}/clients-node" npm_log="${CACHE}/npm-clients.log" k
+	command -v npm >/dev/null || die "npm is missing (the clients image holds the packed Node.js SDK)"
+	# Skipped (npm pack and tsc take ~15 s) when no input of the package changed.
+	k="$(cd "${sdk}" && find src examples package.json package-lock.json README.md tsconfig*.json \
+		-type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | key)"
+	NODE_WRITER="${out}/examples/e2e-writer.js"
+	if [[ "$(cat "${out}/key" 2>/dev/null)" == "${k}" && -s ${NODE_WRITER} ]]; then
+		NODE_TGZ="$(ls "${out}"/velocity-core-*.tgz)"
+		return 0
+	fi
+	rm -rf "${out}"; mkdir -p "${out}/examples"
+	: >"${npm_log}"
+	# The dev tools (typescript) as mk/node.mk installs them, when package-lock.json is newer.
+	if [[ ! ${sdk}/node_modules/.package-lock.json -nt ${sdk}/package-lock.json ]]; then
+		(cd "${sdk}" && npm ci --no-audit --no-fund --prefer-offline) >>"${npm_log}" 2>&1 ||
+			{ tail -n 20 "${npm_log}" >&2; die "npm ci in clients/node failed; log ${npm_log}"; }
+	fi
+	# npm pack runs the package's prepack (tsc: dist/), then tsc emits the examples.
+	(cd "${sdk}" && npm pack --silent --pack-destination "${out}" &&
+		npx --no-install tsc -p tsconfig.examples.json --noEmit false --outDir "${out}/examples") >>"${npm_log}" 2>&1 ||
+		{ tail -n 20 "${npm_log}" >&2; die "npm pack / tsc of clients/node failed; log ${npm_log}"; }
+	NODE_TGZ="$(ls "${out}"/velocity-core-*.tgz)"
+	[[ -s ${NODE_WRITER} ]] || die "tsc emitted no ${NODE_WRITER}"
+	echo "${k}" >"${out}/key"
+}
+
+build_clients() {
+	local k dir root rootfs_layer
+	k="$(printf '%s\n' "${SUITE}" "${CLIENTS_PACKAGES}" "${UID_GID}" "clients-rootfs-v1" | key)"
+	debootstrap_layer "${CACHE}/rootfs-clients-${SUITE}-${k}" "${CLIENTS_PACKAGES}"
+	rootfs_layer="${ROOTFS_LAYER}"
+	log "clients: Rust e2e client (cargo build --release, static) and Node.js SDK (npm pack)"
+	build_rust_client
+	build_node_client
+	k="$(cat "${RUST_CLIENT}" "${NODE_TGZ}" "${NODE_WRITER}" <(echo "${CLIENTS_HOME} clients-sdk-v1") | key)"
+	dir="${CACHE}/clients-sdk-${k}"
+	if [[ ! -s ${dir}/layer.tar ]]; then
+		rm -rf "${CACHE}"/clients-sdk-*; mkdir -p "${dir}"
+		root="${dir}/root${CLIENTS_HOME}"
+		install -D -m 0755 "${RUST_CLIENT}" "${root}/bin/velocity-e2e-client"
+		install -D -m 0644 "${NODE_TGZ}" "${root}/node/$(basename "${NODE_TGZ}")"
+		printf '{"name": "velocity-e2e-clients", "private": true, "type": "module"}\n' >"${root}/node/package.json"
+		(cd "${root}/node" && npm install --offline --no-audit --no-fund --ignore-scripts "./$(basename "${NODE_TGZ}")") \
+			>>"${CACHE}/npm-clients.log" 2>&1 || die "npm install of $(basename "${NODE_TGZ}") failed; log ${CACHE}/npm-clients.log"
+		install -m 0644 "${NODE_WRITER}" "${root}/node/e2e-writer.js"
+		chmod -R a+rX,go-w "${dir}/root"
+		"${TAR[@]}" --owner=0 --group=0 -C "${dir}/root" -cf "${dir}/layer.tar.tmp" . && mv "${dir}/layer.tar.tmp" "${dir}/layer.tar"
+	fi
+	# Reassemble only when a layer changed: the archive's config (and so the image id)
+	# carries a creation time.
+	k="$(printf '%s\n' "${rootfs_layer}" "${dir}/layer.tar" "clients-image-v1" | key)"
+	if [[ ! -s ${CACHE}/clients.tar || "$(cat "${CACHE}/clients.key" 2>/dev/null)" != "${k}" ]]; then
+		"${PYTHON}" "${HERE}/mkimage.py" --out "${CACHE}/clients.tar" --tag velocity/clients:dev \
+			--layer "${rootfs_layer}" --layer "${dir}/layer.tar" \
+			--user "${UID_GID}:${UID_GID}" --workdir /tmp \
+			--env PATH=${CLIENTS_HOME}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env HOME=/tmp \
+			--label org.opencontainers.image.title=velocity-clients >/dev/null
+		echo "${k}" >"${CACHE}/clients.key"
+	fi
+}
+
 main() {
-	local images=("$@") python_images=() s3=0 start=${SECONDS}
-	# No arguments: also the test S3 server image, listed FIRST so that callers taking the
-	# last two lines (hack/e2e.sh, make images) still get engine and operator; load.sh
-	# imports the s3.tar built beside the engine archive.
-	((${#images[@]})) || images=(s3 engine operator)
+	local images=("$@") python_images=() s3=0 clients=0 start=${SECONDS}
+	# No arguments: also the test S3 server and the clients images, listed FIRST so that
+	# callers taking the last two lines (hack/e2e.sh, make images) still get engine and
+	# operator; load.sh imports the s3.tar and clients.tar built beside the engine archive.
+	((${#images[@]})) || images=(s3 clients engine operator)
 	for image in "${images[@]}"; do
 		case "${image}" in
 		engine | operator) python_images+=("${image}") ;;
 		s3) s3=1 ;;
-		*) die "unknown image ${image} (engine, operator, s3)" ;;
+		clients) clients=1 ;;
+		*) die "unknown image ${image} (engine, operator, s3, clients)" ;;
 		esac
 	done
 	mkdir -p "${CACHE}"
 	if ((s3)); then
 		build_s3
 		log "velocity/s3:dev -> ${CACHE}/s3.tar ($(du -h "${CACHE}/s3.tar" | cut -f1))"
+	fi
+	if ((clients)); then
+		local t=${SECONDS}
+		build_clients
+		log "velocity/clients:dev -> ${CACHE}/clients.tar ($(du -h "${CACHE}/clients.tar" | cut -f1), $((SECONDS - t))s)"
 	fi
 	if ((${#python_images[@]})); then
 		build_rootfs

@@ -2,7 +2,8 @@
 # Import docker-archive images into the local cluster's containerd (namespace k8s.io),
 # where kubelet finds them by tag without pulling.
 #
-# Usage: hack/images/load.sh ARCHIVE.tar...   (engine.tar brings s3.tar from its directory along)
+# Usage: hack/images/load.sh ARCHIVE.tar...   (engine.tar brings s3.tar and clients.tar
+#                                              from its directory along)
 # Fails when the local cluster's containerd is not running (make cluster-up first).
 # For kind, the equivalent is `kind load image-archive ARCHIVE.tar` (docs/images.md).
 set -euo pipefail
@@ -12,13 +13,16 @@ require_root
 pid_alive containerd && [[ -S ${CONTAINERD_SOCK} ]] ||
 	die "the local cluster's containerd is not running (${CONTAINERD_SOCK}); run 'make cluster-up' first"
 archives=("$@")
-# The test S3 server image travels with the engine image: a caller passing engine.tar
-# (hack/e2e.sh, make images) also gets the s3.tar that hack/images/build.sh left beside it.
+# The test S3 server and the SDK clients images travel with the engine image: a caller
+# passing engine.tar (hack/e2e.sh, make images) also gets the s3.tar and clients.tar that
+# hack/images/build.sh left beside it.
 for archive in "$@"; do
-	companion="$(dirname "${archive}")/s3.tar"
-	if [[ $(basename "${archive}") == engine.tar && -s ${companion} && " $* " != *" ${companion} "* ]]; then
-		archives+=("${companion}")
-	fi
+	[[ $(basename "${archive}") == engine.tar ]] || continue
+	for companion in "$(dirname "${archive}")"/{s3,clients}.tar; do
+		if [[ -s ${companion} && " $* " != *" ${companion} "* ]]; then
+			archives+=("${companion}")
+		fi
+	done
 done
 # Worker nodes (hack/cluster/add-node.sh) whose containerd runs get the images too; a
 # stopped one catches up when `node.sh start` syncs it from the first node.
