@@ -31,6 +31,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="command that signals a container's main process from outside the container: "
                           "`CMD NODE CONTAINER_ID SIGNAL` (SIGSTOP, SIGCONT, SIGKILL; make e2e passes the "
                           "local cluster's hack/cluster/container.sh)")
+    parser.addoption("--long-e2e", action="store_true", default=False,
+                     help="also run the scenarios marked long_e2e (several minutes each; not in make test)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "long_e2e: an e2e scenario of several minutes, run only with --long-e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--long-e2e"):
+        return
+    skip = pytest.mark.skip(reason="a long e2e scenario: run it with --long-e2e")
+    for item in items:
+        if item.get_closest_marker("long_e2e"):
+            item.add_marker(skip)
 
 
 _FAILED = pytest.StashKey[bool]()

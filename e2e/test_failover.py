@@ -200,13 +200,14 @@ class LoadReport:
         return None if first is None else round(first - t0, 2)
 
 
-def _cluster_spec() -> dict[str, Any]:
+def _cluster_spec(**replication: Any) -> dict[str, Any]:
+    """The `fo` cluster; `replication` adds spec.replication fields (e.g. the Lease timing)."""
     return {
         "apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": CLUSTER},
         "spec": {
             "replicas": 2, "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
             "podAntiAffinity": "Preferred",
-            "replication": {"mode": "sync", "syncReplicas": 1},
+            "replication": {"mode": "sync", "syncReplicas": 1, **replication},
             "storage": {"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}},
         },
     }
@@ -402,13 +403,19 @@ def _all_ready(ns: Kubectl, count: int) -> bool:
 def cluster(namespace: Kubectl, operator: OperatorProcess, node_control: str | None) -> str:
     """`fo` Ready with 3 pods: one alone on a node (one node_control can stop, if any), two
     on another. Returns the lone pod's node."""
+    return bring_up(namespace, node_control, _cluster_spec())
+
+
+def bring_up(namespace: Kubectl, node_control: str | None, spec: dict[str, Any]) -> str:
+    """The `cluster` fixture's work for the cluster `spec` (named CLUSTER); e2e/test_node_loss_lease.py
+    uses it with other Lease timings."""
     nodes = [n for n in namespace.json("get", "nodes")["items"] if not n["spec"].get("unschedulable")]
     if len(nodes) < 2:
         message = "the failover tests need two schedulable nodes"
         if node_control is None:  # e.g. kind's one-node e2e/kind-config.yaml
             pytest.skip(f"{message} (add a worker to the kind cluster)")
         pytest.fail(f"{message} (make e2e adds velocity-node-2 with hack/cluster/add-node.sh)", pytrace=False)
-    namespace.apply(_cluster_spec())
+    namespace.apply(spec)
     namespace.run("wait", "--for=condition=Ready", f"vc/{CLUSTER}", "--timeout=300s", timeout=320)
     wait_for(lambda: _all_ready(namespace, 2), timeout=120, what="2 pods Ready")
     placement = {name: pod["node"] for name, pod in _state(namespace)["pods"].items()}
@@ -457,6 +464,12 @@ def test_primary_pod_deletion_under_load(namespace: Kubectl, cluster: str) -> No
 
 
 def test_node_loss_under_load(namespace: Kubectl, cluster: str, node_control: str | None) -> None:
+    lose_primary_node(namespace, cluster, node_control, "node loss")
+
+
+def lose_primary_node(namespace: Kubectl, cluster: str, node_control: str | None, what: str) -> float:
+    """Make the pod alone on node `cluster` the primary, stop that node under load, start it
+    again; checks the load and returns the seconds until writes were acknowledged again."""
     if node_control is None:
         pytest.skip("node loss needs --node-control CMD (make e2e passes hack/cluster/node.sh)")
     target = cluster
@@ -521,7 +534,8 @@ def test_node_loss_under_load(namespace: Kubectl, cluster: str, node_control: st
         if stopped:
             _node_control(node_control, "start", target)
         namespace.run("uncordon", target, check=False)
-    recovery, _ = _report(f"node {target} lost", t0, report, sw)
+    recovery, _ = _report(f"{what}: node {target} lost", t0, report, sw)
     print(f"{primary} Ready again as a replica {rejoined:.1f}s after {node_control} start")
-    _check_load(report, "node loss")
+    _check_load(report, what)
     assert recovery <= HARD_LIMIT_S, f"writes were refused for {recovery:.1f}s after the node loss"
+    return recovery
