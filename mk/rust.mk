@@ -16,6 +16,7 @@ test-rust: install ## Rust: fmt --check, clippy -D warnings, unit/vector/engine 
 	$(RUST_ENV) $(CARGO) test --locked
 	$(RUST_ENV) RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps
 
-bench-rust: install ## Rust SDK vs Velocity and redis-rs vs redis-server (writes docs/benchmarks-rust.md)
-	@command -v redis-server >/dev/null || { echo "redis-server is missing: make bench-deps"; exit 1; }
-	$(RUST_ENV) $(CARGO) run --locked -p velocity-bench-rust --bin bench-rust -- --out docs/benchmarks-rust.md
+# The bench pins itself to CPU 1 and every server to CPU 0 (taskset), and runs
+# bench/vbench against the same engine for each cell (bench-deps builds it).
+bench-rust: install bench-deps ## Rust SDK vs vbench and redis-rs vs redis-server, pinned CPUs (writes docs/benchmarks-rust.md)
+	$(RUST_ENV) VBENCH=$(CURDIR)/$(VBENCH_BIN) $(CARGO) run --locked -p velocity-bench-rust --bin bench-rust -- --out docs/benchmarks-rust.md

@@ -9,7 +9,9 @@ export const DEFAULT_PORT = 2005;
 
 /** A server address. */
 export interface Endpoint {
+  /** Host name or IP address (IPv6 without brackets). */
   readonly host: string;
+  /** TCP port. */
   readonly port: number;
 }
 

@@ -79,6 +79,18 @@ export class VelocityError extends Error {
   get fatal(): boolean {
     return FATAL_CODES.has(this.code);
   }
+
+  /**
+   * True when a failed write may nevertheless have been applied: no reply came
+   * ({@link UnknownOutcomeError}), or the server answered NOT_ENOUGH_REPLICAS (20)
+   * or TIMEOUT (18), which also replace the reply of a write held for sync
+   * replication whose replicas did not acknowledge it in time
+   * (docs/formats/protocol.md section 5). Read the key back to find out; the SDK
+   * never resends such a write.
+   */
+  get mayHaveHappened(): boolean {
+    return this instanceof UnknownOutcomeError || this.code === ErrorCode.TIMEOUT || this.code === ErrorCode.NOT_ENOUGH_REPLICAS;
+  }
 }
 
 function coded(code: number, name: string): new (message: string, opts?: VelocityErrorOptions) => VelocityError {
@@ -125,11 +137,19 @@ export class WritesRefusedError extends coded(15, "WritesRefusedError") {}
 export class ShuttingDownError extends coded(16, "ShuttingDownError") {}
 /** Protocol version not spoken (code 17). */
 export class UnsupportedVersionError extends coded(17, "UnsupportedVersionError") {}
-/** A frame or the handshake took too long (code 18). */
+/**
+ * A frame or the handshake took too long (code 18); also the reply of a write
+ * held for sync replication that timed out (its outcome is unknown:
+ * {@link VelocityError.mayHaveHappened}).
+ */
 export class ServerTimeoutError extends coded(18, "ServerTimeoutError") {}
 /** A server bug (code 19). */
 export class InternalError extends coded(19, "InternalError") {}
-/** Sync replication lacks replicas; nothing was written (code 20). */
+/**
+ * Sync replication lacks replicas (code 20): refused before anything was
+ * written, or the reply of a write held for its replicas whose wait failed
+ * (its outcome is unknown: {@link VelocityError.mayHaveHappened}).
+ */
 export class NotEnoughReplicasError extends coded(20, "NotEnoughReplicasError") {}
 /** Replication request from an older epoch (code 21). */
 export class StaleEpochError extends coded(21, "StaleEpochError") {}

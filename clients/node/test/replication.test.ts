@@ -1,11 +1,12 @@
 /**
  * Against a primary and replicas (tests/integration/replication/cluster.py via
  * test/engines.py): REDIRECT from a replica, stale reads, a planned switchover
- * under load with every acknowledged write read back, and a primary kill.
+ * under load with every acknowledged write read back, and a primary killed
+ * under load, then a replica promoted, with every acknowledged write read back.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { UnknownOutcomeError, VelocityPool, formatEndpoint, parseEndpoint } from "../src/index.js";
+import { ConnectionError, RedirectError, VelocityError, VelocityPool, formatEndpoint, parseEndpoint } from "../src/index.js";
 import { type EngineInfo, Engines } from "./engines.js";
 
 let engines: Engines;
@@ -27,6 +28,7 @@ const poolFor = (nodes: EngineInfo[], extra: Record<string, unknown> = {}): Velo
   });
 
 const norm = (e: string): string => formatEndpoint(parseEndpoint(e));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test("a replica REDIRECTs writes and linearizable reads to the primary; stale reads stay", async () => {
   const p = await engines.start("p1");
@@ -95,36 +97,118 @@ test("planned switchover under load: no write fails, every acknowledged write re
   await vdb.close();
 });
 
-test("primary killed: in-flight writes are UnknownOutcomeError; after a promotion the pool writes to the new primary", async () => {
-  const p = await engines.start("p3", { args: ["--appendfsync", "always"] });
-  const r = await engines.start("r3", { replicaOf: "p3" });
-  await engines.caughtUp("p3", "r3");
-  const vdb = poolFor([p, r], { timeoutMs: 8000 });
+test("primary killed under load (sync replication): unknown outcomes reported, the promoted replica has every acknowledged write", async (t) => {
+  const sync = ["--replication-mode", "sync", "--sync-replicas", "1"];
+  const p = await engines.start("p3", { args: sync });
+  const r1 = await engines.start("r3a", { replicaOf: "p3", args: sync });
+  const r2 = await engines.start("r3b", { replicaOf: "p3", args: sync });
+  await engines.caughtUp("p3", "r3a", "r3b");
+  const repl = async (name: string): Promise<Record<string, unknown>> => {
+    const out = await engines.send({ op: "ctl", name, args: ["info", "--json"] });
+    assert.equal(out["rc"], 0, String(out["stderr"]));
+    return (JSON.parse(String(out["stdout"])) as { replication: Record<string, unknown> }).replication;
+  };
+  for (;;) {
+    if ((await repl("p3"))["replicas_connected"] === 2) break;
+    await sleep(20); // polling a remote state
+  }
+  // Every node as a seed: once the primary is gone the pool tries the others.
+  const vdb = poolFor([p, r1, r2], { timeoutMs: 5000 });
   await vdb.connect();
+  const acked = new Map<string, number>();
+  const unknown: string[] = [];
+  let incrAcked = 0;
+  let incrUnknown = 0;
+  let refused = 0;
+  const unexpected: unknown[] = [];
   let stop = false;
-  let unknown = 0;
-  const other: unknown[] = [];
-  const loop = async (): Promise<void> => {
-    while (!stop) {
+  // Sorts a failed write the way the error classes tell: may have happened, or certainly not executed.
+  const failed = (e: unknown): "unknown" | "refused" => {
+    if (e instanceof VelocityError && e.mayHaveHappened) return "unknown";
+    if (e instanceof ConnectionError || e instanceof RedirectError) return "refused";
+    unexpected.push(e);
+    return "refused";
+  };
+  const writer = async (w: number): Promise<void> => {
+    for (let i = 0; !stop; i++) {
+      const key = `kill:${w}:${i}`;
+      let ok = true;
       try {
-        await vdb.incr("kill:n");
+        await vdb.set(key, i);
+        acked.set(key, i);
       } catch (e) {
-        if (e instanceof UnknownOutcomeError) unknown++;
-        else other.push(e);
-        return;
+        ok = false;
+        if (failed(e) === "unknown") unknown.push(key);
+        else refused++;
       }
+      try {
+        await vdb.incr("kill:counter");
+        incrAcked++;
+      } catch (e) {
+        ok = false;
+        if (failed(e) === "unknown") incrUnknown++;
+        else refused++;
+      }
+      if (!ok) await sleep(10); // no primary yet: don't spin
     }
   };
-  const loops = Array.from({ length: 8 }, () => loop());
-  await engines.caughtUp("p3", "r3"); // the load runs meanwhile
-  await engines.kill("p3");
-  stop = true;
-  await Promise.all(loops);
-  assert.ok(unknown >= 1, "writes were in flight when the primary died");
-  const promoted = await engines.send({ op: "ctl", name: "r3", args: ["promote"] });
-  assert.equal(promoted["rc"], 0, String(promoted["stderr"]));
-  assert.equal(await vdb.set("kill:after", "ok"), true);
-  assert.equal(formatEndpoint(vdb.endpoint), norm(r.endpoint));
-  assert.equal(await vdb.get("kill:after"), "ok");
+  const writers = Array.from({ length: 8 }, (_, w) => writer(w));
+  const stopWriters = async (): Promise<void> => {
+    stop = true;
+    await Promise.all(writers);
+  };
+  const until = async (n: number, what: string): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while (acked.size < n) {
+      assert.ok(Date.now() < deadline, `${what}: ${acked.size} writes acknowledged`);
+      await sleep(10); // polling the writers' progress
+    }
+  };
+  let promoted: Record<string, unknown>;
+  let bestInfo: EngineInfo;
+  try {
+    await until(300, "before the kill");
+    await engines.kill("p3"); // SIGKILL
+    const killedAt = acked.size;
+    // The replicas notice; the one with the most records is promoted, the other follows it.
+    let seqs: [number, number];
+    const noticeBy = Date.now() + 20_000;
+    for (;;) {
+      const [a, b] = [await repl("r3a"), await repl("r3b")];
+      const down = (x: Record<string, unknown>): boolean => (x["link"] as Record<string, unknown>)["link_up"] === false;
+      if (down(a) && down(b)) {
+        seqs = [a["seq"] as number, b["seq"] as number];
+        break;
+      }
+      if (Date.now() > noticeBy) {
+        assert.fail(`the replicas never noticed the primary died: ${JSON.stringify([a, b])}`);
+      }
+      await sleep(20); // polling a remote state
+    }
+    const [best, otherName] = seqs[0] >= seqs[1] ? ["r3a", "r3b"] : ["r3b", "r3a"];
+    bestInfo = best === "r3a" ? r1 : r2;
+    promoted = await engines.send({ op: "ctl", name: best, args: ["promote"] });
+    assert.equal(promoted["rc"], 0, String(promoted["stderr"]));
+    const follow = await engines.send({ op: "ctl", name: otherName, args: ["replicaof", bestInfo.endpoint] });
+    assert.equal(follow["rc"], 0, String(follow["stderr"]));
+    await until(killedAt + 200, "after the promotion");
+  } finally {
+    await stopWriters(); // also when an assertion failed: the writers must not outlive the test
+  }
+  t.diagnostic(
+    `${acked.size} sets and ${incrAcked} incrs acknowledged, ${unknown.length} + ${incrUnknown} of unknown outcome, ` +
+      `${refused} refused unexecuted; ${String(promoted["stdout"]).trim()}`,
+  );
+  assert.deepEqual(unexpected.map(String), [], "writes failed in ways the error classes do not explain");
+  assert.ok(unknown.length + incrUnknown >= 1, "writes were in flight when the primary died");
+  assert.equal(formatEndpoint(vdb.endpoint), norm(bestInfo.endpoint), "the pool found the promoted replica");
+  const keys = [...acked.keys()];
+  for (let i = 0; i < keys.length; i += 500) {
+    const chunk = keys.slice(i, i + 500);
+    const got = await vdb.mget(chunk);
+    chunk.forEach((k, j) => assert.equal(got[j], acked.get(k), `acknowledged write ${k} lost`));
+  }
+  const counter = (await vdb.get("kill:counter")) as number;
+  assert.ok(counter >= incrAcked && counter <= incrAcked + incrUnknown, `counter ${counter}, acked ${incrAcked}, unknown ${incrUnknown}`);
   await vdb.close();
 });

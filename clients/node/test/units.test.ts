@@ -1,10 +1,18 @@
-/** TTL parsing and endpoints (no sockets). */
+/** TTL parsing, endpoints, pool options and error classes (no sockets). */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseTtlMs } from "../src/durations.js";
 import { formatEndpoint, parseEndpoint } from "../src/endpoint.js";
 import { VelocityPool } from "../src/pool.js";
-import { ErrorCode, errorFromWire, RedirectError, VelocityError, WrongTypeError } from "../src/errors.js";
+import {
+  ConnectionError,
+  ErrorCode,
+  errorFromWire,
+  RedirectError,
+  UnknownOutcomeError,
+  VelocityError,
+  WrongTypeError,
+} from "../src/errors.js";
 
 test("TTLs as the Python SDK reads them", () => {
   assert.equal(parseTtlMs(2), 2000);
@@ -52,4 +60,13 @@ test("wire errors map to classes carrying their codes", () => {
   assert.equal(unknown.code, 999);
   assert.ok(errorFromWire(6, "x").fatal);
   assert.ok(!errorFromWire(8, "x").fatal);
+});
+
+test("mayHaveHappened: no reply, or a held write's NOT_ENOUGH_REPLICAS/TIMEOUT", () => {
+  assert.ok(new UnknownOutcomeError("lost", 0x04).mayHaveHappened);
+  assert.ok(errorFromWire(20, "no replica acknowledged").mayHaveHappened);
+  assert.ok(errorFromWire(18, "sync timeout").mayHaveHappened);
+  assert.ok(!errorFromWire(14, "not the primary").mayHaveHappened);
+  assert.ok(!errorFromWire(8, "wrong type").mayHaveHappened);
+  assert.ok(!new ConnectionError("not sent").mayHaveHappened);
 });

@@ -13,7 +13,7 @@ use velocity_proto::body::{self, Cas, EntryRef};
 use velocity_proto::frame::Consistency;
 use velocity_proto::{fbs, flatbuffers, ErrorCode, Opcode};
 
-use crate::connection::{check_reply, Conn, ConnectOptions, Failure};
+use crate::connection::{check_reply, Conn, ConnectOptions, Failure, Reply};
 use crate::endpoint::Endpoint;
 use crate::{tls, Error, Result, Ttl, Value};
 
@@ -33,10 +33,25 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Defaults: endpoint `vdb://127.0.0.1:2005`, 4 connections, token from
 /// `VDB_TOKEN`, CA from `VDB_CA` (a PEM file path, or PEM text) or else the
 /// system's trust store, TLS 1.3 only, 10 s connect and request timeouts.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), velocity_sdk::Error> {
+/// use std::time::Duration;
+/// let client = velocity_sdk::Client::builder()
+///     .endpoint("vdb://alpha.default.svc")
+///     .pool_size(16)
+///     .token(std::fs::read_to_string("/etc/velocity/token").unwrap_or_default().trim())
+///     .ca_file("/etc/velocity/ca.crt")
+///     .connect_timeout(Duration::from_secs(2))
+///     .request_timeout(Duration::from_secs(5))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ClientBuilder {
-    endpoint: String,
+    endpoints: Vec<String>,
     pool_size: usize,
     token: Option<String>,
     ca: Option<tls::Ca>,
@@ -49,7 +64,7 @@ pub struct ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
-            endpoint: "vdb://127.0.0.1:2005".into(),
+            endpoints: vec!["vdb://127.0.0.1:2005".into()],
             pool_size: 4,
             token: None,
             ca: None,
@@ -62,66 +77,172 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The server, `vdb://host[:port]` (port 2005 by default).
+    /// The server, `vdb://host[:port]` (port 2005 by default). In Kubernetes, the
+    /// cluster's Service, which follows the primary.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder().endpoint("vdb://internal-v1:2005").build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.endpoint = endpoint.into();
+        self.endpoints = vec![endpoint.into()];
+        self
+    }
+
+    /// Several nodes of one deployment (seeds), tried in turn when the one in use
+    /// is unreachable: after its primary dies, the client finds the promoted
+    /// replica among them (a replica redirects to its primary). Requests start
+    /// with the first.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder()
+    ///     .endpoints(["vdb://alpha-0.alpha-headless", "vdb://alpha-1.alpha-headless"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
         self
     }
 
     /// Number of connections (each pipelines many requests); at least 1.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder().pool_size(16).build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n;
         self
     }
 
     /// The auth token (otherwise `VDB_TOKEN`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let token = std::env::var("MY_VELOCITY_TOKEN").unwrap_or_default();
+    /// let client = velocity_sdk::Client::builder().token(token).build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
 
     /// Trust the CA certificates in this PEM file (otherwise `VDB_CA`, then the system roots).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder().ca_file("/etc/velocity/ca.crt").build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca = Some(tls::Ca::File(path.into()));
         self
     }
 
     /// Trust the CA certificates in this PEM text.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let pem = std::fs::read("/etc/velocity/ca.crt").unwrap_or_default();
+    /// let client = velocity_sdk::Client::builder().ca_pem(pem).build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(tls::Ca::Pem(pem.into()));
         self
     }
 
     /// Plaintext, for servers started with `--insecure` (local experiments only).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// // A server started with `velocity-engine --insecure`: no TLS, no token.
+    /// let client = velocity_sdk::Client::builder().endpoint("vdb://127.0.0.1:2005").insecure().build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn insecure(mut self) -> Self {
         self.insecure = true;
         self
     }
 
     /// Limit on TCP connect, TLS handshake and HELLO, each.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder()
+    ///     .connect_timeout(std::time::Duration::from_secs(2))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = t;
         self
     }
 
-    /// Limit on waiting for one reply.
+    /// Limit on waiting for one reply. A request past it fails ([`Error::Timeout`],
+    /// or [`Error::OutcomeUnknown`] for a write) and its connection is replaced:
+    /// the replies queued behind the missing one would wait as long.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder()
+    ///     .request_timeout(std::time::Duration::from_millis(500))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.request_timeout = t;
         self
     }
 
     /// The name the server shows for these connections in logs and INFO.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// let client = velocity_sdk::Client::builder().client_name("checkout-service").build().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = name.into();
         self
     }
 
     /// Opens every connection (so a wrong token, CA or address fails here) and returns the client.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), velocity_sdk::Error> {
+    /// use velocity_sdk::{Client, ErrorCode};
+    /// match Client::builder().token("wrong").build().await {
+    ///     Ok(client) => drop(client),
+    ///     Err(e) if e.code() == Some(ErrorCode::AuthFailed) => eprintln!("wrong token"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<Client> {
         if self.pool_size == 0 {
             return Err(Error::InvalidArgument("pool_size must be at least 1".into()));
         }
-        let endpoint = Endpoint::parse(&self.endpoint)?;
+        let seeds = self
+            .endpoints
+            .iter()
+            .map(|e| Endpoint::parse(e).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(first) = seeds.first().cloned() else {
+            return Err(Error::InvalidArgument("no endpoint given".into()));
+        };
         let token = match self.token {
             Some(t) => t,
             None => std::env::var("VDB_TOKEN").unwrap_or_default(),
@@ -137,14 +258,15 @@ impl ClientBuilder {
             token,
             client_name: self.client_name,
             connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
             max_frame_bytes: 1 << 30,
         };
         let inner = Arc::new(Inner {
             opts,
-            endpoint: RwLock::new(endpoint),
+            seeds,
+            endpoint: RwLock::new(first),
             slots: (0..self.pool_size).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
-            request_timeout: self.request_timeout,
         });
         let client = Client {
             inner,
@@ -169,6 +291,24 @@ impl ClientBuilder {
 struct Slot {
     conn: Mutex<Option<Arc<Conn>>>,
     opening: tokio::sync::Mutex<Backoff>,
+    /// Requests of this client waiting on this slot (see [`Inner::pick`]).
+    load: AtomicUsize,
+}
+
+/// Counts a request against its slot's load while it lives.
+struct LoadGuard<'a>(&'a AtomicUsize);
+
+impl<'a> LoadGuard<'a> {
+    fn new(load: &'a AtomicUsize) -> Self {
+        load.fetch_add(1, Ordering::Relaxed);
+        Self(load)
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -179,61 +319,120 @@ struct Backoff {
 
 struct Inner {
     opts: ConnectOptions,
-    endpoint: RwLock<Endpoint>,
+    /// The endpoints given to the builder, tried in turn when the current one is unreachable.
+    seeds: Vec<Arc<Endpoint>>,
+    /// Where requests go now: a seed, or the primary a REDIRECT named.
+    endpoint: RwLock<Arc<Endpoint>>,
     slots: Vec<Slot>,
     next: AtomicUsize,
-    request_timeout: Duration,
 }
 
 impl Inner {
-    fn endpoint(&self) -> Endpoint {
+    fn endpoint(&self) -> Arc<Endpoint> {
         self.endpoint.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn current(&self, i: usize, endpoint: &Endpoint) -> Option<Arc<Conn>> {
+    /// Slot `i`'s connection when it is alive and to the current endpoint.
+    fn current(&self, i: usize) -> Option<Arc<Conn>> {
+        let endpoint = self.endpoint.read().unwrap_or_else(|p| p.into_inner());
         let guard = self.slots[i].conn.lock().unwrap_or_else(|p| p.into_inner());
         guard
             .as_ref()
-            .filter(|c| c.is_alive() && &c.endpoint == endpoint)
+            .filter(|c| c.is_alive() && c.endpoint == **endpoint)
             .cloned()
     }
 
-    /// The live connection of slot `i`, opening one (after the slot's backoff) if needed.
+    /// The live connection of slot `i`, opening one (after the slot's backoff) if
+    /// needed; an unreachable endpoint moves the pool to the next seed, and each
+    /// seed is tried once before giving up.
     async fn conn(&self, i: usize) -> Result<Arc<Conn>> {
-        let endpoint = self.endpoint();
-        if let Some(c) = self.current(i, &endpoint) {
+        if let Some(c) = self.current(i) {
             return Ok(c);
         }
         let mut backoff = self.slots[i].opening.lock().await;
-        let endpoint = self.endpoint();
-        if let Some(c) = self.current(i, &endpoint) {
+        if let Some(c) = self.current(i) {
             return Ok(c);
         }
         if let Some(t) = backoff.not_before {
             tokio::time::sleep_until(t).await;
         }
-        match Conn::open(&endpoint, &self.opts).await {
-            Ok(c) => {
-                *backoff = Backoff::default();
-                let c = Arc::new(c);
-                // The old connection (if any) lives on while requests on it finish.
-                *self.slots[i].conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-                Ok(c)
+        let mut tries = 0;
+        loop {
+            let endpoint = self.endpoint();
+            let err = match Conn::open(&endpoint, &self.opts).await {
+                Ok(c) => {
+                    *backoff = Backoff::default();
+                    let c = Arc::new(c);
+                    // The old connection (if any) lives on while requests on it finish.
+                    *self.slots[i].conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                    return Ok(c);
+                }
+                Err(e) => e,
+            };
+            tries += 1;
+            // TLS and auth failures are configuration errors: the next seed would say the same.
+            let unreachable = matches!(err, Error::Connect { .. });
+            if unreachable {
+                self.next_seed(&endpoint);
             }
-            Err(e) => {
+            if !unreachable || tries >= self.seeds.len() {
                 let delay = BACKOFF_FIRST
                     .saturating_mul(1 << backoff.failures.min(6))
                     .min(BACKOFF_MAX);
                 backoff.failures += 1;
                 backoff.not_before = Some(Instant::now() + delay);
-                Err(e)
+                return Err(err);
             }
         }
     }
 
+    /// Moves the pool from `tried` (if it is still the current endpoint) to the seed after it.
+    fn next_seed(&self, tried: &Arc<Endpoint>) {
+        if self.seeds.len() < 2 {
+            return;
+        }
+        let mut current = self.endpoint.write().unwrap_or_else(|p| p.into_inner());
+        if **current != **tried {
+            return; // another slot moved it already, or a REDIRECT did
+        }
+        let next = match self.seeds.iter().position(|s| **s == **tried) {
+            Some(k) => (k + 1) % self.seeds.len(),
+            None => 0, // a primary named by a REDIRECT: back to the seeds
+        };
+        *current = self.seeds[next].clone();
+    }
+
+    /// The slot with the fewest requests waiting, ties broken round-robin.
+    ///
+    /// Least-loaded rather than plain round-robin: a connection slowed down by
+    /// one request (a synchronous write waiting for replicas holds back the
+    /// replies behind it) gets fewer new ones, and the callers woken by one
+    /// connection's burst of replies send their next requests together on that
+    /// connection, in one write, instead of one frame on each connection.
+    fn pick(&self) -> usize {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let (mut best, mut best_load) = (start, usize::MAX);
+        let mut i = start;
+        for _ in 0..n {
+            let load = self.slots[i].load.load(Ordering::Relaxed);
+            if load < best_load {
+                (best, best_load) = (i, load);
+                if load == 0 {
+                    break;
+                }
+            }
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        best
+    }
+
     fn redirect(&self, primary: &str) -> Result<()> {
         let ep = Endpoint::parse(primary)?;
-        *self.endpoint.write().unwrap_or_else(|p| p.into_inner()) = ep;
+        let mut current = self.endpoint.write().unwrap_or_else(|p| p.into_inner());
+        if **current != ep {
+            *current = Arc::new(ep);
+        }
         Ok(())
     }
 }
@@ -250,11 +449,12 @@ enum Kind {
 /// A Velocity client: a pool of TLS connections, each pipelining many requests.
 ///
 /// Cheap to clone (clones share the pool) and safe to use from many tasks.
-/// Requests are spread over the connections round-robin; a dead connection is
-/// replaced on next use, with backoff between failed attempts. A `REDIRECT`
-/// from a replica is followed and the pool stays on the primary. Reads are
-/// retried once after a connection failure; writes are not (see
-/// [`Error::OutcomeUnknown`]).
+/// Each request goes to the connection with the fewest requests waiting (ties
+/// round-robin); a dead connection is replaced on next use, with backoff between
+/// failed attempts, moving to the next of several [`endpoints`](ClientBuilder::endpoints)
+/// when one is unreachable. A `REDIRECT` from a replica is followed and the pool
+/// stays on the primary. Reads are retried once after a connection failure;
+/// writes are not (see [`Error::OutcomeUnknown`]).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), velocity_sdk::Error> {
@@ -298,23 +498,42 @@ pub struct SetOptions {
 
 impl SetOptions {
     /// No expiry, unconditional.
+    ///
+    /// ```
+    /// let opts = velocity_sdk::SetOptions::new(); // no TTL, no condition: like `set`
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Expire after this TTL (`Duration` or `"2h"`, `"30s"`, `"1500ms"`, `"1h30m"`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use velocity_sdk::SetOptions;
+    /// let a = SetOptions::new().ttl("1h30m");
+    /// let b = SetOptions::new().ttl(Duration::from_millis(1500));
+    /// ```
     pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
         self.ttl = Some(ttl.into());
         self
     }
 
     /// Only if the key does not exist.
+    ///
+    /// ```
+    /// let lock = velocity_sdk::SetOptions::new().nx().ttl("30s"); // take a lock only if free
+    /// ```
     pub fn nx(mut self) -> Self {
         self.nx = true;
         self
     }
 
     /// Only if the key exists.
+    ///
+    /// ```
+    /// let refresh = velocity_sdk::SetOptions::new().xx().ttl("2h"); // only sessions that exist
+    /// ```
     pub fn xx(mut self) -> Self {
         self.xx = true;
         self
@@ -372,6 +591,12 @@ impl Client {
     }
 
     /// The endpoint requests currently go to (changes after a REDIRECT).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// println!("requests go to {}", client.endpoint()); // vdb://host:port
+    /// # Ok(()) }
+    /// ```
     pub fn endpoint(&self) -> String {
         self.inner.endpoint().to_string()
     }
@@ -392,13 +617,27 @@ impl Client {
         } else {
             0
         };
+        let reply = match self.call_once(op, name, kind, flags, body).await {
+            Ok(reply) => reply,
+            // Boxed: the common path's future stays small (it is moved at every await).
+            Err(err) => Box::pin(self.after_error(op, name, kind, flags, body, err)).await?,
+        };
+        read(&reply.body)
+    }
+
+    /// Follows REDIRECTs (and waits out a node between roles) after `err`.
+    async fn after_error(
+        &self,
+        op: Opcode,
+        name: &'static str,
+        kind: Kind,
+        flags: u8,
+        body: &[u8],
+        mut err: Error,
+    ) -> Result<Reply> {
         let give_up = Instant::now() + FENCED_RETRY;
         let mut redirects = 0;
         loop {
-            let err = match self.call_once(op, name, kind, flags, body).await {
-                Ok(reply) => return read(reply.as_slice()),
-                Err(e) => e,
-            };
             match &err {
                 Error::Server {
                     code: ErrorCode::Redirect,
@@ -421,34 +660,42 @@ impl Client {
                 }
                 _ => return Err(err),
             }
+            err = match self.call_once(op, name, kind, flags, body).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) => e,
+            };
         }
     }
 
-    async fn call_once(&self, op: Opcode, name: &'static str, kind: Kind, flags: u8, body: &[u8]) -> Result<Vec<u8>> {
-        let n = self.inner.slots.len();
-        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % n;
+    /// One request on one connection: the reply (an error reply is an `Err`), with
+    /// reads (and requests never sent) retried once on a fresh connection.
+    async fn call_once(&self, op: Opcode, name: &'static str, kind: Kind, flags: u8, body: &[u8]) -> Result<Reply> {
+        let i = self.inner.pick();
+        let _load = LoadGuard::new(&self.inner.slots[i].load);
         let mut retried = false;
         loop {
-            let conn = self.inner.conn(i).await?;
-            let failure = match tokio::time::timeout(self.inner.request_timeout, conn.request(op, flags, body)).await {
-                Ok(Ok(reply)) => {
-                    return check_reply(op, &reply).map(<[u8]>::to_vec);
+            let conn = match self.inner.current(i) {
+                Some(c) => c,
+                // Boxed: opening a connection (TCP, TLS, HELLO) is a large future.
+                None => Box::pin(self.inner.conn(i)).await?,
+            };
+            let failure = match conn.request(op, flags, body).await {
+                Ok(reply) => {
+                    check_reply(op, &reply)?;
+                    return Ok(reply);
                 }
-                Ok(Err(f)) => f,
-                Err(_) => {
-                    // Replies come in order: everything behind the missing one is stuck
-                    // too. Drop the connection; the pool opens a fresh one.
-                    conn.close("a request on this connection timed out");
-                    if kind == Kind::Write {
-                        return Err(Error::OutcomeUnknown {
-                            op: name,
-                            reason: "request timed out".into(),
-                        });
-                    }
-                    return Err(Error::Timeout { op: name });
-                }
+                Err(f) => f,
             };
             match failure {
+                // The connection's watchdog closed it: the replies behind the missing
+                // one were stuck too; the pool opens a fresh connection.
+                Failure::TimedOut if kind == Kind::Write => {
+                    return Err(Error::OutcomeUnknown {
+                        op: name,
+                        reason: "request timed out".into(),
+                    });
+                }
+                Failure::TimedOut => return Err(Error::Timeout { op: name }),
                 // Never sent: safe to send again on a fresh connection, reads and writes alike.
                 Failure::NotSent(_) if !retried => {}
                 Failure::Lost(reason) if kind == Kind::Write => {
@@ -534,12 +781,26 @@ impl Client {
     }
 
     /// Deletes `key`; returns whether it existed.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let existed = client.delete("session:0xF1").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let b = body::key_request(key.as_ref());
         self.call(Opcode::DEL, "DEL", Kind::Write, &b, read_bool).await
     }
 
     /// Whether `key` exists.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// if client.exists("session:0xF1").await? {
+    ///     println!("logged in");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let b = body::key_request(key.as_ref());
         self.call(Opcode::EXISTS, "EXISTS", Kind::Read, &b, read_bool).await
@@ -561,6 +822,12 @@ impl Client {
     }
 
     /// Atomically subtracts `by` and returns the new value.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let left: i64 = client.decr("stock:sku-42", 1).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn decr(&self, key: impl AsRef<[u8]>, by: i64) -> Result<i64> {
         let by = by
             .checked_neg()
@@ -569,18 +836,41 @@ impl Client {
     }
 
     /// Sets an expiry on `key`; returns `false` if the key does not exist.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// client.expire("session:0xF1", "30m").await?;
+    /// client.expire("cache:home", std::time::Duration::from_secs(60)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: impl Into<Ttl>) -> Result<bool> {
         let b = body::expire_request(key.as_ref(), ttl.into().to_millis()?);
         self.call(Opcode::EXPIRE, "EXPIRE", Kind::Write, &b, read_bool).await
     }
 
     /// Removes the expiry of `key`; returns whether there was one.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let had_expiry = client.persist("session:0xF1").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let b = body::key_request(key.as_ref());
         self.call(Opcode::PERSIST, "PERSIST", Kind::Write, &b, read_bool).await
     }
 
     /// Milliseconds left: -1 when the key has no expiry, -2 when it does not exist.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// match client.pttl("session:0xF1").await? {
+    ///     -2 => println!("no such key"),
+    ///     -1 => println!("no expiry"),
+    ///     ms => println!("{ms} ms left"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn pttl(&self, key: impl AsRef<[u8]>) -> Result<i64> {
         let b = body::key_request(key.as_ref());
         self.call(Opcode::TTL, "TTL", Kind::Read, &b, |r| {
@@ -590,6 +880,14 @@ impl Client {
     }
 
     /// Time left, or `None` when the key is missing or has no expiry.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// if let Some(left) = client.ttl("session:0xF1").await? {
+    ///     println!("expires in {left:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Duration>> {
         let ms = self.pttl(key).await?;
         Ok(u64::try_from(ms).ok().map(Duration::from_millis))
@@ -609,6 +907,12 @@ impl Client {
     }
 
     /// [`Client::cas`] with a TTL on the new value.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let taken = client.cas_with_ttl("lock:job-7", None, "worker-3", "30s").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn cas_with_ttl(
         &self,
         key: impl AsRef<[u8]>,
@@ -683,6 +987,12 @@ impl Client {
     }
 
     /// [`Client::mset`] with the same TTL on every entry.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// client.mset_with_ttl([("cache:a", "1"), ("cache:b", "2")], "5m").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn mset_with_ttl<K: AsRef<[u8]>, V: Into<Value>>(
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
@@ -732,6 +1042,12 @@ impl Client {
     }
 
     /// [`Client::scan`] with `count` keys per page (1..=10 000).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let keys = client.scan_with_count("user:", 1000).collect_keys().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn scan_with_count(&self, prefix: impl AsRef<[u8]>, count: u32) -> Scan {
         Scan {
             client: self.clone(),
@@ -762,6 +1078,12 @@ impl Client {
     // -- admin ------------------------------------------------------------------------
 
     /// Round trip to the server; returns the echoed payload.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// assert_eq!(client.ping("hello").await?, b"hello");
+    /// # Ok(()) }
+    /// ```
     pub async fn ping(&self, payload: impl AsRef<[u8]>) -> Result<Vec<u8>> {
         let b = body::ping_request(payload.as_ref());
         self.call(Opcode::PING, "PING", Kind::Read, &b, |r| {
@@ -799,6 +1121,16 @@ type PageFuture = Pin<Box<dyn Future<Output = Result<(Vec<Vec<u8>>, Vec<u8>)>> +
 
 /// The keys of a [`Client::scan`], page by page. A [`Stream`](futures_core::Stream)
 /// of `Result<Vec<u8>>`; it ends after the first error.
+///
+/// ```no_run
+/// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+/// // As a Stream (futures::StreamExt::next), or without one:
+/// let mut scan = client.scan("user:");
+/// while let Some(key) = scan.next_key().await? {
+///     println!("{}", String::from_utf8_lossy(&key));
+/// }
+/// # Ok(()) }
+/// ```
 #[must_use = "a scan does nothing until polled"]
 pub struct Scan {
     client: Client,
@@ -814,6 +1146,12 @@ pub struct Scan {
 
 impl Scan {
     /// The next key, or `None` at the end.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let first = client.scan("user:").next_key().await?; // None when no key has the prefix
+    /// # Ok(()) }
+    /// ```
     pub async fn next_key(&mut self) -> Result<Option<Vec<u8>>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next_key(cx))
             .await
@@ -821,6 +1159,12 @@ impl Scan {
     }
 
     /// Collects every remaining key.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// let all: Vec<Vec<u8>> = client.scan("order:").collect_keys().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn collect_keys(mut self) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         while let Some(k) = self.next_key().await? {

@@ -3,12 +3,16 @@
 //! Callers append their frame to the shared output buffer and their reply slot
 //! to the FIFO under one lock, so the order of the bytes on the wire and the
 //! order of the FIFO always agree (there is no request id: section 5 of the
-//! spec). A writer task flushes the buffer in batches; a reader task decodes
-//! reply frames and completes the slots front to back. Either task failing
-//! fails every request in flight and marks the connection dead; the pool then
-//! replaces it. Dropping the last handle stops both tasks.
+//! spec). A writer task flushes the buffer in batches (the requests queued by
+//! the tasks ready to run when the first one woke it go out in one write); a
+//! reader task decodes reply frames and completes the slots front to back; a
+//! watchdog task enforces the request timeout on the oldest request (replies
+//! come in order, so when it is late, everything behind it is stuck too). Any
+//! of them failing fails every request in flight and marks the connection
+//! dead; the pool then replaces it. Dropping the last handle stops the tasks.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use velocity_proto::{body, fbs, frame, Opcode};
 
 use crate::endpoint::Endpoint;
@@ -29,25 +34,34 @@ pub(crate) struct Reply {
 }
 
 /// Why a request got no reply.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Failure {
     /// The connection was already dead: the request was not sent.
     NotSent(String),
     /// The connection broke after the request was queued: outcome unknown.
     Lost(String),
+    /// No reply within the request timeout (the connection is closed: the
+    /// replies behind this one are stuck behind it).
+    TimedOut,
 }
 
-type Slot = oneshot::Sender<Result<Reply, String>>;
+/// A request waiting for its reply.
+struct Waiting {
+    slot: oneshot::Sender<Result<Reply, Failure>>,
+    deadline: Instant,
+}
 
 #[derive(Default)]
 struct State {
-    waiting: VecDeque<Slot>,
+    waiting: VecDeque<Waiting>,
     out: Vec<u8>,
     dead: Option<String>,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// Mirrors `state.dead.is_some()`, read without the lock.
+    dead: AtomicBool,
     wake_writer: Notify,
 }
 
@@ -58,18 +72,28 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn fail(&self, reason: String) {
+    /// Marks the connection dead and fails every request waiting: the first
+    /// with `first` (when given), the others with `Lost(reason)`.
+    fn fail_with(&self, reason: String, first: Option<Failure>) {
         let waiting = {
             let mut st = self.lock();
             if st.dead.is_none() {
                 st.dead = Some(reason.clone());
             }
+            self.dead.store(true, Ordering::Release);
             st.out = Vec::new();
             std::mem::take(&mut st.waiting)
         };
+        self.wake_writer.notify_one(); // so that it sees `dead` and stops
+        let mut first = first;
         for w in waiting {
-            let _ = w.send(Err(reason.clone()));
+            let failure = first.take().unwrap_or_else(|| Failure::Lost(reason.clone()));
+            let _ = w.slot.send(Err(failure));
         }
+    }
+
+    fn fail(&self, reason: String) {
+        self.fail_with(reason, None);
     }
 }
 
@@ -79,7 +103,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 pub(crate) struct Conn {
     shared: Arc<Shared>,
     pub endpoint: Endpoint,
-    tasks: [JoinHandle<()>; 2],
+    request_timeout: Duration,
+    tasks: [JoinHandle<()>; 3],
 }
 
 impl Drop for Conn {
@@ -98,12 +123,14 @@ pub(crate) struct ConnectOptions {
     pub token: String,
     pub client_name: String,
     pub connect_timeout: Duration,
+    /// Limit on waiting for one reply (enforced per connection, see [`watchdog`]).
+    pub request_timeout: Duration,
     pub max_frame_bytes: u64,
 }
 
 impl Conn {
     /// TCP connect, TLS 1.3 handshake, HELLO with the token.
-    pub async fn open(endpoint: &Endpoint, opts: &ConnectOptions) -> Result<Conn, Error> {
+    pub(crate) async fn open(endpoint: &Endpoint, opts: &ConnectOptions) -> Result<Conn, Error> {
         let ep = endpoint.to_string();
         let connect_err = |reason: String| Error::Connect {
             endpoint: ep.clone(),
@@ -133,62 +160,91 @@ impl Conn {
                 Box::new(stream)
             }
         };
-        let conn = Conn::start(io, endpoint.clone(), opts.max_frame_bytes);
+        let conn = Conn::start(io, endpoint.clone(), opts);
         let hello = body::hello_request(&opts.token, &opts.client_name, 0);
         let reply = tokio::time::timeout(opts.connect_timeout, conn.request(Opcode::HELLO, 0, &hello))
             .await
             .map_err(|_| connect_err("no HELLO reply in time".into()))?
             .map_err(|f| match f {
                 Failure::NotSent(r) | Failure::Lost(r) => connect_err(format!("HELLO: {r}")),
+                Failure::TimedOut => connect_err("no HELLO reply in time".into()),
             })?;
         let b = check_reply(Opcode::HELLO, &reply)?;
         body::decode::<fbs::HelloResponse>(b).map_err(|e| Error::Protocol(e.to_string()))?;
         Ok(conn)
     }
 
-    fn start(io: Box<dyn IoBox>, endpoint: Endpoint, max_frame_bytes: u64) -> Conn {
+    fn start(io: Box<dyn IoBox>, endpoint: Endpoint, opts: &ConnectOptions) -> Conn {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            dead: AtomicBool::new(false),
             wake_writer: Notify::new(),
         });
         let (rd, wr) = tokio::io::split(io);
-        let reader = tokio::spawn(read_loop(rd, shared.clone(), max_frame_bytes));
+        let reader = tokio::spawn(read_loop(rd, shared.clone(), opts.max_frame_bytes));
         let writer = tokio::spawn(write_loop(wr, shared.clone()));
+        let watchdog = tokio::spawn(watchdog(shared.clone(), opts.request_timeout));
         Conn {
             shared,
             endpoint,
-            tasks: [reader, writer],
+            request_timeout: opts.request_timeout,
+            tasks: [reader, writer, watchdog],
         }
     }
 
-    /// Fails every request in flight and marks the connection dead (after a
-    /// timeout: later replies would queue behind the missing one).
-    pub fn close(&self, reason: &str) {
-        self.shared.fail(reason.to_owned());
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.shared.dead.load(Ordering::Acquire)
     }
 
-    pub fn is_alive(&self) -> bool {
-        self.shared.lock().dead.is_none()
-    }
-
-    /// Queues one request and waits for its reply.
-    pub async fn request(&self, opcode: Opcode, flags: u8, body: &[u8]) -> Result<Reply, Failure> {
-        let rx = {
+    /// Queues one request and waits for its reply (at most the request timeout).
+    pub(crate) async fn request(&self, opcode: Opcode, flags: u8, body: &[u8]) -> Result<Reply, Failure> {
+        let now = Instant::now();
+        // A timeout too large to add ("never") becomes 30 years.
+        let deadline = now
+            .checked_add(self.request_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        let (rx, first) = {
             let mut st = self.shared.lock();
             if let Some(reason) = &st.dead {
                 return Err(Failure::NotSent(reason.clone()));
             }
             let (tx, rx) = oneshot::channel();
-            st.waiting.push_back(tx);
+            st.waiting.push_back(Waiting { slot: tx, deadline });
+            let first = st.out.is_empty();
             frame::encode(opcode, flags, body, &mut st.out);
-            rx
+            (rx, first)
         };
-        self.shared.wake_writer.notify_one();
+        // A non-empty buffer already has a flush coming: the request that made it
+        // non-empty woke the writer, which takes the whole buffer.
+        if first {
+            self.shared.wake_writer.notify_one();
+        }
         match rx.await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(reason)) => Err(Failure::Lost(reason)),
+            Ok(result) => result,
             Err(_) => Err(Failure::Lost("connection closed".into())),
         }
+    }
+}
+
+/// Pending once, after waking itself: a task that wakes itself while it runs
+/// goes to the back of the scheduler's run queue, behind the tasks already
+/// ready (the callers woken by the same burst of replies). Unlike
+/// `tokio::task::yield_now`, which waits for the next poll of the I/O driver
+/// (the end of the whole tick), this flushes each connection's burst as soon as
+/// it is complete, so the server starts on it while the other connections'
+/// replies are still being handled.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 
@@ -199,6 +255,11 @@ async fn write_loop(mut wr: tokio::io::WriteHalf<Box<dyn IoBox>>, shared: Arc<Sh
     let mut batch = Vec::new();
     loop {
         shared.wake_writer.notified().await;
+        // Woken by the first request of a burst. Let the tasks already waiting to
+        // run queue their requests too, so that one write carries them all: the
+        // scheduler runs a task woken by the running one next (its LIFO slot), so
+        // without this every request would cost a syscall of its own.
+        YieldOnce(false).await;
         loop {
             {
                 let mut st = shared.lock();
@@ -249,10 +310,10 @@ async fn read_loop(mut rd: tokio::io::ReadHalf<Box<dyn IoBox>>, shared: Arc<Shar
                         flags: f.flags,
                         body: f.body.to_vec(),
                     };
-                    let slot = shared.lock().waiting.pop_front();
-                    match slot {
-                        Some(tx) => {
-                            let _ = tx.send(Ok(reply));
+                    let waiting = shared.lock().waiting.pop_front();
+                    match waiting {
+                        Some(w) => {
+                            let _ = w.slot.send(Ok(reply));
                         }
                         None => break Some(unsolicited(&reply)),
                     }
@@ -265,6 +326,32 @@ async fn read_loop(mut rd: tokio::io::ReadHalf<Box<dyn IoBox>>, shared: Arc<Shar
         buf.drain(..pos);
     };
     shared.fail(reason);
+}
+
+/// Fails the connection when its oldest request is past its deadline.
+///
+/// One timer per connection instead of one per request: replies come in order,
+/// so the oldest request is the first that can be late, and when it is, every
+/// request behind it waits too.
+async fn watchdog(shared: Arc<Shared>, timeout: Duration) {
+    loop {
+        let oldest = {
+            let st = shared.lock();
+            if st.dead.is_some() {
+                return;
+            }
+            st.waiting.front().map(|w| w.deadline)
+        };
+        match oldest {
+            // A request queued from now on is due no earlier than a timeout from now.
+            None => tokio::time::sleep(timeout).await,
+            Some(deadline) if deadline > Instant::now() => tokio::time::sleep_until(deadline).await,
+            Some(_) => {
+                shared.fail_with("a request on this connection timed out".into(), Some(Failure::TimedOut));
+                return;
+            }
+        }
+    }
 }
 
 /// A frame with no request outstanding: a server says why it closes (BUSY, SHUTTING_DOWN, TIMEOUT).

@@ -21,6 +21,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Parses `vdb://host[:port]` (the scheme may be omitted).
+    ///
+    /// ```
+    /// let e = velocity_sdk::Endpoint::parse("db.example:7000").unwrap();
+    /// assert_eq!(e.to_string(), "vdb://db.example:7000");
+    /// ```
     pub fn parse(url: &str) -> Result<Self> {
         let bad = || Error::InvalidArgument(format!("endpoint {url:?} is not vdb://HOST[:PORT]"));
         let rest = url.strip_prefix("vdb://").unwrap_or(url);
@@ -54,11 +59,19 @@ impl Endpoint {
     }
 
     /// The host name or IP address.
+    ///
+    /// ```
+    /// assert_eq!(velocity_sdk::Endpoint::parse("vdb://[::1]").unwrap().host(), "::1");
+    /// ```
     pub fn host(&self) -> &str {
         &self.host
     }
 
     /// The TCP port.
+    ///
+    /// ```
+    /// assert_eq!(velocity_sdk::Endpoint::parse("vdb://internal-v1").unwrap().port(), 2005);
+    /// ```
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -6,7 +6,11 @@ use velocity_proto::ErrorCode;
 ///
 /// The variant says what is known about the request:
 /// - [`Error::Server`]: the server answered with an error (`code` is the
-///   protocol's code); a non-fatal error means nothing was done.
+///   protocol's code); nothing was done, except for `NOT_ENOUGH_REPLICAS` and
+///   `TIMEOUT` answering a write: with sync replication they also replace the
+///   reply of a write that was applied locally but whose replicas did not
+///   acknowledge it in time, so such a write may have happened
+///   ([`Error::may_have_happened`] says so).
 /// - [`Error::Connect`], [`Error::Tls`]: no connection, so the request was
 ///   not sent; it is safe to retry.
 /// - [`Error::OutcomeUnknown`]: a write was sent and its connection broke or
@@ -92,6 +96,16 @@ pub enum Error {
 
 impl Error {
     /// The protocol error code, for errors the server sent.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: velocity_sdk::Client) -> Result<(), velocity_sdk::Error> {
+    /// use velocity_sdk::ErrorCode;
+    /// match client.incr("name", 1).await {
+    ///     Err(e) if e.code() == Some(ErrorCode::NotInteger) => println!("not a counter"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Server { code, .. } => Some(*code),
@@ -99,12 +113,40 @@ impl Error {
         }
     }
 
-    /// True when a write was sent and may or may not have been applied.
+    /// True when a write was sent and may or may not have been applied: no reply
+    /// came ([`Error::OutcomeUnknown`]), or the server answered `NOT_ENOUGH_REPLICAS`
+    /// or `TIMEOUT` (docs/formats/protocol.md section 5: a write held for sync
+    /// replication whose replicas did not acknowledge it in time). Read the key
+    /// back to find out; the SDK never resends such a write.
+    ///
+    /// ```
+    /// use velocity_sdk::{Error, ErrorCode};
+    /// let held = Error::Server {
+    ///     code: ErrorCode::NotEnoughReplicas,
+    ///     message: "no replica acknowledged".into(),
+    ///     primary: None,
+    ///     retry_after_ms: 0,
+    /// };
+    /// assert!(held.may_have_happened());
+    /// ```
     pub fn may_have_happened(&self) -> bool {
         matches!(self, Self::OutcomeUnknown { .. })
+            || matches!(
+                self,
+                Self::Server {
+                    code: ErrorCode::NotEnoughReplicas | ErrorCode::Timeout,
+                    ..
+                }
+            )
     }
 
     /// True when the request certainly did not reach the server (safe to retry any operation).
+    ///
+    /// ```
+    /// use velocity_sdk::Error;
+    /// let e = Error::Connect { endpoint: "vdb://db:2005".into(), reason: "refused".into() };
+    /// assert!(e.not_sent() && !e.may_have_happened());
+    /// ```
     pub fn not_sent(&self) -> bool {
         matches!(self, Self::Connect { .. } | Self::Tls { .. } | Self::InvalidArgument(_))
             || matches!(self, Self::Server { code, .. } if *code == ErrorCode::Redirect || *code == ErrorCode::Busy)
@@ -121,4 +163,10 @@ impl Error {
 }
 
 /// `Result` with this crate's [`Error`].
+///
+/// ```no_run
+/// async fn hits(client: &velocity_sdk::Client) -> velocity_sdk::Result<i64> {
+///     client.incr("hits", 1).await
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

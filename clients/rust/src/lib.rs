@@ -16,12 +16,15 @@
 //! ```
 //!
 //! - One [`Client`] holds `pool_size` TLS 1.3 connections; each pipelines many
-//!   requests (replies matched in order), so thousands of concurrent calls are fine.
+//!   requests (replies matched in order, requests queued together sent in one
+//!   write), so thousands of concurrent calls are fine.
 //! - Values keep their type across SDKs ([`Value`]): bytes, text, 64-bit
 //!   integers and JSON, exactly as the Python SDK stores them.
-//! - Fail-over: `REDIRECT` is followed to the primary; reads are retried once on
-//!   a fresh connection; a write whose connection broke is
-//!   [`Error::OutcomeUnknown`] and is never resent.
+//! - Fail-over: `REDIRECT` is followed to the primary; with several
+//!   [`endpoints`](ClientBuilder::endpoints) an unreachable node is skipped; reads
+//!   are retried once on a fresh connection; a write whose connection broke is
+//!   [`Error::OutcomeUnknown`] and is never resent
+//!   ([`Error::may_have_happened`]).
 //! - The wire format is `velocity-proto` (docs/formats/protocol.md).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

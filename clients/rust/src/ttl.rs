@@ -44,6 +44,12 @@ impl From<String> for Ttl {
 
 impl Ttl {
     /// Milliseconds (> 0), or [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use velocity_sdk::Ttl;
+    /// assert_eq!(Ttl::from("1h30m").to_millis().unwrap(), 5_400_000);
+    /// assert!(Ttl::from(std::time::Duration::ZERO).to_millis().is_err());
+    /// ```
     pub fn to_millis(&self) -> Result<i64> {
         let ms = match self {
             Self::Duration(d) => (d.as_nanos() as f64 / 1e6).round_ties_even(),

@@ -37,6 +37,12 @@ pub enum Value {
 
 impl Value {
     /// The wire kind of this value.
+    ///
+    /// ```
+    /// use velocity_sdk::Value;
+    /// assert_eq!(Value::from("a").kind(), Value::from(String::from("b")).kind());
+    /// assert_ne!(Value::from("a").kind(), Value::from(&b"a"[..]).kind());
+    /// ```
     pub fn kind(&self) -> ValueKind {
         match self {
             Self::Bytes(_) => ValueKind::Bytes,
@@ -93,6 +99,12 @@ impl Value {
     }
 
     /// The text of a String value.
+    ///
+    /// ```
+    /// use velocity_sdk::Value;
+    /// assert_eq!(Value::from("Ada").as_str(), Some("Ada"));
+    /// assert_eq!(Value::from(1).as_str(), None);
+    /// ```
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Self::String(s) => Some(s),
@@ -101,6 +113,12 @@ impl Value {
     }
 
     /// The number of an Int value.
+    ///
+    /// ```
+    /// use velocity_sdk::Value;
+    /// assert_eq!(Value::Int(-5).as_i64(), Some(-5));
+    /// assert_eq!(Value::from("5").as_i64(), None); // a String, not an Int
+    /// ```
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Self::Int(n) => Some(*n),
@@ -109,6 +127,11 @@ impl Value {
     }
 
     /// The bytes of a Bytes value.
+    ///
+    /// ```
+    /// use velocity_sdk::Value;
+    /// assert_eq!(Value::from(vec![0u8, 1]).as_bytes(), Some(&[0u8, 1][..]));
+    /// ```
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             Self::Bytes(b) => Some(b),
@@ -117,6 +140,12 @@ impl Value {
     }
 
     /// The document of a Json value.
+    ///
+    /// ```
+    /// use velocity_sdk::Value;
+    /// let v = Value::from(serde_json::json!({"active": true}));
+    /// assert_eq!(v.as_json().and_then(|j| j["active"].as_bool()), Some(true));
+    /// ```
     pub fn as_json(&self) -> Option<&serde_json::Value> {
         match self {
             Self::Json(j) => Some(j),

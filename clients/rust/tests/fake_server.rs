@@ -1,7 +1,7 @@
 //! The client against a scripted in-process server on loopback: retry rules
 //! (a read is resent once, a write is never resent and reports an unknown
-//! outcome), protocol violations, and fuzzed replies that must never panic
-//! or hang the client.
+//! outcome), request timeouts, seeds, protocol violations, and fuzzed replies
+//! that must never panic or hang the client.
 
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ enum Script {
     DropAfterRequest,
     /// Answer every request with these bytes.
     Reply(Vec<u8>),
+    /// Read requests, never answer (until the client closes).
+    Silent,
 }
 
 async fn serve(scripts: Vec<Script>) -> (String, tokio::task::JoinHandle<()>) {
@@ -71,6 +73,7 @@ async fn serve(scripts: Vec<Script>) -> (String, tokio::task::JoinHandle<()>) {
                     Script::DropAfterRequest => {
                         read_request(&mut s, &mut buf).await;
                     }
+                    Script::Silent => while read_request(&mut s, &mut buf).await.is_some() {},
                     Script::Reply(bytes) => {
                         while read_request(&mut s, &mut buf).await.is_some() {
                             if s.write_all(&bytes).await.is_err() {
@@ -133,6 +136,68 @@ async fn a_read_that_fails_twice_is_connection_lost() {
     let c = client(&ep).await;
     let err = c.get("k").await.unwrap_err();
     assert!(matches!(err, Error::ConnectionLost { op: "GET", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_request_without_reply_times_out_and_its_connection_is_replaced() {
+    let (ep, _server) = serve(vec![
+        Script::Silent,
+        Script::Silent,
+        Script::Reply(vector("get-response-json")),
+    ])
+    .await;
+    let c = client_with_timeout(&ep, Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    // A timed-out read is not resent (the server may be slow, not gone).
+    let err = c.get("k").await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { op: "GET" }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // A timed-out write may have happened.
+    let err = c.incr("k", 1).await.unwrap_err();
+    assert!(err.may_have_happened(), "{err:?}");
+    assert!(matches!(err, Error::OutcomeUnknown { op: "INCR", .. }), "{err:?}");
+    // Each timeout closed its connection; the third one answers.
+    assert!(matches!(c.get("k").await.unwrap(), Some(Value::Json(_))));
+}
+
+#[tokio::test]
+async fn a_request_timeout_too_large_to_add_means_none() {
+    let (ep, _server) = serve(vec![Script::Reply(vector("incr-response"))]).await;
+    let c = Client::builder()
+        .endpoint(ep)
+        .insecure()
+        .pool_size(1)
+        .request_timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(c.incr("k", 1).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_seeds_are_skipped() {
+    let (ep, _server) = serve(vec![Script::Reply(vector("incr-response"))]).await;
+    let dead = format!("vdb://127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let c = Client::builder()
+        .endpoints([dead.as_str(), ep.as_str()])
+        .insecure()
+        .pool_size(1)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(c.endpoint(), ep);
+    assert_eq!(c.incr("k", 1).await.unwrap(), 1);
+    // Every seed unreachable: the connect error of the last one, nothing sent.
+    let err = Client::builder()
+        .endpoints([dead.as_str(), dead.as_str()])
+        .insecure()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }) && err.not_sent(), "{err:?}");
 }
 
 #[tokio::test]
