@@ -44,6 +44,10 @@ log = logging.getLogger("velocity_engine")
 @click.option("--max-connections", type=int, help="Connection limit.")
 @click.option("--storage", type=click.Choice(["lsm", "memory"]), help="lsm: durable (default); memory: volatile.")
 @click.option(
+    "--data-plane", type=click.Choice(["python", "native"]),
+    help="Experimental: native serves requests from the Rust core (`make native`; --storage memory) [python].",
+)
+@click.option(
     "--appendfsync", type=click.Choice(["always", "everysec", "no"]),
     help="WAL sync policy [everysec]; always: replies wait for the sync (group commit).",
 )
@@ -90,10 +94,19 @@ def main(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
     except ConfigError as exc:
         click.echo(f"velocity-engine: {exc}", err=True)
         sys.exit(2)
+    if settings.data_plane == "native":
+        from velocity_engine.native import unsupported
+
+        problems = unsupported(settings)
+        if problems:
+            click.echo(
+                "velocity-engine: --data-plane native does not support " + "; ".join(problems), err=True
+            )
+            sys.exit(2)
     _setup_logging(settings.log_level)
     try:
         _run(settings, flags, config_file, stamp)
-    except (TokenError, OSError, RestoreError) as exc:
+    except (TokenError, OSError, RestoreError, ImportError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(1)
     except CorruptionError as exc:
@@ -117,6 +130,7 @@ def _run(
 ) -> None:
     import uvloop
 
+    from velocity_engine.native import NativeServer
     from velocity_engine.server import Server
 
     if settings.restore_from is not None:
@@ -126,7 +140,7 @@ def _run(
         log.info("restored %d keys from %s", info.entries, settings.restore_from)
 
     async def amain() -> None:
-        server = Server(settings)
+        server: Server | NativeServer = NativeServer(settings) if settings.data_plane == "native" else Server(settings)
         await server.start()
         reloader = server.enable_config_reload(flags, config_file, stamp)
         _print_connect_hint(server)

@@ -86,6 +86,11 @@ class EngineSettings(BaseSettings):
     storage: Literal["lsm", "memory"] = Field(
         "lsm", description="lsm: durable (WAL, SSTables) in DATA_DIR/storage; memory: volatile, for tests."
     )
+    data_plane: Literal["python", "native"] = Field(
+        "python",
+        description="Experimental (issue 13): native serves requests from the Rust core "
+        "(velocity_engine._core, built by `make native`); for now with --storage memory and no replication.",
+    )
     appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec",
         description="When the WAL is synced: always (before each reply, group commit), everysec, or no (the OS).",

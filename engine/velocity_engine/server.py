@@ -90,24 +90,10 @@ class Server:
         if s.insecure:
             log.warning("--insecure: serving PLAINTEXT WITHOUT AUTH; for local experiments only")
             return None
-        self.credentials = load_credentials(s.data_dir, [
-            TokenSource(Role.CLIENT, "VDB_TOKEN", s.token, s.auth_token_file, "auth-token"),
-            TokenSource(Role.ADMIN, "VDB_ADMIN_TOKEN", s.admin_token, s.admin_token_file, "admin-token"),
-            TokenSource(Role.REPLICATION, "VDB_REPLICATION_TOKEN", s.replication_token, s.replication_token_file,
-                        "replication-token"),
-            TokenSource(Role.READONLY, "VDB_READONLY_TOKEN", s.readonly_token, s.readonly_token_file, None),
-        ])
+        self.credentials, self.tls = load_security(s)
         self.token = self.credentials.tokens[Role.CLIENT]
         self.token_path = self.credentials.paths[Role.CLIENT]
-        if s.tls_cert is not None and s.tls_key is not None:
-            self.tls = TlsFiles(s.tls_cert, s.tls_key, None)
-        else:
-            self.tls = ensure_generated(s.data_dir / "tls", default_names(s.tls_san))
-        ctx = server_context(self.tls.cert, self.tls.key)
-        log.info("TLS 1.3 only; certificate %s; clients trust %s", self.tls.cert, self.tls.ca or "(your CA)")
-        for role, path in self.credentials.paths.items():
-            log.info("%s token: %s", role.value, path or "from the environment")
-        return ctx
+        return server_context(self.tls.cert, self.tls.key)
 
     async def start(self) -> None:
         s = self.settings
@@ -292,6 +278,28 @@ class Server:
                 "max_connections": self.settings.max_connections,
             },
         }
+
+
+def load_security(s: EngineSettings) -> tuple[Credentials, TlsFiles]:
+    """Every role's token (read or generated) and the TLS files (given or generated); not for --insecure.
+
+    Shared by both data planes (server.Server, native.NativeServer).
+    """
+    credentials = load_credentials(s.data_dir, [
+        TokenSource(Role.CLIENT, "VDB_TOKEN", s.token, s.auth_token_file, "auth-token"),
+        TokenSource(Role.ADMIN, "VDB_ADMIN_TOKEN", s.admin_token, s.admin_token_file, "admin-token"),
+        TokenSource(Role.REPLICATION, "VDB_REPLICATION_TOKEN", s.replication_token, s.replication_token_file,
+                    "replication-token"),
+        TokenSource(Role.READONLY, "VDB_READONLY_TOKEN", s.readonly_token, s.readonly_token_file, None),
+    ])
+    if s.tls_cert is not None and s.tls_key is not None:
+        tls = TlsFiles(s.tls_cert, s.tls_key, None)
+    else:
+        tls = ensure_generated(s.data_dir / "tls", default_names(s.tls_san))
+    log.info("TLS 1.3 only; certificate %s; clients trust %s", tls.cert, tls.ca or "(your CA)")
+    for role, path in credentials.paths.items():
+        log.info("%s token: %s", role.value, path or "from the environment")
+    return credentials, tls
 
 
 def _node_id(data_dir: Path) -> str:

@@ -77,7 +77,25 @@ class EngineProcess:
              "--metrics-port", str(self.metrics_port)]
         if self.insecure:
             a.append("--insecure")
-        return a + self.extra_args
+        return a + self.extra_args + self.data_plane_args()
+
+    def data_plane_args(self) -> list[str]:
+        """VELOCITY_TEST_DATA_PLANE=native: run this engine on the native data plane (issue 13)
+        with memory storage, unless the test asks for what it cannot do yet (another storage,
+        replication, a restore); those engines keep the Python data plane."""
+        if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native":
+            return []
+        args, env = self.extra_args, {**os.environ, **self.env}
+        if {"--replica-of", "--lease-name", "--restore-from", "--data-plane"} & set(args):
+            return []
+        if any(env.get(k) for k in ("VELOCITY_REPLICA_OF", "VELOCITY_LEASE_NAME", "VELOCITY_RESTORE_FROM")):
+            return []
+        if env.get("VELOCITY_STORAGE", "memory") != "memory":
+            return []
+        if "--storage" in args:
+            at = args.index("--storage") + 1
+            return ["--data-plane", "native"] if at < len(args) and args[at] == "memory" else []
+        return ["--data-plane", "native", "--storage", "memory"]
 
     def start(self, timeout: float = 20.0, wait_ready: bool = True) -> EngineProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"

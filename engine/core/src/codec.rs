@@ -1,0 +1,581 @@
+//! Request bodies in, reply bodies out.
+//!
+//! Decoders read untrusted bodies through [`crate::fb::Table`] and borrow every
+//! key, value and string from the receive buffer (no copy, no allocation for
+//! the single-key opcodes). They read every field of the table in declaration
+//! order, as the Python engine's `Message.decode` does, so a malformed field is
+//! refused even when the operation would not use it.
+//!
+//! Encoders append a reply body to the connection's output buffer in the
+//! canonical layout of docs/formats/protocol.md ("Canonical encoding"). The hot
+//! replies (GET found, INCR, TTL, the boolean ones) are written by hand from
+//! templates the generated builder produced once at start; the rest go through
+//! the generated FlatBuffers builder (tests check the two agree byte for byte).
+
+use std::sync::OnceLock;
+
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
+use velocity_proto::fbs;
+
+use crate::error::VResult;
+use crate::fb::Table;
+
+/// SET (0x11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetReq<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub kind: u8,
+    pub ttl_ms: i64,
+    pub condition: u8,
+}
+
+/// CAS (0x18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasReq<'a> {
+    pub key: &'a [u8],
+    pub expected: &'a [u8],
+    pub expected_kind: u8,
+    pub expect_absent: bool,
+    pub value: &'a [u8],
+    pub kind: u8,
+    pub ttl_ms: i64,
+}
+
+/// One MSET entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryReq<'a> {
+    pub key: &'a [u8],
+    pub kind: u8,
+    pub value: &'a [u8],
+    pub ttl_ms: i64,
+}
+
+/// HELLO (0x01).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloReq<'a> {
+    pub protocol_version: u16,
+    pub token: &'a str,
+    pub client_name: &'a str,
+    pub features: u32,
+}
+
+/// SCAN (0x22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanReq<'a> {
+    pub prefix: &'a [u8],
+    pub cursor: &'a [u8],
+    pub count: u32,
+}
+
+// ---- decoders ---------------------------------------------------------------
+
+/// KeyRequest: GET, DEL, EXISTS, TTL, PERSIST.
+pub fn key_request(body: &[u8]) -> VResult<&[u8]> {
+    Table::root(body)?.bytes(0)
+}
+
+pub fn set_request(body: &[u8]) -> VResult<SetReq<'_>> {
+    let t = Table::root(body)?;
+    Ok(SetReq {
+        key: t.bytes(0)?,
+        value: t.bytes(1)?,
+        kind: t.u8(2, 0)?,
+        ttl_ms: t.i64(3, 0)?,
+        condition: t.u8(4, 0)?,
+    })
+}
+
+/// IncrRequest: (key, delta); delta defaults to 1.
+pub fn incr_request(body: &[u8]) -> VResult<(&[u8], i64)> {
+    let t = Table::root(body)?;
+    Ok((t.bytes(0)?, t.i64(1, 1)?))
+}
+
+/// ExpireRequest: (key, ttl_ms).
+pub fn expire_request(body: &[u8]) -> VResult<(&[u8], i64)> {
+    let t = Table::root(body)?;
+    Ok((t.bytes(0)?, t.i64(1, 0)?))
+}
+
+pub fn cas_request(body: &[u8]) -> VResult<CasReq<'_>> {
+    let t = Table::root(body)?;
+    Ok(CasReq {
+        key: t.bytes(0)?,
+        expected: t.bytes(1)?,
+        expected_kind: t.u8(2, 0)?,
+        expect_absent: t.bool(3)?,
+        value: t.bytes(4)?,
+        kind: t.u8(5, 0)?,
+        ttl_ms: t.i64(6, 0)?,
+    })
+}
+
+/// MGetRequest: the keys, in order.
+pub fn mget_request(body: &[u8]) -> VResult<Vec<&[u8]>> {
+    Table::root(body)?.tables(0)?.iter().map(|k| k.bytes(0)).collect()
+}
+
+/// MSetRequest: the entries, in order (Entry.found is read and ignored).
+pub fn mset_request(body: &[u8]) -> VResult<Vec<EntryReq<'_>>> {
+    Table::root(body)?
+        .tables(0)?
+        .iter()
+        .map(|e| {
+            let key = e.bytes(0)?;
+            e.bool(1)?;
+            Ok(EntryReq {
+                key,
+                kind: e.u8(2, 0)?,
+                value: e.bytes(3)?,
+                ttl_ms: e.i64(4, 0)?,
+            })
+        })
+        .collect()
+}
+
+pub fn scan_request(body: &[u8]) -> VResult<ScanReq<'_>> {
+    let t = Table::root(body)?;
+    Ok(ScanReq {
+        prefix: t.bytes(0)?,
+        cursor: t.bytes(1)?,
+        count: t.u32(2, 0)?,
+    })
+}
+
+pub fn hello_request(body: &[u8]) -> VResult<HelloReq<'_>> {
+    let t = Table::root(body)?;
+    Ok(HelloReq {
+        protocol_version: t.u16(0, 0)?,
+        token: t.string(1)?,
+        client_name: t.string(2)?,
+        features: t.u32(3, 0)?,
+    })
+}
+
+/// PingRequest: the payload.
+pub fn ping_request(body: &[u8]) -> VResult<&[u8]> {
+    Table::root(body)?.bytes(0)
+}
+
+/// InfoRequest: the section ("" for all).
+pub fn info_request(body: &[u8]) -> VResult<&str> {
+    Table::root(body)?.string(0)
+}
+
+// ---- encoders: the generated builder ------------------------------------------
+
+fn finish<T>(mut fbb: FlatBufferBuilder<'_>, root: WIPOffset<T>, out: &mut Vec<u8>) {
+    fbb.finish_minimal(root);
+    out.extend_from_slice(fbb.finished_data());
+}
+
+fn bytes<'b>(fbb: &mut FlatBufferBuilder<'b>, b: &[u8]) -> Option<WIPOffset<flatbuffers::Vector<'b, u8>>> {
+    (!b.is_empty()).then(|| fbb.create_vector(b))
+}
+
+fn string<'b>(fbb: &mut FlatBufferBuilder<'b>, s: &str) -> Option<WIPOffset<&'b str>> {
+    (!s.is_empty()).then(|| fbb.create_string(s))
+}
+
+fn builder(payload: usize) -> FlatBufferBuilder<'static> {
+    FlatBufferBuilder::with_capacity(64 + payload)
+}
+
+/// ErrorResponse.
+pub fn error_response(code: u16, message: &str, primary: &str, retry_after_ms: u32, out: &mut Vec<u8>) {
+    let mut fbb = builder(message.len() + primary.len());
+    let message = string(&mut fbb, message);
+    let primary = string(&mut fbb, primary);
+    let root = fbs::ErrorResponse::create(
+        &mut fbb,
+        &fbs::ErrorResponseArgs {
+            code,
+            message,
+            primary,
+            retry_after_ms,
+        },
+    );
+    finish(fbb, root, out);
+}
+
+/// The fields of a HelloResponse.
+#[derive(Debug, Clone, Copy)]
+pub struct HelloReply<'a> {
+    pub server_version: &'a str,
+    pub node_id: &'a str,
+    pub role: u8,
+    pub max_frame_bytes: u64,
+    pub max_key_bytes: u32,
+    pub max_value_bytes: u32,
+    pub features: u32,
+}
+
+pub fn hello_response(h: &HelloReply<'_>, out: &mut Vec<u8>) {
+    let mut fbb = builder(h.server_version.len() + h.node_id.len());
+    let server_version = string(&mut fbb, h.server_version);
+    let node_id = string(&mut fbb, h.node_id);
+    let root = fbs::HelloResponse::create(
+        &mut fbb,
+        &fbs::HelloResponseArgs {
+            protocol_version: velocity_proto::PROTOCOL_VERSION,
+            server_version,
+            node_id,
+            role: fbs::Role(h.role),
+            max_frame_bytes: h.max_frame_bytes,
+            max_key_bytes: h.max_key_bytes,
+            max_value_bytes: h.max_value_bytes,
+            features: h.features,
+        },
+    );
+    finish(fbb, root, out);
+}
+
+pub fn ping_response(payload: &[u8], out: &mut Vec<u8>) {
+    let mut fbb = builder(payload.len());
+    let payload = bytes(&mut fbb, payload);
+    let root = fbs::PingResponse::create(&mut fbb, &fbs::PingResponseArgs { payload });
+    finish(fbb, root, out);
+}
+
+pub fn info_response(json: &str, out: &mut Vec<u8>) {
+    let mut fbb = builder(json.len());
+    let json = string(&mut fbb, json);
+    let root = fbs::InfoResponse::create(&mut fbb, &fbs::InfoResponseArgs { json });
+    finish(fbb, root, out);
+}
+
+/// GetResponse through the builder (the reference for [`get_found`]).
+pub fn get_response_reference(found: bool, kind: u8, value: &[u8], out: &mut Vec<u8>) {
+    let mut fbb = builder(value.len());
+    let value = bytes(&mut fbb, value);
+    let root = fbs::GetResponse::create(
+        &mut fbb,
+        &fbs::GetResponseArgs {
+            found,
+            kind: fbs::ValueKind(kind),
+            value,
+        },
+    );
+    finish(fbb, root, out);
+}
+
+/// CasResponse: `current` is the value found when not applied.
+pub fn cas_response(applied: bool, current: Option<(u8, &[u8])>, out: &mut Vec<u8>) {
+    let (found, kind, value) = current.map_or((false, 0, &[][..]), |(k, v)| (true, k, v));
+    let mut fbb = builder(value.len());
+    let value = bytes(&mut fbb, value);
+    let root = fbs::CasResponse::create(
+        &mut fbb,
+        &fbs::CasResponseArgs {
+            applied,
+            found,
+            kind: fbs::ValueKind(kind),
+            value,
+        },
+    );
+    finish(fbb, root, out);
+}
+
+/// A value as a reply carries it: (kind, bytes).
+pub type ValueRef<'a> = (u8, &'a [u8]);
+
+/// One MGET reply entry: the key, and its value when found.
+pub type MgetEntry<'a> = (&'a [u8], Option<ValueRef<'a>>);
+
+/// MGetResponse: one entry per key; `None` for a missing key.
+pub fn mget_response(entries: &[MgetEntry<'_>], out: &mut Vec<u8>) {
+    let size = entries
+        .iter()
+        .map(|(k, v)| k.len() + v.map_or(0, |(_, v)| v.len()) + 48)
+        .sum();
+    let mut fbb = builder(size);
+    let offsets: Vec<_> = entries
+        .iter()
+        .map(|(key, rec)| {
+            let (found, kind, value) = rec.map_or((false, 0, &[][..]), |(k, v)| (true, k, v));
+            let key = bytes(&mut fbb, key);
+            let value = bytes(&mut fbb, value);
+            fbs::Entry::create(
+                &mut fbb,
+                &fbs::EntryArgs {
+                    key,
+                    found,
+                    kind: fbs::ValueKind(kind),
+                    value,
+                    ttl_ms: 0,
+                },
+            )
+        })
+        .collect();
+    let entries = (!offsets.is_empty()).then(|| fbb.create_vector(&offsets));
+    let root = fbs::MGetResponse::create(&mut fbb, &fbs::MGetResponseArgs { entries });
+    finish(fbb, root, out);
+}
+
+/// ScanResponse: the keys of a page and the cursor ("" when done).
+pub fn scan_response<K: AsRef<[u8]>>(keys: &[K], next_cursor: &[u8], out: &mut Vec<u8>) {
+    let size = keys.iter().map(|k| k.as_ref().len() + 24).sum::<usize>() + next_cursor.len();
+    let mut fbb = builder(size);
+    let offsets: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let key = bytes(&mut fbb, k.as_ref());
+            fbs::Key::create(&mut fbb, &fbs::KeyArgs { key })
+        })
+        .collect();
+    let keys = (!offsets.is_empty()).then(|| fbb.create_vector(&offsets));
+    let next_cursor = bytes(&mut fbb, next_cursor);
+    let root = fbs::ScanResponse::create(&mut fbb, &fbs::ScanResponseArgs { keys, next_cursor });
+    finish(fbb, root, out);
+}
+
+fn bool_body(value: bool) -> Vec<u8> {
+    let mut fbb = builder(0);
+    let root = fbs::BoolResponse::create(&mut fbb, &fbs::BoolResponseArgs { value });
+    let mut out = Vec::new();
+    finish(fbb, root, &mut out);
+    out
+}
+
+fn set_body(applied: bool) -> Vec<u8> {
+    let mut fbb = builder(0);
+    let root = fbs::SetResponse::create(&mut fbb, &fbs::SetResponseArgs { applied });
+    let mut out = Vec::new();
+    finish(fbb, root, &mut out);
+    out
+}
+
+fn incr_body(value: i64) -> Vec<u8> {
+    let mut fbb = builder(0);
+    let root = fbs::IncrResponse::create(&mut fbb, &fbs::IncrResponseArgs { value });
+    let mut out = Vec::new();
+    finish(fbb, root, &mut out);
+    out
+}
+
+fn ttl_body(ttl_ms: i64) -> Vec<u8> {
+    let mut fbb = builder(0);
+    let root = fbs::TtlResponse::create(&mut fbb, &fbs::TtlResponseArgs { ttl_ms });
+    let mut out = Vec::new();
+    finish(fbb, root, &mut out);
+    out
+}
+
+// ---- encoders: the hot replies, by hand ---------------------------------------
+
+/// A reply whose only field is one 8-byte scalar: the builder's encoding of a
+/// probe value is the template for every non-zero value (zero is omitted).
+struct I64Template {
+    zero: Vec<u8>,
+    template: Vec<u8>,
+    at: usize,
+}
+
+impl I64Template {
+    fn new(encode: fn(i64) -> Vec<u8>) -> Self {
+        const PROBE: i64 = 0x0102_0304_0506_0708;
+        let template = encode(PROBE);
+        let at = template
+            .windows(8)
+            .position(|w| w == PROBE.to_le_bytes())
+            .expect("the probe value is in its encoding");
+        Self {
+            zero: encode(0),
+            template,
+            at,
+        }
+    }
+
+    fn write(&self, value: i64, out: &mut Vec<u8>) {
+        if value == 0 {
+            out.extend_from_slice(&self.zero);
+            return;
+        }
+        let start = out.len();
+        out.extend_from_slice(&self.template);
+        out[start + self.at..start + self.at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+struct Constants {
+    bool_true: Vec<u8>,
+    bool_false: Vec<u8>,
+    set_applied: Vec<u8>,
+    set_not_applied: Vec<u8>,
+    get_not_found: Vec<u8>,
+    incr: I64Template,
+    ttl: I64Template,
+}
+
+fn constants() -> &'static Constants {
+    static C: OnceLock<Constants> = OnceLock::new();
+    C.get_or_init(|| {
+        let mut get_not_found = Vec::new();
+        get_response_reference(false, 0, &[], &mut get_not_found);
+        Constants {
+            bool_true: bool_body(true),
+            bool_false: bool_body(false),
+            set_applied: set_body(true),
+            set_not_applied: set_body(false),
+            get_not_found,
+            incr: I64Template::new(incr_body),
+            ttl: I64Template::new(ttl_body),
+        }
+    })
+}
+
+/// BoolResponse (DEL, EXISTS, EXPIRE, PERSIST, MSET).
+pub fn bool_response(value: bool, out: &mut Vec<u8>) {
+    let c = constants();
+    out.extend_from_slice(if value { &c.bool_true } else { &c.bool_false });
+}
+
+/// SetResponse.
+pub fn set_response(applied: bool, out: &mut Vec<u8>) {
+    let c = constants();
+    out.extend_from_slice(if applied { &c.set_applied } else { &c.set_not_applied });
+}
+
+/// IncrResponse.
+pub fn incr_response(value: i64, out: &mut Vec<u8>) {
+    constants().incr.write(value, out);
+}
+
+/// TtlResponse.
+pub fn ttl_response(ttl_ms: i64, out: &mut Vec<u8>) {
+    constants().ttl.write(ttl_ms, out);
+}
+
+/// GetResponse for a missing key.
+pub fn get_not_found(out: &mut Vec<u8>) {
+    out.extend_from_slice(&constants().get_not_found);
+}
+
+/// GetResponse{found, kind, value} for a found key, written by hand:
+///
+/// ```text
+/// root=16 | pad2 | vtable(10: 10, 12, vo_found, vo_kind, 8) | soff=10 | pad | [kind] found
+///         | uoff=4 | len | value | pad to 4
+/// ```
+///
+/// (kind 0 is the default and is omitted, which moves `found` one byte up). An
+/// empty value takes the builder (the vector is omitted then).
+pub fn get_found(kind: u8, value: &[u8], out: &mut Vec<u8>) {
+    let n = value.len();
+    if n == 0 || u32::try_from(n).is_err() {
+        get_response_reference(true, kind, value, out);
+        return;
+    }
+    let start = out.len();
+    out.reserve(32 + n + 3);
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    let (vo_found, vo_kind) = if kind != 0 { (6u16, 7u16) } else { (7, 0) };
+    for h in [10u16, 12, vo_found, vo_kind, 8] {
+        out.extend_from_slice(&h.to_le_bytes());
+    }
+    out.extend_from_slice(&10i32.to_le_bytes());
+    if kind != 0 {
+        out.extend_from_slice(&[0, 0, 1, kind]);
+    } else {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+    }
+    out.extend_from_slice(&4u32.to_le_bytes());
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len() + (n.wrapping_neg() & 3), 0);
+    debug_assert_eq!(out.len() - start, 32 + n + (n.wrapping_neg() & 3));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use velocity_proto::body;
+
+    proptest! {
+        #[test]
+        fn hand_written_get_reply_is_the_canonical_one(kind in 0u8..5, value in proptest::collection::vec(any::<u8>(), 0..70)) {
+            let mut hand = Vec::new();
+            get_found(kind, &value, &mut hand);
+            let mut reference = Vec::new();
+            get_response_reference(true, kind, &value, &mut reference);
+            prop_assert_eq!(hand, reference);
+        }
+
+        #[test]
+        fn incr_and_ttl_templates_match_the_builder(v in any::<i64>()) {
+            let mut a = Vec::new();
+            incr_response(v, &mut a);
+            prop_assert_eq!(a, incr_body(v));
+            let mut b = Vec::new();
+            ttl_response(v, &mut b);
+            prop_assert_eq!(b, ttl_body(v));
+        }
+
+        #[test]
+        fn set_request_round_trips(key in proptest::collection::vec(any::<u8>(), 0..40),
+                                   value in proptest::collection::vec(any::<u8>(), 0..40),
+                                   kind in 0u8..4, ttl in any::<i64>(), cond in 0u8..3) {
+            let b = body::set_request(&key, &value, fbs::ValueKind(kind), ttl, fbs::SetCondition(cond));
+            let r = set_request(&b).unwrap();
+            prop_assert_eq!(r, SetReq { key: &key, value: &value, kind, ttl_ms: ttl, condition: cond });
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = key_request(&bytes);
+            let _ = set_request(&bytes);
+            let _ = cas_request(&bytes);
+            let _ = mget_request(&bytes);
+            let _ = mset_request(&bytes);
+            let _ = scan_request(&bytes);
+            let _ = hello_request(&bytes);
+        }
+    }
+
+    #[test]
+    fn multi_key_requests_decode() {
+        let b = body::mget_request(&[b"a".as_ref(), b"bc"]);
+        assert_eq!(mget_request(&b).unwrap(), vec![&b"a"[..], b"bc"]);
+        let e = [body::EntryRef {
+            key: b"k",
+            kind: fbs::ValueKind::Int,
+            value: &7i64.to_le_bytes(),
+            ttl_ms: 5,
+        }];
+        let mset = body::mset_request(&e);
+        let got = mset_request(&mset).unwrap();
+        assert_eq!(got[0].key, b"k");
+        assert_eq!((got[0].kind, got[0].ttl_ms), (2, 5));
+        let hello = body::hello_request("tok", "me", 1);
+        let h = hello_request(&hello).unwrap();
+        assert_eq!(
+            (h.protocol_version, h.token, h.client_name, h.features),
+            (1, "tok", "me", 1)
+        );
+        let scan = body::scan_request(b"p", b"pc", 7);
+        let s = scan_request(&scan).unwrap();
+        assert_eq!((s.prefix, s.cursor, s.count), (&b"p"[..], &b"pc"[..], 7));
+    }
+
+    #[test]
+    fn replies_read_back_with_the_generated_code() {
+        let mut out = Vec::new();
+        mget_response(&[(b"a", Some((1, b"x"))), (b"b", None)], &mut out);
+        let r = body::decode::<fbs::MGetResponse>(&out).unwrap();
+        let e: Vec<_> = r.entries().unwrap().iter().collect();
+        assert!(e[0].found() && e[0].value().unwrap().bytes() == b"x");
+        assert!(!e[1].found());
+        out.clear();
+        scan_response(&[b"k1", b"k2"], b"k2", &mut out);
+        let s = body::decode::<fbs::ScanResponse>(&out).unwrap();
+        assert_eq!(s.keys().unwrap().len(), 2);
+        assert_eq!(s.next_cursor().unwrap().bytes(), b"k2");
+        out.clear();
+        cas_response(false, Some((3, b"{}")), &mut out);
+        let c = body::decode::<fbs::CasResponse>(&out).unwrap();
+        assert!(!c.applied() && c.found() && c.kind() == fbs::ValueKind::Json);
+    }
+}

@@ -1,0 +1,261 @@
+//! `velocity_engine._core`: the boundary between the Python shell and the core.
+//!
+//! A short list of calls (docs/engine.md, "The Python <-> core boundary"; the
+//! typed surface is engine/velocity_engine/_core.pyi):
+//!
+//! - `start(settings: dict) -> Core`: bind and serve (OSError when the port or
+//!   the TLS files cannot be used, ValueError for a bad setting);
+//! - `Core.port`; `Core.stop(grace_s) -> int` (drain, then end; the count of
+//!   connections cut off); `Core.stats() -> dict` (counters for /metrics);
+//!   `Core.set_live_settings(dict)`; `Core.set_info_sections(json)`;
+//!   `Core.info(section) -> str` (the INFO JSON).
+//!
+//! No Python runs per request: the worker threads never take the GIL. Calls
+//! that may block (start, stop) release it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::conversion::FromPyObjectOwned;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::auth::Role;
+use crate::server::{Server, StartError};
+use crate::settings::{Settings, TlsFiles};
+use crate::stats::NB;
+
+fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
+    match d.get_item(key)? {
+        Some(v) if !v.is_none() => Ok(Some(v.extract::<T>().map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("setting {key}: {e}"))
+        })?)),
+        _ => Ok(None),
+    }
+}
+
+fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
+    let mut s = Settings::default();
+    if let Some(v) = get::<String>(d, "host")? {
+        s.host = v;
+    }
+    if let Some(v) = get::<u16>(d, "port")? {
+        s.port = v;
+    }
+    let cert = get::<String>(d, "tls_cert")?;
+    let key = get::<String>(d, "tls_key")?;
+    s.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("tls_cert and tls_key go together")),
+    };
+    s.insecure = get::<bool>(d, "insecure")?.unwrap_or(false);
+    if let Some(tokens) = get::<Vec<(String, String)>>(d, "tokens")? {
+        s.tokens = tokens
+            .into_iter()
+            .map(|(role, token)| {
+                Role::from_name(&role)
+                    .map(|r| (r, token))
+                    .ok_or_else(|| PyValueError::new_err(format!("unknown role {role:?}")))
+            })
+            .collect::<PyResult<_>>()?;
+    }
+    if !s.insecure && s.tokens.is_empty() {
+        return Err(PyValueError::new_err("auth is on but no token was given"));
+    }
+    if let Some(v) = get::<String>(d, "node_id")? {
+        s.node_id = v;
+    }
+    if let Some(v) = get::<String>(d, "version")? {
+        s.version = v;
+    }
+    if let Some(v) = get::<u64>(d, "max_frame_bytes")? {
+        s.max_frame_bytes = v;
+    }
+    if let Some(v) = get::<u32>(d, "max_key_bytes")? {
+        s.max_key_bytes = v;
+    }
+    if let Some(v) = get::<u32>(d, "max_value_bytes")? {
+        s.max_value_bytes = v;
+    }
+    if let Some(v) = get::<usize>(d, "max_connections")? {
+        s.max_connections = v;
+    }
+    if let Some(v) = get::<usize>(d, "max_unauthenticated")? {
+        s.max_unauthenticated = v;
+    }
+    let secs = |v: f64, name: &str| {
+        Duration::try_from_secs_f64(v).map_err(|_| PyValueError::new_err(format!("setting {name}: {v}")))
+    };
+    if let Some(v) = get::<f64>(d, "frame_timeout_s")? {
+        s.frame_timeout = secs(v, "frame_timeout_s")?;
+    }
+    if let Some(v) = get::<f64>(d, "handshake_timeout_s")? {
+        s.handshake_timeout = secs(v, "handshake_timeout_s")?;
+    }
+    if let Some(v) = get::<usize>(d, "write_buffer_high_bytes")? {
+        s.write_buffer_high_bytes = v;
+    }
+    if let Some(v) = get::<f64>(d, "active_expiry_hz")? {
+        s.active_expiry_hz = v;
+    }
+    if let Some(v) = get::<f64>(d, "active_expiry_budget_ms")? {
+        s.active_expiry_budget = secs(v / 1000.0, "active_expiry_budget_ms")?;
+    }
+    if let Some(v) = get::<usize>(d, "threads")? {
+        s.threads = v;
+    }
+    Ok(s)
+}
+
+/// A running data plane.
+#[pyclass(module = "velocity_engine._core", name = "Core", frozen)]
+struct Core {
+    server: Mutex<Option<Server>>,
+    port: u16,
+    threads: usize,
+}
+
+impl Core {
+    fn with<T>(&self, f: impl FnOnce(&Server) -> T) -> PyResult<T> {
+        let guard = self
+            .server
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("core lock poisoned"))?;
+        guard
+            .as_ref()
+            .map(f)
+            .ok_or_else(|| PyRuntimeError::new_err("the data plane is stopped"))
+    }
+}
+
+#[pymethods]
+impl Core {
+    /// The port the listener is bound to.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Worker threads serving connections.
+    #[getter]
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Drain (replies owed go out), wait up to `grace_s`, end the workers.
+    /// Returns the connections that were cut off. Idempotent.
+    fn stop(&self, py: Python<'_>, grace_s: f64) -> PyResult<usize> {
+        let server = self
+            .server
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("core lock poisoned"))?
+            .take();
+        let grace = Duration::try_from_secs_f64(grace_s.max(0.0)).unwrap_or(Duration::ZERO);
+        Ok(match server {
+            Some(s) => py.detach(move || s.stop(grace)),
+            None => 0,
+        })
+    }
+
+    /// Counters for /metrics: request counts, latency buckets and sums per
+    /// opcode (256 entries each), errors per code, connection and byte counts,
+    /// key figures.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (totals, st, c, expired, maxc) = self.with(|s| {
+            let sh = s.shared();
+            let c = &sh.counters;
+            (
+                sh.totals(),
+                sh.keyspace.store().stats(),
+                [
+                    c.connections() as u64,
+                    c.unauthenticated() as u64,
+                    c.accepted_total(),
+                    c.rejected_total(),
+                    c.auth_failures(),
+                ],
+                sh.keyspace.expired_total(),
+                sh.max_connections(),
+            )
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("requests", PyList::new(py, &totals.requests)?)?;
+        let buckets = PyList::empty(py);
+        for op in &totals.buckets {
+            debug_assert_eq!(op.len(), NB);
+            buckets.append(PyList::new(py, op)?)?;
+        }
+        d.set_item("latency_buckets", buckets)?;
+        let sums: Vec<f64> = totals.latency_sum_ns.iter().map(|&ns| ns as f64 / 1e9).collect();
+        d.set_item("latency_sum", PyList::new(py, sums)?)?;
+        d.set_item("errors", PyList::new(py, &totals.errors)?)?;
+        d.set_item("connections", c[0])?;
+        d.set_item("unauthenticated", c[1])?;
+        d.set_item("connections_total", c[2])?;
+        d.set_item("connections_rejected", c[3])?;
+        d.set_item("auth_failures", c[4])?;
+        d.set_item("bytes_in", totals.bytes_in)?;
+        d.set_item("bytes_out", totals.bytes_out)?;
+        d.set_item("keys", st.keys)?;
+        d.set_item("keys_with_ttl", st.keys_with_ttl)?;
+        d.set_item("data_bytes", st.data_bytes)?;
+        d.set_item("expired_keys", expired)?;
+        d.set_item("max_connections", maxc)?;
+        Ok(d)
+    }
+
+    /// Applies the live settings the core uses (`max_connections`).
+    fn set_live_settings(&self, settings: &Bound<'_, PyDict>) -> PyResult<()> {
+        let maxc = get::<usize>(settings, "max_connections")?;
+        self.with(|s| {
+            if let Some(n) = maxc {
+                s.set_max_connections(n);
+            }
+        })
+    }
+
+    /// The INFO sections the shell owns (a JSON object: `config`, `replication`).
+    fn set_info_sections(&self, json: &str) -> PyResult<()> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let serde_json::Value::Object(map) = v else {
+            return Err(PyValueError::new_err("a JSON object is expected"));
+        };
+        self.with(|s| s.set_info_sections(map))
+    }
+
+    /// The INFO document (JSON), or one section of it.
+    #[pyo3(signature = (section = ""))]
+    fn info(&self, section: &str) -> PyResult<String> {
+        self.with(|s| crate::info::render(s.shared(), section))?
+            .map_err(|e| PyValueError::new_err(e.message))
+    }
+}
+
+/// Starts the data plane with `settings` (see the module documentation).
+#[pyfunction]
+fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
+    let s = settings_from(settings)?;
+    let threads = s.worker_threads();
+    let server = py.detach(move || Server::start(s)).map_err(|e| match e {
+        StartError::Bind { .. } | StartError::Runtime(_) | StartError::Tls(_) => PyOSError::new_err(e.to_string()),
+    })?;
+    Ok(Core {
+        port: server.port(),
+        threads,
+        server: Mutex::new(Some(server)),
+    })
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_class::<Core>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

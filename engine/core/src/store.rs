@@ -1,0 +1,143 @@
+//! The contract between the command layer ([`crate::keyspace`]) and storage.
+//!
+//! It has the shape of the native storage engine (`velocity-lsm`: `commit(epoch,
+//! mutations) -> Commit { seq, durability wait }`, `get`, `scan_from`,
+//! `batches_since`, `stats`, `close`) so that engine plugs in where
+//! [`crate::memory::MemoryStore`] is used today.
+//!
+//! Threading: a store is shared by every worker thread (`Send + Sync`). Each call
+//! is atomic on its own: `commit` applies all its mutations or none and no reader
+//! sees part of a batch; `get_many` and `scan_from` read one consistent state.
+//! Read-modify-write sequences (INCR, NX/XX, CAS) are made atomic *above* the
+//! store by the keyspace's per-key stripe locks, which every writer takes.
+//!
+//! Expiry: records carry absolute `expire_at_ms` (Unix ms, 0 = never); the policy
+//! (lazy and active expiry) lives in the keyspace. A store keeps expired records
+//! until a delete mutation arrives.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A key as stores hold it: one allocation, shared by a store's indexes.
+pub type Key = Arc<[u8]>;
+
+/// A stored value. `value` is reference counted (its counts sit next to its
+/// bytes): reading a record copies no bytes and allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The value kind (protocol.md "Keys and values"): 0 bytes, 1 string, 2 int, 3 JSON.
+    pub kind: u8,
+    /// The value's bytes.
+    pub value: Arc<[u8]>,
+    /// Absolute expiry, Unix time in ms; 0 means no expiry.
+    pub expire_at_ms: i64,
+}
+
+/// One write of a batch: a record to store, or `None` to delete the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mutation {
+    pub key: Key,
+    pub record: Option<Record>,
+}
+
+/// Completes when a committed batch is as durable as the store promises.
+pub type DurabilityWait = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// What `commit` returns.
+pub struct Commit {
+    /// The batch's sequence number (the position in the commit log).
+    pub seq: u64,
+    /// `None` when the batch is already durable enough to acknowledge; otherwise
+    /// a reply that depends on the batch waits for this.
+    pub durable: Option<DurabilityWait>,
+}
+
+/// A batch of the commit log as a replica receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub epoch: u64,
+    pub seq: u64,
+    pub mutations: Vec<Mutation>,
+}
+
+/// Storage failures. A store that cannot make a write durable refuses writes
+/// from then on (answered with `WRITES_REFUSED`; reads still work).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("writes refused: {0}")]
+    WritesRefused(String),
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
+}
+
+/// Figures for INFO and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// `memory` or `lsm`.
+    pub engine: &'static str,
+    /// Keys stored, expired ones not yet removed included.
+    pub keys: u64,
+    /// Keys that carry an expiry.
+    pub keys_with_ttl: u64,
+    /// Bytes of keys and values held.
+    pub data_bytes: u64,
+}
+
+/// A storage engine behind the keyspace (see the module documentation).
+pub trait Store: Send + Sync + 'static {
+    /// The stored record, expired or not (the caller decides).
+    fn get(&self, key: &[u8]) -> Option<Record>;
+
+    /// Records for several keys read from one consistent state (MGET).
+    fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<Record>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Applies every mutation in order, atomically, as one numbered batch.
+    fn commit(&self, epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError>;
+
+    /// Up to `limit` records with key >= `start`, in byte order, from one consistent state.
+    fn scan_from(&self, start: &[u8], limit: usize) -> Vec<(Key, Record)>;
+
+    /// The batches after `seq`, for a replica that resumes (replication, not yet native).
+    fn batches_since(&self, _seq: u64) -> Result<Vec<Batch>, StoreError> {
+        Err(StoreError::Unsupported("batches_since"))
+    }
+
+    /// Up to `n` (key, expire_at_ms) pairs of keys with a TTL; successive calls
+    /// visit every such key before any is visited twice (active expiry).
+    fn expiring_sample(&self, n: usize) -> Vec<(Key, i64)>;
+
+    /// Figures for INFO and metrics.
+    fn stats(&self) -> StoreStats;
+
+    /// Makes pending writes durable and releases resources.
+    fn close(&self) -> Result<(), StoreError>;
+}
+
+/// The hash that spreads keys over the memory store's shards and the keyspace's
+/// stripe locks (different bits of it). Not keyed: a hostile key set only makes
+/// one shard busier, it cannot degrade a shard's ordered map.
+pub fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    }
+    // fmix64 (MurmurHash3's finaliser): every input bit reaches the top bits.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}

@@ -1,0 +1,38 @@
+"""The native data plane (engine/core, crate velocity-core; `make native` builds it).
+
+The boundary between the Python shell and the core, documented in docs/engine.md
+("The Python <-> core boundary"). No Python runs per request.
+"""
+
+from typing import Any
+
+__version__: str
+
+class Core:
+    """A running data plane: listener, worker threads, keyspace."""
+
+    @property
+    def port(self) -> int:
+        """The port the listener is bound to."""
+
+    @property
+    def threads(self) -> int:
+        """Worker threads serving connections."""
+
+    def stop(self, grace_s: float) -> int:
+        """Drain, wait up to grace_s for connections, end the workers; returns those cut off."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics (see native.py for the keys)."""
+
+    def set_live_settings(self, settings: dict[str, Any]) -> None:
+        """Apply the live settings the core uses (max_connections)."""
+
+    def set_info_sections(self, json: str) -> None:
+        """The INFO sections the shell owns, as a JSON object (config, replication)."""
+
+    def info(self, section: str = "") -> str:
+        """The INFO document as JSON (one section when given)."""
+
+def start(settings: dict[str, Any]) -> Core:
+    """Bind and serve; OSError when the port or the TLS files cannot be used."""

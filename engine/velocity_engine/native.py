@@ -1,0 +1,287 @@
+"""The Python shell around the native data plane (`--data-plane native`, issue 13).
+
+The core (velocity_engine._core, engine/core) owns every byte of the request
+path on its own threads; this module keeps what Python is good at: the
+settings, the token and TLS material (shared with server.py), /metrics,
+/healthz and /readyz (httpd.py, fed from the core's counters at scrape time),
+config reload (live settings are pushed into the core) and the start/stop
+sequence. The boundary is the short list of calls in _core.pyi
+(docs/engine.md, "The Python <-> core boundary").
+
+Experimental: `--storage memory` only, no replication, no snapshots; the
+engine refuses other combinations at start (`unsupported`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily
+
+from velocity_engine import __version__
+from velocity_engine.auth import Credentials, Role
+from velocity_engine.config import EngineSettings
+from velocity_engine.config_reload import ConfigReloader, FileStamp, Result
+from velocity_engine.fsutil import make_private_dirs
+from velocity_engine.httpd import AdminHttp
+from velocity_engine.metrics import EngineCollector, Stats, make_registry, render, rss_bytes
+from velocity_engine.storage.wal_writer import Policy
+from velocity_engine.tls import TlsFiles, certificate_expiry
+
+if TYPE_CHECKING:
+    from velocity_engine._core import Core
+
+log = logging.getLogger(__name__)
+
+
+def unsupported(settings: EngineSettings) -> list[str]:
+    """Why these settings cannot run on the native data plane yet (empty: they can)."""
+    s = settings
+    problems = []
+    if s.storage != "memory":
+        problems.append(f"--storage {s.storage} (the native data plane serves --storage memory only, for now)")
+    if s.replica_of:
+        problems.append("--replica-of (replication is not native yet)")
+    if s.lease_name:
+        problems.append("--lease-name (replication is not native yet)")
+    if s.restore_from is not None:
+        problems.append("--restore-from (snapshots are not native yet)")
+    return problems
+
+
+def load_core() -> Any:
+    """The extension module, or an ImportError that says how to build it."""
+    try:
+        from velocity_engine import _core
+    except ImportError as exc:
+        raise ImportError(
+            f"the native data plane is not built ({exc}); run `make native`, or start with --data-plane python"
+        ) from None
+    return _core
+
+
+class _NativeCollector(EngineCollector):
+    """EngineCollector over a Stats refreshed from the core at each scrape."""
+
+    def __init__(self, server: NativeServer) -> None:
+        self.server = server
+        super().__init__(Stats(), server.gauges, server.metric_families)
+
+    def collect(self) -> Iterator[Any]:
+        self.server.refresh_stats(self.stats)
+        yield from super().collect()
+
+
+class _Reloader(ConfigReloader):
+    """Pushes the reloader's INFO section into the core after each reload."""
+
+    def reload(self, reason: str) -> Result:
+        result = super().reload(reason)
+        push = getattr(self.server, "push_info_sections", None)
+        if push is not None:
+            push()
+        return result
+
+
+class NativeServer:
+    """The engine process with the native data plane (what server.Server is for the Python one)."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        from velocity_engine.server import _node_id
+
+        self._settings = settings
+        self.started = time.time()
+        self.node_id = _node_id(settings.data_dir)
+        self.credentials: Credentials | None = None
+        self.token: str | None = None
+        self.token_path: Path | None = None
+        self.tls: TlsFiles | None = None
+        self.shutting_down = False
+        self.ready = False
+        self.port = 0
+        self.metrics_port = 0
+        self.config_reloader: ConfigReloader | None = None
+        self._core: Core | None = None
+        self._stats: dict[str, Any] = {}
+        self._http: AdminHttp | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- settings (the reloader assigns `settings`; live ones go to the core) ------
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, new: EngineSettings) -> None:
+        self._settings = new
+        if self._core is not None:
+            self._core.set_live_settings({"max_connections": new.max_connections})
+        logging.getLogger().setLevel(new.log_level)
+
+    def set_appendfsync(self, policy: Policy) -> None:
+        """Memory storage has no log: the setting is recorded and means nothing."""
+
+    # -- start / stop ----------------------------------------------------------
+
+    async def start(self) -> None:
+        from velocity_engine.server import load_security
+
+        s = self._settings
+        make_private_dirs(s.data_dir)
+        tokens: list[tuple[str, str]] = []
+        if s.insecure:
+            log.warning("--insecure: serving PLAINTEXT WITHOUT AUTH; for local experiments only")
+        else:
+            self.credentials, self.tls = load_security(s)
+            self.token = self.credentials.token(Role.CLIENT)
+            self.token_path = self.credentials.paths.get(Role.CLIENT)
+            tokens = [(role.value, token) for role, token in self.credentials.tokens.items()]
+        core_mod = load_core()
+        self._core = core_mod.start(
+            {
+                "host": s.host,
+                "port": s.port,
+                "tls_cert": str(self.tls.cert) if self.tls is not None else None,
+                "tls_key": str(self.tls.key) if self.tls is not None else None,
+                "insecure": s.insecure,
+                "tokens": tokens,
+                "node_id": self.node_id,
+                "version": __version__,
+                "max_frame_bytes": s.max_frame_bytes,
+                "max_key_bytes": s.max_key_bytes,
+                "max_value_bytes": s.max_value_bytes,
+                "max_connections": s.max_connections,
+                "max_unauthenticated": s.max_unauthenticated,
+                "frame_timeout_s": s.frame_timeout_s,
+                "handshake_timeout_s": s.handshake_timeout_s,
+                "write_buffer_high_bytes": s.write_buffer_high_bytes,
+                "active_expiry_hz": s.active_expiry_hz,
+                "active_expiry_budget_ms": s.active_expiry_budget_ms,
+            }
+        )
+        core = self._core
+        assert core is not None
+        self.port = core.port
+        self.push_info_sections()
+        registry = make_registry(_NativeCollector(self))
+        self._http = AdminHttp(lambda: render(registry), self._readiness)
+        self.metrics_port = await self._http.start(s.metrics_host, s.metrics_port)
+        self.ready = True
+        log.info(
+            "velocity-engine %s listening on %s:%d (%s), metrics on http://%s:%d/metrics; "
+            "native data plane, %d worker threads",
+            __version__,
+            s.host,
+            self.port,
+            "TLS" if self.tls is not None else "plaintext",
+            s.metrics_host,
+            self.metrics_port,
+            core.threads,
+        )
+
+    def enable_config_reload(
+        self, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None = None
+    ) -> ConfigReloader:
+        self.config_reloader = _Reloader(self, flags, config_file, stamp)
+        if config_file is not None:
+            task = asyncio.get_running_loop().create_task(self.config_reloader.watch())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self.push_info_sections()
+        return self.config_reloader
+
+    async def stop(self) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.ready = False
+        core = self._core
+        if core is not None:
+            log.info("shutting down: draining the native data plane")
+            cut = await asyncio.to_thread(core.stop, self._settings.shutdown_grace_s)
+            if cut:
+                log.warning("%d connections did not drain in time; aborted", cut)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+        log.info("stopped")
+
+    # -- what the core is told and asked -----------------------------------------
+
+    def push_info_sections(self) -> None:
+        """INFO's config and replication sections come from the shell."""
+        if self._core is None:
+            return
+        s = self._settings
+        config = (
+            self.config_reloader.info()
+            if self.config_reloader is not None
+            else {"log_level": s.log_level, "max_connections": s.max_connections, "appendfsync": s.appendfsync}
+        )
+        replication = {"role": "primary", "epoch": 0, "seq": 0, "mode": s.replication_mode, "replicas_connected": 0}
+        self._core.set_info_sections(json.dumps({"config": config, "replication": replication}))
+
+    def refresh_stats(self, stats: Stats) -> None:
+        """Copy the core's counters into the Stats the collector renders."""
+        if self._core is None:
+            return
+        st = self._stats = self._core.stats()
+        stats.requests = st["requests"]
+        stats.latency_buckets = st["latency_buckets"]
+        stats.latency_sum = st["latency_sum"]
+        stats.errors = st["errors"]
+        stats.connections = st["connections"]
+        stats.connections_total = st["connections_total"]
+        stats.connections_rejected = st["connections_rejected"]
+        stats.auth_failures = st["auth_failures"]
+        stats.bytes_in = st["bytes_in"]
+        stats.bytes_out = st["bytes_out"]
+
+    def gauges(self) -> dict[str, tuple[str, str, float]]:
+        st = self._stats
+        g: dict[str, tuple[str, str, float]] = {
+            "velocity_keys": ("gauge", "Keys stored (expired keys not yet removed included).", st.get("keys", 0)),
+            "velocity_keys_with_ttl": ("gauge", "Keys that carry an expiry time.", st.get("keys_with_ttl", 0)),
+            "velocity_expired_keys": ("counter", "Keys removed because they expired.", st.get("expired_keys", 0)),
+            "velocity_data_bytes": ("gauge", "Bytes of keys and values held.", st.get("data_bytes", 0)),
+            "velocity_memory_rss_bytes": ("gauge", "Resident memory of the engine.", rss_bytes()),
+            "velocity_ready": ("gauge", "1 when the engine accepts requests.", 1.0 if self._readiness()[0] else 0.0),
+            "velocity_uptime_seconds": ("gauge", "Seconds since start.", time.time() - self.started),
+            "velocity_max_connections": (
+                "gauge",
+                "The configured connection limit (max_connections; live setting).",
+                self._settings.max_connections,
+            ),
+        }
+        if self.tls is not None:
+            g["velocity_tls_certificate_expiry_timestamp_seconds"] = (
+                "gauge",
+                "When the server certificate expires (Unix time).",
+                certificate_expiry(self.tls.cert),
+            )
+        return g
+
+    def metric_families(self) -> Iterator[Any]:
+        role = GaugeMetricFamily("velocity_replication_role", "1 for the role this node has now.", labels=["role"])
+        role.add_metric(["primary"], 1.0)
+        role.add_metric(["replica"], 0.0)
+        yield role
+        yield GaugeMetricFamily("velocity_replicas_connected", "Replicas streaming from this primary.", value=0)
+        if self.config_reloader is not None:
+            yield from self.config_reloader.metric_families()
+
+    def _readiness(self) -> tuple[bool, str]:
+        if self.shutting_down:
+            return False, "shutting down"
+        if not self.ready:
+            return False, "starting"
+        return True, "ready"
