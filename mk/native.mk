@@ -17,7 +17,10 @@ NATIVE_TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 NATIVE_SRCS := $(wildcard engine/core/Cargo.toml engine/core/src/*.rs proto/rust/Cargo.toml proto/rust/src/*.rs \
 	proto/rust/src/generated/*.rs) Cargo.toml Cargo.lock
 # The suffix of this interpreter's extension modules (.cpython-311-x86_64-linux-gnu.so).
-NATIVE_EXT_SUFFIX = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+# (Target names expand when make reads this file, possibly before .venv exists: then
+# the interpreter the venv is made from answers; `native` re-reads it in a sub-make.)
+NATIVE_EXT_SUFFIX = $(shell { $(PY) -c '$(NATIVE_SUFFIX_PY)' || python3 -c '$(NATIVE_SUFFIX_PY)'; } 2>/dev/null)
+NATIVE_SUFFIX_PY = import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))
 NATIVE_SO = engine/velocity_engine/_core$(NATIVE_EXT_SUFFIX)
 # For the clippy run with the binding: PyO3 builds against the venv's interpreter and
 # leaves libpython unlinked, as an extension module must (setuptools-rust sets the same).
