@@ -39,8 +39,9 @@ test: install check-generated lint $(TEST_TARGETS) ## Everything: lint, types, u
 test-unit: install ## Unit tests (no processes, no network)
 	$(PY) -m pytest tests/proto tests/unit $(PYTEST_ARGS)
 
+# tests/integration/native runs in test-native (mk/native.mk), which builds the core first.
 test-integration: install ## Real engine processes over real TLS sockets
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration --ignore=tests/integration/native $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .
