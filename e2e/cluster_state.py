@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .kube import Kubectl, KubectlError, wait_for
+from .manifests import ENGINE_IMAGE, PULL_POLICY
+from .placement import HOSTNAME_LABEL, pinned_node
 
 __all__ = ["EngineContainer", "Switch", "all_ready", "engine_container", "follow_switch", "primary",
            "send_signal", "state"]
@@ -49,6 +51,22 @@ def state(ns: Kubectl, cluster: str) -> dict[str, Any]:
         elif kind == "VelocityCluster" and meta["name"] == cluster:
             st["current"] = (item.get("status") or {}).get("currentPrimary")
     return st
+
+
+def create_sync_cluster(ns: Kubectl, cluster: str, replicas: int = 3) -> None:
+    """Apply a sync-mode (syncReplicas 1) VelocityCluster pinned to this suite's node and wait
+    until it is Ready with every pod Ready."""
+    ns.apply({
+        "apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": cluster},
+        "spec": {
+            "replicas": replicas, "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
+            "nodeSelector": {HOSTNAME_LABEL: pinned_node(ns)},
+            "replication": {"mode": "sync", "syncReplicas": 1},
+            "storage": {"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}},
+        },
+    })
+    ns.run("wait", "--for=condition=Ready", f"vc/{cluster}", "--timeout=300s", timeout=320)
+    wait_for(lambda: all_ready(ns, cluster, replicas), timeout=180, what=f"{replicas} pods Ready")
 
 
 def primary(ns: Kubectl, cluster: str, timeout: float = 120) -> str:

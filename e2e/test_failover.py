@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from .cluster_state import all_ready, primary, state
 from .kube import Kubectl, KubectlError, wait_for
 from .manifests import ENGINE_IMAGE, PULL_POLICY
 from .operator_host import OperatorProcess, running_operator
@@ -282,31 +283,7 @@ class Load:
 
 
 def _state(ns: Kubectl) -> dict[str, Any]:
-    """Lease holder, pods (node, IP, role label, Ready), status.currentPrimary and the ready
-    addresses behind the client Service, from one kubectl call."""
-    items = ns.json("get", "leases,pods,endpointslices,velocityclusters")["items"]
-    state: dict[str, Any] = {"holder": None, "pods": {}, "current": None, "endpoints": set()}
-    for item in items:
-        kind, meta = item["kind"], item["metadata"]
-        if kind == "Lease" and meta["name"] == f"{CLUSTER}-primary":
-            holder = (item.get("spec") or {}).get("holderIdentity") or ""
-            state["holder"] = holder.removeprefix("vdb://").split(".")[0] or None
-        elif kind == "Pod" and (meta.get("labels") or {}).get("app.kubernetes.io/instance") == CLUSTER:
-            conditions = item.get("status", {}).get("conditions", [])
-            state["pods"][meta["name"]] = {
-                "node": item["spec"].get("nodeName"), "ip": item.get("status", {}).get("podIP"),
-                "role": (meta.get("labels") or {}).get("vdb.io/role"), "uid": meta["uid"],
-                "phase": item.get("status", {}).get("phase"),
-                "ready": any(c["type"] == "Ready" and c["status"] == "True" for c in conditions),
-                "deleting": bool(meta.get("deletionTimestamp")),
-            }
-        elif kind == "EndpointSlice" and (meta.get("labels") or {}).get("kubernetes.io/service-name") == CLUSTER:
-            for ep in item.get("endpoints") or []:
-                if (ep.get("conditions") or {}).get("ready"):
-                    state["endpoints"].update(ep.get("addresses", []))
-        elif kind == "VelocityCluster" and meta["name"] == CLUSTER:
-            state["current"] = (item.get("status") or {}).get("currentPrimary")
-    return state
+    return state(ns, CLUSTER)
 
 
 def _follow_switch(ns: Kubectl, t0: float, old: str, timeout: float = 120) -> Switch:
@@ -346,9 +323,7 @@ def _follow_switch(ns: Kubectl, t0: float, old: str, timeout: float = 120) -> Sw
 
 
 def _primary(ns: Kubectl) -> str:
-    return str(wait_for(lambda: (st := _state(ns))["holder"] and st["current"] == st["holder"]
-                        and st["pods"].get(st["holder"], {}).get("role") == "primary" and st["holder"],
-                        timeout=120, what="a primary named by the Lease, the status and the role label"))
+    return primary(ns, CLUSTER)
 
 
 def _check_load(report: LoadReport, what: str) -> None:
@@ -395,8 +370,7 @@ def _stoppable(ns: Kubectl, node_control: str | None) -> set[str]:
 
 
 def _all_ready(ns: Kubectl, count: int) -> bool:
-    pods = _state(ns)["pods"]
-    return len(pods) == count and all(p["ready"] and not p["deleting"] for p in pods.values())
+    return all_ready(ns, CLUSTER, count)
 
 
 @pytest.fixture(scope="module")

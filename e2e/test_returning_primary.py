@@ -49,11 +49,19 @@ from typing import Any
 
 import pytest
 
-from .cluster_state import EngineContainer, all_ready, engine_container, follow_switch, primary, send_signal, state
+from .cluster_state import (
+    EngineContainer,
+    all_ready,
+    create_sync_cluster,
+    engine_container,
+    follow_switch,
+    primary,
+    send_signal,
+    state,
+)
 from .kube import Kubectl, wait_for
-from .manifests import ENGINE_IMAGE, PULL_POLICY
 from .operator_host import OperatorProcess, running_operator
-from .placement import HOSTNAME_LABEL, pinned_node
+from .placement import pinned_node
 from .sdk_pods import client_pod, pod_endpoint, service_endpoint
 
 CLUSTER = "back"
@@ -298,17 +306,7 @@ def operator(namespace: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def cluster(namespace: Kubectl, operator: OperatorProcess) -> str:
-    namespace.apply({
-        "apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": CLUSTER},
-        "spec": {
-            "replicas": 3, "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
-            "nodeSelector": {HOSTNAME_LABEL: pinned_node(namespace)},
-            "replication": {"mode": "sync", "syncReplicas": 1},
-            "storage": {"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}},
-        },
-    })
-    namespace.run("wait", "--for=condition=Ready", f"vc/{CLUSTER}", "--timeout=300s", timeout=320)
-    wait_for(lambda: all_ready(namespace, CLUSTER, 3), timeout=180, what="3 pods Ready")
+    create_sync_cluster(namespace, CLUSTER)
     return primary(namespace, CLUSTER)
 
 

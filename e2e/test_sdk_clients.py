@@ -31,11 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from .cluster_state import all_ready, follow_switch, primary, state
+from .cluster_state import all_ready, create_sync_cluster, follow_switch, primary, state
 from .kube import Kubectl, wait_for
-from .manifests import ENGINE_IMAGE, PULL_POLICY
 from .operator_host import OperatorProcess, running_operator
-from .placement import HOSTNAME_LABEL, pinned_node
 from .sdk_pods import sdk_loop
 
 CLUSTER = "sdk"
@@ -51,17 +49,7 @@ def operator(namespace: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def cluster(namespace: Kubectl, operator: OperatorProcess) -> str:
-    namespace.apply({
-        "apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": CLUSTER},
-        "spec": {
-            "replicas": 3, "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
-            "nodeSelector": {HOSTNAME_LABEL: pinned_node(namespace)},
-            "replication": {"mode": "sync", "syncReplicas": 1},
-            "storage": {"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}},
-        },
-    })
-    namespace.run("wait", "--for=condition=Ready", f"vc/{CLUSTER}", "--timeout=300s", timeout=320)
-    wait_for(lambda: all_ready(namespace, CLUSTER, 3), timeout=180, what="3 pods Ready")
+    create_sync_cluster(namespace, CLUSTER)
     return CLUSTER
 
 
