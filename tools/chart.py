@@ -283,6 +283,16 @@ def service() -> str:
                      "metadata": _metadata(t, src["metadata"], name=FULLNAME), "spec": spec})
 
 
+def pdb() -> str:
+    src = _one(MANIFESTS / "pdb.yaml", "PodDisruptionBudget")
+    t = Template()
+    spec = {"maxUnavailable": t.inline(".Values.podDisruptionBudget.maxUnavailable"),
+            "selector": {"matchLabels": {t.entries(SELECTOR): None}}}
+    return t.render({"apiVersion": src["apiVersion"], "kind": src["kind"],
+                     "metadata": _metadata(t, src["metadata"], name=FULLNAME), "spec": spec},
+                    wrap=".Values.podDisruptionBudget.enabled")
+
+
 def metrics_service() -> str:
     src = _one(MANIFESTS / "monitoring" / "service-operator-metrics.yaml", "Service")
     t = Template()
@@ -533,6 +543,12 @@ topologySpreadConstraints: []
 affinity:
 {_yaml(pod["affinity"], 2)}
 
+# At most maxUnavailable operator pods evicted at once by voluntary disruptions (drains):
+# the standby survives the drain that takes the leader.
+podDisruptionBudget:
+  enabled: true
+  maxUnavailable: {_one(MANIFESTS / "pdb.yaml", "PodDisruptionBudget")["spec"]["maxUnavailable"]}
+
 # Prometheus Operator objects (need its CRDs), all off by default; see docs/observability.md.
 monitoring:
   # The operator's /metrics: a metrics Service and a ServiceMonitor.
@@ -595,6 +611,8 @@ def values_schema() -> str:
             "tolerations": {"type": "array"},
             "topologySpreadConstraints": {"type": "array"},
             "affinity": {"type": "object"},
+            "podDisruptionBudget": _obj({"enabled": {"type": "boolean"},
+                                         "maxUnavailable": {"type": ["integer", "string"]}}),
             "monitoring": _obj({
                 "serviceMonitor": _obj({"enabled": {"type": "boolean"}, "interval": strings,
                                         "labels": {"type": "object"}}),
@@ -670,6 +688,7 @@ def render_all() -> dict[str, str]:
         "templates/rbac.yaml": rbac(),
         "templates/deployment.yaml": deployment(),
         "templates/service.yaml": service(),
+        "templates/pdb.yaml": pdb(),
         "templates/monitoring/service-metrics.yaml": metrics_service(),
         "templates/monitoring/servicemonitor.yaml": service_monitor(),
         "templates/monitoring/podmonitor-engine.yaml": pod_monitor(),

@@ -244,7 +244,8 @@ def test_install_run_upgrade_uninstall(helm: str, kubectl: Kubectl, kube_api: Ku
     deployment = kubectl.get("deployment", full, ns)
     assert deployment is not None and deployment["spec"]["replicas"] == 2
     for kind, obj, where in (("serviceaccount", full, ns), ("service", full, ns), ("clusterrole", full, None),
-                             ("clusterrolebinding", full, None), ("role", f"{full}-leader-election", ns),
+                             ("clusterrolebinding", full, None), ("poddisruptionbudget", full, ns),
+                             ("role", f"{full}-leader-election", ns),
                              ("rolebinding", f"{full}-leader-election", ns)):
         assert kubectl.get(kind, obj, where) is not None, (kind, obj)
     who = f"--as=system:serviceaccount:{ns}:{full}"
@@ -265,10 +266,18 @@ def test_install_run_upgrade_uninstall(helm: str, kubectl: Kubectl, kube_api: Ku
         assert str(lease["holderIdentity"]).startswith(f"{full}-5d8c7b9f6-abcde_")
         kubectl.apply(cluster("hc", ns))
         wait_for("StatefulSet hc", lambda: kubectl.get("statefulset", "hc", ns))
-        samples = {s.name: s.value for f in text_string_to_metric_families(proc.metrics()) for s in f.samples
-                   if not s.labels or s.labels.get("result") == "success"}
-        assert samples["velocity_operator_leader"] == 1
-        assert samples.get("velocity_operator_reconciles_total", 0) >= 1
+
+        def samples() -> dict[str, float]:
+            return {s.name: s.value for f in text_string_to_metric_families(proc.metrics()) for s in f.samples
+                    if not s.labels or s.labels.get("result") == "success"}
+
+        # The reconcile is counted when its handler returns, after it created the StatefulSet.
+        def reconciled() -> dict[str, float] | None:
+            m = samples()
+            return m if m.get("velocity_operator_reconciles_total", 0) >= 1 else None
+
+        seen = wait_for("a successful reconcile in the operator's metrics", reconciled)
+        assert seen["velocity_operator_leader"] == 1
         denied = [line for line in proc.log.read_text().splitlines() if "forbidden" in line.lower()]
         assert not denied, "\n".join(denied[:5])
     finally:
