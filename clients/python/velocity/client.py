@@ -230,6 +230,8 @@ class Velocity:
         )  # fmt: skip
         cfg = self.config
         self.endpoint = Endpoint.parse(cfg.endpoint)
+        # Where the client returns when the primary a REDIRECT named becomes unreachable.
+        self._seed = self.endpoint
         self.token = None if cfg.insecure else cfg.resolved_token()
         self._ssl = None if cfg.insecure else make_ssl_context(cfg.ca)
         self.timeout = cfg.timeout
@@ -312,9 +314,12 @@ class Velocity:
         while True:
             try:
                 conn = self._checkout(deadline)
-            except TimeoutError:
-                raise
-            except ConnectionError as exc:  # nothing was sent: safe to retry, read or write
+            except (ConnectionError, TimeoutError) as exc:  # nothing was sent: safe to retry, read or write
+                if self.endpoint != self._seed:
+                    self.endpoint = self._seed  # the redirected-to primary is gone: ask the seed again
+                    continue
+                if isinstance(exc, TimeoutError):
+                    raise
                 failures += 1
                 self._backoff(exc, failures, deadline)
                 continue

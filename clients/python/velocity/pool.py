@@ -129,6 +129,9 @@ class VelocityPool:
             raise ValueError("pool_size must be at least 1")
         self.config = cfg
         self.endpoint = Endpoint.parse(cfg.endpoint)
+        # The configured endpoint (often a Service): where the pool returns when the
+        # primary a REDIRECT named becomes unreachable.
+        self._seed = self.endpoint
         self.insecure = cfg.insecure
         self.token = None if cfg.insecure else cfg.resolved_token()
         self.ca = cfg.ca
@@ -272,6 +275,8 @@ class VelocityPool:
                 fut = conn.send(opcode, body, consistency)
             except (ConnectionError, OSError) as exc:
                 # Nothing was sent: retrying is safe for reads and writes alike.
+                if self._back_to_seed():
+                    continue  # the redirected-to primary is gone: ask the seed who is primary now
                 if isinstance(exc, TimeoutError):
                     raise
                 failures += 1
@@ -308,9 +313,18 @@ class VelocityPool:
             raise ConnectionError(f"cannot reach {self.endpoint}: {exc}") from exc
         await asyncio.sleep(pause)
 
+    def _back_to_seed(self) -> bool:
+        """After a REDIRECT moved the pool off its seed: move it back (True), else False."""
+        if self.endpoint == self._seed:
+            return False
+        self._point_at(self._seed)
+        return True
+
     def _redirect(self, primary: str) -> None:
         """Point the pool at `primary`; connections to the old node close once idle."""
-        endpoint = Endpoint.parse(primary)
+        self._point_at(Endpoint.parse(primary))
+
+    def _point_at(self, endpoint: Endpoint) -> None:
         if endpoint == self.endpoint:
             return
         self.endpoint = endpoint

@@ -356,7 +356,7 @@ impl Inner {
         if let Some(t) = backoff.not_before {
             tokio::time::sleep_until(t).await;
         }
-        let mut tries = 0;
+        let (mut tries, mut limit) = (0, self.seeds.len());
         loop {
             let endpoint = self.endpoint();
             let err = match Conn::open(&endpoint, &self.opts).await {
@@ -369,13 +369,18 @@ impl Inner {
                 }
                 Err(e) => e,
             };
+            // A primary a REDIRECT named is not one of the seeds: when it is unreachable
+            // (it died, or lost its role) the seeds are tried at once, each once.
+            if tries == 0 && !self.seeds.iter().any(|s| **s == *endpoint) {
+                limit += 1;
+            }
             tries += 1;
             // TLS and auth failures are configuration errors: the next seed would say the same.
             let unreachable = matches!(err, Error::Connect { .. });
             if unreachable {
                 self.next_seed(&endpoint);
             }
-            if !unreachable || tries >= self.seeds.len() {
+            if !unreachable || tries >= limit {
                 let delay = BACKOFF_FIRST
                     .saturating_mul(1 << backoff.failures.min(6))
                     .min(BACKOFF_MAX);
@@ -388,9 +393,6 @@ impl Inner {
 
     /// Moves the pool from `tried` (if it is still the current endpoint) to the seed after it.
     fn next_seed(&self, tried: &Arc<Endpoint>) {
-        if self.seeds.len() < 2 {
-            return;
-        }
         let mut current = self.endpoint.write().unwrap_or_else(|p| p.into_inner());
         if **current != **tried {
             return; // another slot moved it already, or a REDIRECT did
@@ -399,7 +401,9 @@ impl Inner {
             Some(k) => (k + 1) % self.seeds.len(),
             None => 0, // a primary named by a REDIRECT: back to the seeds
         };
-        *current = self.seeds[next].clone();
+        if **current != *self.seeds[next] {
+            *current = self.seeds[next].clone();
+        }
     }
 
     /// The slot with the fewest requests waiting, ties broken round-robin.

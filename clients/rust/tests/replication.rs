@@ -396,3 +396,39 @@ async fn primary_killed_under_load_then_promoted() {
         promoted.trim()
     );
 }
+
+/// One seed, as a Service is: a client redirected from it to the primary goes
+/// back to the seed when that primary dies, and finds the node promoted there
+/// (the Service's next pod) instead of retrying the dead address forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redirect_target_sends_the_client_back_to_its_seed() {
+    let dir = TempDir::new("dead-redirect");
+    let (mut p, r) = pair(&dir);
+    let c = Client::builder()
+        .endpoint(r.endpoint())
+        .pool_size(2)
+        .token(p.token())
+        .ca_file(p.ca())
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    assert!(c.set("before", "v").await.unwrap());
+    assert_eq!(c.endpoint(), p.endpoint(), "the write was not redirected");
+    tokio::task::block_in_place(|| p.kill());
+    tokio::task::block_in_place(|| ctl(&p, &r, &["promote"]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.set("after", "v").await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the client never left the dead primary ({}): {e}",
+                c.endpoint()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // between attempts, as an application would
+    }
+    assert_eq!(c.endpoint(), r.endpoint());
+    assert_eq!(c.get("after").await.unwrap(), Some(Value::from("v")));
+}
