@@ -44,9 +44,10 @@ e2e-kind: install ## Create a kind cluster (e2e/kind-config.yaml), load the imag
 	docker build -f images/engine/Dockerfile -t velocity/engine:dev .
 	docker build -f images/operator/Dockerfile -t velocity/operator:dev .
 	docker build -f images/s3/Dockerfile -t velocity/s3:dev .
+	docker build -f images/clients/Dockerfile -t velocity/clients:dev .
 	@mkdir -p $(dir $(KIND_KUBECONFIG))
 	$(KIND) get clusters | grep -x $(KIND_CLUSTER) >/dev/null || \
 		$(KIND) create cluster --name $(KIND_CLUSTER) --config e2e/kind-config.yaml --kubeconfig $(KIND_KUBECONFIG) --wait 120s
 	$(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
-	$(KIND) load docker-image --name $(KIND_CLUSTER) velocity/engine:dev velocity/operator:dev velocity/s3:dev
+	$(KIND) load docker-image --name $(KIND_CLUSTER) velocity/engine:dev velocity/operator:dev velocity/s3:dev velocity/clients:dev
 	VELOCITY_IMAGE_PULL_POLICY=Never $(PY) -m pytest e2e --kubeconfig $(KIND_KUBECONFIG) --timeout=900 $(E2E_ARGS)
