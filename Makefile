@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 # set (cargo's own rule), else ./target (gitignored). `make install` builds the native
 # core there once; the test tiers, the image build and `make native` reuse it.
 CARGO_TARGET := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+CARGO ?= cargo
 
 # Test tiers; mk/*.mk files append their own (TEST_TARGETS += test-foo).
 TEST_TARGETS := test-unit test-integration
@@ -33,13 +34,14 @@ install: $(VENV)/.installed ## Create .venv with the engine (native core include
 # venv: the same without the core's rebuild after a Rust change, for the targets that
 # run no engine (lint, generators, drift checks). On a fresh clone pip builds the core
 # anyway: pyproject.toml declares it.
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## The venv alone: no rebuild of the core after a Rust change (lint, generators)
 
 # The editable install builds the core too (setuptools-rust, pyproject.toml): ~2 min of
 # cargo on a cold target directory. PYO3_PYTHON as mk/native.mk sets it, so the later
 # in-place rebuilds and the image's wheel find cargo's artifacts fresh.
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
+	@command -v $(CARGO) >/dev/null || { echo "error: $(CARGO) is missing: make install builds the native core (engine/core, Rust >= 1.85; https://rustup.rs)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	@echo "pip install -e '.[dev]' builds the native core (cargo --release; minutes on an empty $(CARGO_TARGET))"
 	CARGO_TARGET_DIR=$(CARGO_TARGET) PYO3_PYTHON=$(CURDIR)/$(PY) \

@@ -39,7 +39,9 @@ install: $(NATIVE_SO)
 native: $(NATIVE_SO) ## Rebuild the native core (engine/core) in place if a Rust source changed (make install does it too)
 
 # Order-only on the venv: its setuptools-rust runs the build, and pip's own build of the
-# core (fresh clone, pyproject.toml changed) must not make this rule run twice.
+# core (pyproject.toml changed) does not make this rule run again. On a fresh clone it
+# does run once after pip (make looked for the library before pip made it): cargo finds
+# everything fresh, about a second.
 # build_inplace.py copies the library next to the package and renames it into place: a
 # running engine keeps the file it loaded. The touch covers a cargo that found nothing to do.
 $(NATIVE_SO): $(NATIVE_SRCS) | $(VENV)/.installed
