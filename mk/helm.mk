@@ -26,7 +26,7 @@ helm: ## Build helm from the Go module proxy if missing (cached in ~/.cache/velo
 chart: crds ## Regenerate charts/velocity-operator from manifests/ and the generated CRDs
 	$(PY) tools/chart.py
 
-check-chart: install ## Fail if charts/velocity-operator differs from manifests/ and crds/
+check-chart: venv ## Fail if charts/velocity-operator differs from manifests/ and crds/
 	$(PY) tools/chart.py --check
 
 check-generated: check-chart

@@ -11,10 +11,10 @@ DASHBOARDS_GEN := PYTHONPATH=dashboards $(PY) -m velocity_dashboards $(if $(RUNB
 
 .PHONY: dashboards check-dashboards prometheus-tools test-dashboards
 
-dashboards: install ## Regenerate dashboards/*.json and manifests/monitoring/{velocity.rules.yml,prometheusrule,grafana-dashboards}.yaml
+dashboards: venv ## Regenerate dashboards/*.json and manifests/monitoring/{velocity.rules.yml,prometheusrule,grafana-dashboards}.yaml
 	$(DASHBOARDS_GEN)
 
-check-dashboards: install ## Fail if the committed dashboards or monitoring manifests differ from the generator
+check-dashboards: venv ## Fail if the committed dashboards or monitoring manifests differ from the generator
 	$(DASHBOARDS_GEN) --check
 
 # Debian's prometheus package brings both `prometheus` and `promtool`; installed only when

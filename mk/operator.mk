@@ -15,10 +15,10 @@ TEST_TARGETS += test-operator
 
 .PHONY: crds check-crds test-operator operator-k8s-bins run-operator
 
-crds: install ## Regenerate the CRD YAML from the operator's pydantic models
+crds: venv ## Regenerate the CRD YAML from the operator's pydantic models
 	$(PY) -m velocity_operator.api.crdgen
 
-check-crds: install ## Fail if crds/ or manifests/crds.yaml drifted from the models
+check-crds: venv ## Fail if crds/ or manifests/crds.yaml drifted from the models
 	$(PY) -m velocity_operator.api.crdgen --check
 
 operator-k8s-bins:

@@ -1,10 +1,12 @@
 # Rust workspace (Cargo.toml at the root): velocity-proto (proto/rust, the one
-# Rust codec) and the Rust SDK velocity-sdk (clients/rust). One target dir
-# (target/, gitignored) shared by fmt, clippy, test and doc; dev profile.
+# Rust codec), the Rust SDK velocity-sdk (clients/rust), the native core and its
+# storage engine (engine/core, engine/lsm). One target dir, the Makefile's CARGO_TARGET
+# (CARGO_TARGET_DIR, else target/), shared by fmt, clippy, test and doc (dev profile)
+# and the core's release build (mk/native.mk).
 # The integration tests start real engines: VELOCITY_ENGINE names the binary.
 
 CARGO ?= cargo
-RUST_ENV := CARGO_TARGET_DIR=$(CURDIR)/target VELOCITY_ENGINE=$(CURDIR)/$(VENV)/bin/velocity-engine
+RUST_ENV := CARGO_TARGET_DIR=$(CARGO_TARGET) VELOCITY_ENGINE=$(CURDIR)/$(VENV)/bin/velocity-engine
 
 TEST_TARGETS += test-rust
 

@@ -13,8 +13,11 @@
 #              dependencies (pyproject [project].dependencies, plus the "operator"
 #              extra for the operator image), from wheels `pip wheel` fetched on the
 #              host. Keyed by the requirement list.
-#   3. app     the project's own wheel installed into that virtualenv (--no-deps).
-#              Rebuilt every time (seconds).
+#   3. app     the project's own wheel installed into that virtualenv (--no-deps),
+#              native core (velocity_engine._core) included: `pip wheel` runs cargo
+#              through setuptools-rust in the same target directory as `make install`
+#              (CARGO_TARGET_DIR, else the repository's target/), so it finds the core
+#              already built there. Rebuilt every time (seconds when the core is built).
 # Layers 2 and 3 are made by running pip inside a chroot on an overlay mount whose
 # upper directory becomes the layer (no whiteouts are expected; the build fails if
 # any appear). hack/images/mkimage.py writes the docker archive:
@@ -175,20 +178,34 @@ build_deps() { # IMAGE -> DEPS_UPPER, DEPS_LAYER
 }
 
 # ------------------------------------------------------------------ layer 3: app
+# The wheel holds the native core, an extension module built on this host: it runs in
+# the image because the host is Debian bookworm too (same glibc; checked by importing it
+# in the image, build_app) and Python has the image's minor version (build_deps checks,
+# build_app compares the extension suffix).
 build_wheel() { # -> WHEEL
-	local dir="${CACHE}/wheel"
+	local dir="${CACHE}/wheel" cargo python_path
 	rm -rf "${dir}"; mkdir -p "${dir}"
-	"${PYTHON}" -m pip wheel --quiet --no-deps -w "${dir}" "${REPO}" >"${CACHE}/pip-wheel-app.log" 2>&1 ||
-		{ tail -n 20 "${CACHE}/pip-wheel-app.log" >&2; die "building the project wheel failed"; }
+	cargo="$(command -v cargo || echo "${HOME}/.cargo/bin/cargo")"
+	[[ -x ${cargo} ]] || die "cargo is missing (the project wheel holds the native core, engine/core)"
+	python_path="$(command -v "${PYTHON}")"
+	# PYO3_PYTHON and CARGO_TARGET_DIR as the Makefile passes them (CARGO: cargo may not be
+	# on root's PATH): cargo then reuses the release build of `make install`.
+	(cd "${REPO}" && CARGO="${cargo}" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${REPO}/target}" PYO3_PYTHON="${python_path}" \
+		"${PYTHON}" -m pip wheel --no-deps -w "${dir}" "${REPO}") >"${CACHE}/pip-wheel-app.log" 2>&1 ||
+		{ tail -n 30 "${CACHE}/pip-wheel-app.log" >&2; die "building the project wheel (and its native core) failed; log ${CACHE}/pip-wheel-app.log"; }
 	WHEEL="$(ls "${dir}"/*.whl)"
+	cp "${HERE}/check_core.py" "${dir}/"
 }
 
 build_app() { # IMAGE -> APP_LAYER
 	local image="$1" dir="${CACHE}/app-$1"
 	rm -rf "${dir}"; mkdir -p "${dir}"
+	# The native core must load with the image's Python and libc: check_core.py imports it
+	# there (-B: no __pycache__ in the layer).
 	overlay_run "${dir}/upper" "${DEPS_UPPER}:${ROOTFS}" "$(dirname "${WHEEL}")" /bin/sh -euc '
 		pip=$(ls /usr/share/python-wheels/pip-*.whl | head -n 1)
-		/opt/velocity/bin/python "$pip/pip" install --quiet --no-deps --no-index /mnt/*.whl'
+		/opt/velocity/bin/python "$pip/pip" install --quiet --no-deps --no-index /mnt/*.whl
+		/opt/velocity/bin/python -B /mnt/check_core.py'
 	APP_LAYER="${dir}/layer.tar"
 	"${TAR[@]}" -C "${dir}/upper" -cf "${APP_LAYER}" .
 }
