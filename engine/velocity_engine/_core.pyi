@@ -37,6 +37,9 @@ class Core:
     def info(self, section: str = "") -> str:
         """The INFO document as JSON (one section when given)."""
 
+def check_dir(storage_dir: str, repair: bool = False) -> tuple[bool, list[str]]:
+    """velocity-lsm's checker (WAL versions 1 and 2): (start-up would succeed, findings)."""
+
 def start(settings: dict[str, Any]) -> Core:
     """Open the storage, bind and serve.
 

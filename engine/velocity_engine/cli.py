@@ -176,7 +176,24 @@ def _print_connect_hint(server: Any) -> None:
 @click.option("--repair", is_flag=True, help="Cut the WAL off at the first damage (what follows is lost).")
 def check(check_dir: Path, repair: bool) -> None:
     """Check the WAL, manifest and SSTables of a stopped engine; explain any damage."""
-    from velocity_engine.storage.check import check_data_dir
+    from velocity_engine.storage.check import check_data_dir, written_natively
+    from velocity_engine.storage.filenames import storage_dir
 
+    if written_natively(storage_dir(check_dir)):
+        # WAL version 2: only velocity-lsm's checker reads it (the Python one would call
+        # every record corrupt, and --repair would cut the log at its first byte).
+        try:
+            from velocity_engine import _core
+        except ImportError:
+            click.echo(
+                f"velocity-engine: {storage_dir(check_dir)} was written by the native data plane "
+                "(WAL version 2); build it (`make native`) to check this directory",
+                err=True,
+            )
+            sys.exit(2)
+        ok, lines = _core.check_dir(str(storage_dir(check_dir)), repair)
+        for line in lines:
+            click.echo(line)
+        sys.exit(0 if ok else 1)
     ok = check_data_dir(check_dir, repair=repair, echo=click.echo)
     sys.exit(0 if ok else 1)

@@ -37,8 +37,7 @@ from velocity_engine.metrics import EngineCollector, Stats, make_registry, rende
 from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.errors import CorruptionError
 from velocity_engine.storage.exported_metrics import _histogram
-from velocity_engine.storage.wal_writer import FSYNC_BUCKETS
-from velocity_engine.storage.wal_writer import Policy
+from velocity_engine.storage.wal_writer import FSYNC_BUCKETS, Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry
 
 if TYPE_CHECKING:
@@ -203,7 +202,15 @@ class NativeServer:
             "block_cache_bytes": s.block_cache_bytes,
             "compaction_rate_bytes": s.compaction_rate_bytes,
             "replication_backlog_bytes": s.replication_backlog_bytes,
+            "epoch": self._epoch(),
         }
+
+    def _epoch(self) -> int:
+        """The node's epoch, as replication.manager reads it (the core raises it to the log's)."""
+        from velocity_engine.replication.state_file import NodeState, load_state
+
+        state = load_state(self._settings.data_dir)
+        return (state if state is not None else NodeState()).epoch
 
     def enable_config_reload(
         self, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None = None

@@ -108,6 +108,9 @@ pub struct Keyspace {
     stripe_seq: Box<[AtomicU64]>,
     /// False for stores with nothing to sync (memory): no slot is ever set.
     tracks_durability: bool,
+    /// The epoch this node's writes are logged in (replication.md; never below the
+    /// log's newest batch, which velocity-lsm refuses).
+    epoch: AtomicU64,
     clock: Clock,
     expired_total: AtomicU64,
 }
@@ -202,6 +205,7 @@ impl Keyspace {
     pub fn with_clock(store: Box<dyn Store>, clock: Clock) -> Self {
         Self {
             tracks_durability: store.durable_seq() != u64::MAX,
+            epoch: AtomicU64::new(store.last_epoch().max(1)),
             store,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             stripe_seq: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -212,6 +216,16 @@ impl Keyspace {
 
     pub fn store(&self) -> &dyn Store {
         &*self.store
+    }
+
+    /// The epoch writes are logged in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Raises the epoch writes are logged in (never lowers it).
+    pub fn raise_epoch(&self, epoch: u64) {
+        self.epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
     /// Keys removed because they expired (lazily or by the active cycle).
@@ -257,7 +271,7 @@ impl Keyspace {
     /// sees that it must wait (its load of the slot follows its read of the value).
     fn commit(&self, stripes: &[usize], mutations: Vec<Mutation>, pending: &mut Pending) -> VResult<()> {
         if !self.tracks_durability {
-            let c = self.store.commit(0, mutations).map_err(store_error)?;
+            let c = self.store.commit(self.epoch(), mutations).map_err(store_error)?;
             if let Some(w) = c.durable {
                 pending.need(c.seq, w);
             }
@@ -277,7 +291,7 @@ impl Keyspace {
                 .collect();
             &many
         };
-        let result = self.store.commit(0, mutations);
+        let result = self.store.commit(self.epoch(), mutations);
         let (seq, wait) = match result {
             Ok(c) => (c.seq, c.durable),
             Err(e) => {
@@ -328,7 +342,7 @@ impl Keyspace {
             record: None,
         };
         // Not tracked for durability: an expired key reads as absent either way.
-        if self.store.commit(0, vec![m]).is_ok() {
+        if self.store.commit(self.epoch(), vec![m]).is_ok() {
             self.expired_total.fetch_add(1, Ordering::Relaxed);
         }
     }

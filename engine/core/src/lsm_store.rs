@@ -202,6 +202,10 @@ impl Store for LsmStore {
         self.db.durable_seq()
     }
 
+    fn last_epoch(&self) -> u64 {
+        self.db.last_seq().0
+    }
+
     fn wait_durable(&self, seq: u64) -> crate::store::DurabilityWait {
         let fut = self.db.wait_synced(seq);
         Box::pin(async move { fut.await.map_err(write_error) })

@@ -11,7 +11,9 @@
 //!   connections cut off); `Core.stats() -> dict` (counters for /metrics);
 //!   `Core.set_live_settings(dict)` (`max_connections`, `appendfsync`);
 //!   `Core.set_info_sections(json)`;
-//!   `Core.info(section) -> str` (the INFO JSON).
+//!   `Core.info(section) -> str` (the INFO JSON);
+//! - `check_dir(storage_dir, repair) -> (ok, lines)`: `velocity-engine check`
+//!   of a directory the native engine wrote (velocity-lsm's checker).
 //!
 //! No Python runs per request: the worker threads never take the GIL. Calls
 //! that may block (start, stop) release it.
@@ -121,6 +123,9 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
     }
     if let Some(v) = get::<usize>(d, "threads")? {
         s.threads = v;
+    }
+    if let Some(v) = get::<u64>(d, "epoch")? {
+        s.epoch = v;
     }
     s.storage = match get::<String>(d, "storage")?.as_deref() {
         None | Some("memory") => StorageSettings::Memory,
@@ -318,6 +323,16 @@ impl Core {
     }
 }
 
+/// `velocity-engine check [--repair]` for a storage directory (DATA_DIR/storage)
+/// with velocity-lsm's checker, which reads WAL versions 1 and 2 (the Python
+/// checker reads version 1 only). Returns (start-up would succeed, findings).
+#[pyfunction]
+#[pyo3(signature = (storage_dir, repair = false))]
+fn check_dir(py: Python<'_>, storage_dir: std::path::PathBuf, repair: bool) -> (bool, Vec<String>) {
+    let r = py.detach(move || velocity_lsm::check::check_dir(&velocity_lsm::fs::RealFs, &storage_dir, repair));
+    (r.ok, r.lines)
+}
+
 /// Starts the data plane with `settings` (see the module documentation).
 #[pyfunction]
 fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
@@ -343,6 +358,7 @@ fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(check_dir, m)?)?;
     m.add_class::<Core>()?;
     m.add("StorageCorruption", m.py().get_type::<StorageCorruption>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -165,9 +165,11 @@ impl Shared {
             None => None,
         };
         let credentials = (!settings.insecure).then(|| Credentials::new(settings.tokens.clone()));
+        let keyspace = Keyspace::new(store);
+        keyspace.raise_epoch(settings.epoch);
         Ok(Self {
             max_connections: AtomicUsize::new(settings.max_connections),
-            keyspace: Keyspace::new(store),
+            keyspace,
             credentials,
             throttle: AuthThrottle::default(),
             tls,

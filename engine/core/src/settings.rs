@@ -52,6 +52,9 @@ pub struct Settings {
     pub threads: usize,
     pub backlog: u32,
     pub storage: StorageSettings,
+    /// The node's epoch (its replication state file's, 1 for a new node); writes
+    /// are logged in the larger of it and the log's newest epoch.
+    pub epoch: u64,
 }
 
 impl Default for Settings {
@@ -77,6 +80,7 @@ impl Default for Settings {
             threads: 0,
             backlog: 1024,
             storage: StorageSettings::Memory,
+            epoch: 1,
         }
     }
 }

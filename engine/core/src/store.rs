@@ -119,6 +119,12 @@ pub trait Store: Send + Sync + 'static {
     /// Figures for INFO and metrics.
     fn stats(&self) -> StoreStats;
 
+    /// The epoch of the newest batch in the log (0: an empty or volatile log).
+    /// Commits never go below it.
+    fn last_epoch(&self) -> u64 {
+        0
+    }
+
     /// The newest batch known durable (what an fdatasync covered). Stores with
     /// nothing to sync answer `u64::MAX`: every commit is as durable as it gets.
     fn durable_seq(&self) -> u64 {
