@@ -40,6 +40,9 @@ class Core:
 def check_dir(storage_dir: str, repair: bool = False) -> tuple[bool, list[str]]:
     """velocity-lsm's checker (WAL versions 1 and 2): (start-up would succeed, findings)."""
 
+def restore_snapshot(snapshot: str, storage_dir: str) -> int | None:
+    """--restore-from with velocity-lsm: entries restored, None when already restored from this file."""
+
 def start(settings: dict[str, Any]) -> Core:
     """Open the storage, bind and serve.
 

@@ -133,7 +133,12 @@ def _run(
     from velocity_engine.native import NativeServer
     from velocity_engine.server import Server
 
-    if settings.restore_from is not None:
+    if settings.restore_from is not None and settings.data_plane == "native" and settings.storage == "lsm":
+        from velocity_engine.native import restore_snapshot as restore_natively
+
+        entries = restore_natively(settings.restore_from, settings.data_dir)
+        log.info("restored %d keys from %s", entries or 0, settings.restore_from)
+    elif settings.restore_from is not None:
         from velocity_engine.storage.snapshot import restore_snapshot
 
         info = restore_snapshot(settings.restore_from, settings.data_dir)

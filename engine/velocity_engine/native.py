@@ -35,8 +35,9 @@ from velocity_engine.fsutil import make_private_dirs
 from velocity_engine.httpd import AdminHttp
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, render, rss_bytes
 from velocity_engine.storage.compaction import DURATION_BUCKETS
-from velocity_engine.storage.errors import CorruptionError
+from velocity_engine.storage.errors import CorruptionError, RestoreError
 from velocity_engine.storage.exported_metrics import _histogram
+from velocity_engine.storage.filenames import STORAGE_DIR
 from velocity_engine.storage.wal_writer import FSYNC_BUCKETS, Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry
 
@@ -55,6 +56,21 @@ def unsupported(settings: EngineSettings) -> list[str]:
     if s.lease_name:
         problems.append("--lease-name (replication is not native yet)")
     return problems
+
+
+def restore_snapshot(snapshot: Path, data_dir: Path) -> int | None:
+    """`--restore-from` for the native plane: velocity-lsm builds DATA_DIR/storage from the file
+    (the Python restore would trip over a version-2 manifest when the engine restarts with the
+    same flag). Entries restored, or None when the directory already came from this file."""
+    core = load_core()
+    try:
+        n: int | None = core.restore_snapshot(str(snapshot), str(data_dir / STORAGE_DIR))
+    except core.StorageCorruption as exc:
+        path, offset, reason = exc.args
+        raise RestoreError(f"{path}: damaged at offset {offset}: {reason}") from None
+    except OSError as exc:
+        raise RestoreError(str(exc)) from None
+    return n
 
 
 def load_core() -> Any:
@@ -155,6 +171,7 @@ class NativeServer:
         core = self._core
         assert core is not None
         self.port = core.port
+        self._log_recovery(core.stats().get("lsm"))
         self.push_info_sections()
         registry = make_registry(_NativeCollector(self))
         self._http = AdminHttp(lambda: render(registry), self._readiness)
@@ -172,6 +189,24 @@ class NativeServer:
             core.threads,
             s.storage,
         )
+
+    @staticmethod
+    def _log_recovery(lsm: dict[str, Any] | None) -> None:
+        """What the core's start-up did to the storage, in lsm.py's words."""
+        if lsm is None:
+            return
+        r = lsm["recovery"]
+        if r["migrated_from_v1"]:
+            log.info("storage written by the Python engine (format version 1) migrated to version 2")
+        if r["torn_bytes"]:
+            log.warning(
+                "WAL %s: dropping a torn tail of %d bytes; those writes were never acknowledged as synced",
+                r["torn_at"], r["torn_bytes"],
+            )
+        for name in r["removed_files"]:
+            log.info("removed %s: no manifest needs it (an interrupted flush or compaction)", name)
+        log.info("storage recovered: %d WAL segments, %d batches replayed in %.3f s",
+                 r["segments"], r["batches"], r["seconds"])
 
     def _core_settings(self, tokens: list[tuple[str, str]]) -> dict[str, Any]:
         """What `_core.start` takes (docs/engine.md, the boundary table)."""

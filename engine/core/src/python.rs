@@ -13,7 +13,8 @@
 //!   `Core.set_info_sections(json)`;
 //!   `Core.info(section) -> str` (the INFO JSON);
 //! - `check_dir(storage_dir, repair) -> (ok, lines)`: `velocity-engine check`
-//!   of a directory the native engine wrote (velocity-lsm's checker).
+//!   of a directory the native engine wrote (velocity-lsm's checker);
+//! - `restore_snapshot(snapshot, storage_dir) -> int | None`: `--restore-from`.
 //!
 //! No Python runs per request: the worker threads never take the GIL. Calls
 //! that may block (start, stop) release it.
@@ -181,6 +182,16 @@ fn lsm_stats<'py>(py: Python<'py>, l: &velocity_lsm::Stats) -> PyResult<Bound<'p
     d.set_item("block_cache_bytes", l.block_cache_bytes)?;
     d.set_item("last_seq", l.last_seq)?;
     d.set_item("durable_seq", l.durable_seq)?;
+    let r = &l.recovery;
+    let rec = PyDict::new(py);
+    rec.set_item("segments", r.segments)?;
+    rec.set_item("batches", r.batches)?;
+    rec.set_item("torn_bytes", r.torn_bytes)?;
+    rec.set_item("torn_at", &r.torn_at)?;
+    rec.set_item("removed_files", PyList::new(py, &r.removed_files)?)?;
+    rec.set_item("migrated_from_v1", r.migrated_from_v1)?;
+    rec.set_item("seconds", r.seconds)?;
+    d.set_item("recovery", rec)?;
     Ok(d)
 }
 
@@ -333,6 +344,28 @@ fn check_dir(py: Python<'_>, storage_dir: std::path::PathBuf, repair: bool) -> (
     (r.ok, r.lines)
 }
 
+/// `--restore-from`: builds `storage_dir` from a snapshot file with velocity-lsm
+/// (tables and a version-2 manifest; the `RESTORED_FROM` marker of the Python
+/// engine). Returns the entries restored, or None when the directory was already
+/// restored from this file (a restart with the same flag keeps later writes).
+#[pyfunction]
+fn restore_snapshot(
+    py: Python<'_>,
+    snapshot: std::path::PathBuf,
+    storage_dir: std::path::PathBuf,
+) -> PyResult<Option<u64>> {
+    let r = py.detach(move || {
+        velocity_lsm::snapshot_file::restore_snapshot_file(&velocity_lsm::fs::RealFs, &snapshot, &storage_dir)
+    });
+    match r {
+        Ok(info) => Ok(info.map(|i| i.entries)),
+        Err(velocity_lsm::Error::Corruption { path, offset, reason }) => {
+            Err(StorageCorruption::new_err((path.display().to_string(), offset, reason)))
+        }
+        Err(e) => Err(PyOSError::new_err(e.to_string())),
+    }
+}
+
 /// Starts the data plane with `settings` (see the module documentation).
 #[pyfunction]
 fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
@@ -359,6 +392,7 @@ fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_function(wrap_pyfunction!(check_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(restore_snapshot, m)?)?;
     m.add_class::<Core>()?;
     m.add("StorageCorruption", m.py().get_type::<StorageCorruption>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
