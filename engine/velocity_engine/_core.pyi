@@ -8,6 +8,9 @@ from typing import Any
 
 __version__: str
 
+class StorageCorruption(Exception):
+    """Recovery refused the storage directory; args: (path, offset, reason)."""
+
 class Core:
     """A running data plane: listener, worker threads, keyspace."""
 
@@ -26,7 +29,7 @@ class Core:
         """Counters for /metrics (see native.py for the keys)."""
 
     def set_live_settings(self, settings: dict[str, Any]) -> None:
-        """Apply the live settings the core uses (max_connections)."""
+        """Apply the live settings the core uses (max_connections, appendfsync)."""
 
     def set_info_sections(self, json: str) -> None:
         """The INFO sections the shell owns, as a JSON object (config, replication)."""
@@ -34,5 +37,15 @@ class Core:
     def info(self, section: str = "") -> str:
         """The INFO document as JSON (one section when given)."""
 
+def check_dir(storage_dir: str, repair: bool = False) -> tuple[bool, list[str]]:
+    """velocity-lsm's checker (WAL versions 1 and 2): (start-up would succeed, findings)."""
+
+def restore_snapshot(snapshot: str, storage_dir: str) -> int | None:
+    """--restore-from with velocity-lsm: entries restored, None when already restored from this file."""
+
 def start(settings: dict[str, Any]) -> Core:
-    """Bind and serve; OSError when the port or the TLS files cannot be used."""
+    """Open the storage, bind and serve.
+
+    OSError when the port, the TLS files or the storage directory cannot be used;
+    StorageCorruption when recovery refuses the data; ValueError for a bad setting.
+    """

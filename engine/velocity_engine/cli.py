@@ -45,7 +45,7 @@ log = logging.getLogger("velocity_engine")
 @click.option("--storage", type=click.Choice(["lsm", "memory"]), help="lsm: durable (default); memory: volatile.")
 @click.option(
     "--data-plane", type=click.Choice(["python", "native"]),
-    help="Experimental: native serves requests from the Rust core (`make native`; --storage memory) [python].",
+    help="Experimental: native serves requests from the Rust core (`make native`; no replication yet) [python].",
 )
 @click.option(
     "--appendfsync", type=click.Choice(["always", "everysec", "no"]),
@@ -133,7 +133,12 @@ def _run(
     from velocity_engine.native import NativeServer
     from velocity_engine.server import Server
 
-    if settings.restore_from is not None:
+    if settings.restore_from is not None and settings.data_plane == "native" and settings.storage == "lsm":
+        from velocity_engine.native import restore_snapshot as restore_natively
+
+        entries = restore_natively(settings.restore_from, settings.data_dir)
+        log.info("restored %d keys from %s", entries or 0, settings.restore_from)
+    elif settings.restore_from is not None:
         from velocity_engine.storage.snapshot import restore_snapshot
 
         info = restore_snapshot(settings.restore_from, settings.data_dir)
@@ -176,7 +181,24 @@ def _print_connect_hint(server: Any) -> None:
 @click.option("--repair", is_flag=True, help="Cut the WAL off at the first damage (what follows is lost).")
 def check(check_dir: Path, repair: bool) -> None:
     """Check the WAL, manifest and SSTables of a stopped engine; explain any damage."""
-    from velocity_engine.storage.check import check_data_dir
+    from velocity_engine.storage.check import check_data_dir, written_natively
+    from velocity_engine.storage.filenames import storage_dir
 
+    if written_natively(storage_dir(check_dir)):
+        # WAL version 2: only velocity-lsm's checker reads it (the Python one would call
+        # every record corrupt, and --repair would cut the log at its first byte).
+        try:
+            from velocity_engine import _core
+        except ImportError:
+            click.echo(
+                f"velocity-engine: {storage_dir(check_dir)} was written by the native data plane "
+                "(WAL version 2); build it (`make native`) to check this directory",
+                err=True,
+            )
+            sys.exit(2)
+        ok, lines = _core.check_dir(str(storage_dir(check_dir)), repair)
+        for line in lines:
+            click.echo(line)
+        sys.exit(0 if ok else 1)
     ok = check_data_dir(check_dir, repair=repair, echo=click.echo)
     sys.exit(0 if ok else 1)

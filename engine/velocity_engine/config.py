@@ -89,7 +89,7 @@ class EngineSettings(BaseSettings):
     data_plane: Literal["python", "native"] = Field(
         "python",
         description="Experimental (issue 13): native serves requests from the Rust core "
-        "(velocity_engine._core, built by `make native`); for now with --storage memory and no replication.",
+        "(velocity_engine._core, built by `make native`); no replication nor SNAPSHOT_BEGIN/READ yet.",
     )
     appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec",

@@ -8,8 +8,11 @@ config reload (live settings are pushed into the core) and the start/stop
 sequence. The boundary is the short list of calls in _core.pyi
 (docs/engine.md, "The Python <-> core boundary").
 
-Experimental: `--storage memory` only, no replication, no snapshots; the
-engine refuses other combinations at start (`unsupported`).
+Experimental: `--storage lsm` (the core's velocity-lsm engine, in DATA_DIR/storage
+where the Python engine keeps its data; a directory it wrote is migrated at start)
+or `--storage memory`; no replication and no SNAPSHOT_BEGIN/READ yet; the engine
+refuses those at start (`unsupported`). `--restore-from` works: the shell restores
+the snapshot file into DATA_DIR before the core opens it (cli.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from velocity_engine import __version__
 from velocity_engine.auth import Credentials, Role
@@ -31,7 +34,11 @@ from velocity_engine.config_reload import ConfigReloader, FileStamp, Result
 from velocity_engine.fsutil import make_private_dirs
 from velocity_engine.httpd import AdminHttp
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, render, rss_bytes
-from velocity_engine.storage.wal_writer import Policy
+from velocity_engine.storage.compaction import DURATION_BUCKETS
+from velocity_engine.storage.errors import CorruptionError, RestoreError
+from velocity_engine.storage.exported_metrics import _histogram
+from velocity_engine.storage.filenames import STORAGE_DIR
+from velocity_engine.storage.wal_writer import FSYNC_BUCKETS, Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry
 
 if TYPE_CHECKING:
@@ -44,15 +51,26 @@ def unsupported(settings: EngineSettings) -> list[str]:
     """Why these settings cannot run on the native data plane yet (empty: they can)."""
     s = settings
     problems = []
-    if s.storage != "memory":
-        problems.append(f"--storage {s.storage} (the native data plane serves --storage memory only, for now)")
     if s.replica_of:
         problems.append("--replica-of (replication is not native yet)")
     if s.lease_name:
         problems.append("--lease-name (replication is not native yet)")
-    if s.restore_from is not None:
-        problems.append("--restore-from (snapshots are not native yet)")
     return problems
+
+
+def restore_snapshot(snapshot: Path, data_dir: Path) -> int | None:
+    """`--restore-from` for the native plane: velocity-lsm builds DATA_DIR/storage from the file
+    (the Python restore would trip over a version-2 manifest when the engine restarts with the
+    same flag). Entries restored, or None when the directory already came from this file."""
+    core = load_core()
+    try:
+        n: int | None = core.restore_snapshot(str(snapshot), str(data_dir / STORAGE_DIR))
+    except core.StorageCorruption as exc:
+        path, offset, reason = exc.args
+        raise RestoreError(f"{path}: damaged at offset {offset}: {reason}") from None
+    except OSError as exc:
+        raise RestoreError(str(exc)) from None
+    return n
 
 
 def load_core() -> Any:
@@ -126,7 +144,9 @@ class NativeServer:
         logging.getLogger().setLevel(new.log_level)
 
     def set_appendfsync(self, policy: Policy) -> None:
-        """Memory storage has no log: the setting is recorded and means nothing."""
+        """The WAL's sync policy, switched in the core (memory storage has no log: no effect)."""
+        if self._core is not None:
+            self._core.set_live_settings({"appendfsync": policy})
 
     # -- start / stop ----------------------------------------------------------
 
@@ -144,31 +164,14 @@ class NativeServer:
             self.token_path = self.credentials.paths.get(Role.CLIENT)
             tokens = [(role.value, token) for role, token in self.credentials.tokens.items()]
         core_mod = load_core()
-        self._core = core_mod.start(
-            {
-                "host": s.host,
-                "port": s.port,
-                "tls_cert": str(self.tls.cert) if self.tls is not None else None,
-                "tls_key": str(self.tls.key) if self.tls is not None else None,
-                "insecure": s.insecure,
-                "tokens": tokens,
-                "node_id": self.node_id,
-                "version": __version__,
-                "max_frame_bytes": s.max_frame_bytes,
-                "max_key_bytes": s.max_key_bytes,
-                "max_value_bytes": s.max_value_bytes,
-                "max_connections": s.max_connections,
-                "max_unauthenticated": s.max_unauthenticated,
-                "frame_timeout_s": s.frame_timeout_s,
-                "handshake_timeout_s": s.handshake_timeout_s,
-                "write_buffer_high_bytes": s.write_buffer_high_bytes,
-                "active_expiry_hz": s.active_expiry_hz,
-                "active_expiry_budget_ms": s.active_expiry_budget_ms,
-            }
-        )
+        try:
+            self._core = core_mod.start(self._core_settings(tokens))
+        except core_mod.StorageCorruption as exc:
+            raise CorruptionError(*exc.args) from None
         core = self._core
         assert core is not None
         self.port = core.port
+        self._log_recovery(core.stats().get("lsm"))
         self.push_info_sections()
         registry = make_registry(_NativeCollector(self))
         self._http = AdminHttp(lambda: render(registry), self._readiness)
@@ -176,7 +179,7 @@ class NativeServer:
         self.ready = True
         log.info(
             "velocity-engine %s listening on %s:%d (%s), metrics on http://%s:%d/metrics; "
-            "native data plane, %d worker threads",
+            "native data plane, %d worker threads, %s storage",
             __version__,
             s.host,
             self.port,
@@ -184,7 +187,65 @@ class NativeServer:
             s.metrics_host,
             self.metrics_port,
             core.threads,
+            s.storage,
         )
+
+    @staticmethod
+    def _log_recovery(lsm: dict[str, Any] | None) -> None:
+        """What the core's start-up did to the storage, in lsm.py's words."""
+        if lsm is None:
+            return
+        r = lsm["recovery"]
+        if r["migrated_from_v1"]:
+            log.info("storage written by the Python engine (format version 1) migrated to version 2")
+        if r["torn_bytes"]:
+            log.warning(
+                "WAL %s: dropping a torn tail of %d bytes; those writes were never acknowledged as synced",
+                r["torn_at"], r["torn_bytes"],
+            )
+        for name in r["removed_files"]:
+            log.info("removed %s: no manifest needs it (an interrupted flush or compaction)", name)
+        log.info("storage recovered: %d WAL segments, %d batches replayed in %.3f s",
+                 r["segments"], r["batches"], r["seconds"])
+
+    def _core_settings(self, tokens: list[tuple[str, str]]) -> dict[str, Any]:
+        """What `_core.start` takes (docs/engine.md, the boundary table)."""
+        s = self._settings
+        return {
+            "host": s.host,
+            "port": s.port,
+            "tls_cert": str(self.tls.cert) if self.tls is not None else None,
+            "tls_key": str(self.tls.key) if self.tls is not None else None,
+            "insecure": s.insecure,
+            "tokens": tokens,
+            "node_id": self.node_id,
+            "version": __version__,
+            "max_frame_bytes": s.max_frame_bytes,
+            "max_key_bytes": s.max_key_bytes,
+            "max_value_bytes": s.max_value_bytes,
+            "max_connections": s.max_connections,
+            "max_unauthenticated": s.max_unauthenticated,
+            "frame_timeout_s": s.frame_timeout_s,
+            "handshake_timeout_s": s.handshake_timeout_s,
+            "write_buffer_high_bytes": s.write_buffer_high_bytes,
+            "active_expiry_hz": s.active_expiry_hz,
+            "active_expiry_budget_ms": s.active_expiry_budget_ms,
+            "storage": s.storage,
+            "data_dir": str(s.data_dir),
+            "appendfsync": s.appendfsync,
+            "memtable_bytes": s.memtable_bytes,
+            "block_cache_bytes": s.block_cache_bytes,
+            "compaction_rate_bytes": s.compaction_rate_bytes,
+            "replication_backlog_bytes": s.replication_backlog_bytes,
+            "epoch": self._epoch(),
+        }
+
+    def _epoch(self) -> int:
+        """The node's epoch, as replication.manager reads it (the core raises it to the log's)."""
+        from velocity_engine.replication.state_file import NodeState, load_state
+
+        state = load_state(self._settings.data_dir)
+        return (state if state is not None else NodeState()).epoch
 
     def enable_config_reload(
         self, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None = None
@@ -278,6 +339,9 @@ class NativeServer:
         yield GaugeMetricFamily("velocity_replicas_connected", "Replicas streaming from this primary.", value=0)
         if self.config_reloader is not None:
             yield from self.config_reloader.metric_families()
+        lsm = self._stats.get("lsm")
+        if lsm is not None:
+            yield from lsm_metric_families(lsm)
 
     def _readiness(self) -> tuple[bool, str]:
         if self.shutting_down:
@@ -285,3 +349,52 @@ class NativeServer:
         if not self.ready:
             return False, "starting"
         return True, "ready"
+
+
+def lsm_metric_families(st: dict[str, Any]) -> Iterator[Any]:
+    """exported_metrics.py's storage families (names, help, labels, buckets), fed from
+    the core's `stats()["lsm"]` (velocity_lsm::Stats) instead of LsmStorage."""
+    yield CounterMetricFamily("velocity_wal_appends", "Records appended to the write-ahead log.",
+                              value=st["wal_appends"])
+    yield CounterMetricFamily("velocity_wal_bytes", "Bytes appended to the write-ahead log.", value=st["wal_bytes"])
+    yield _histogram("velocity_wal_fsync_duration_seconds", "Time one WAL fdatasync took.",
+                     FSYNC_BUCKETS, st["fsync_buckets"], st["fsync_seconds_sum"])
+    yield GaugeMetricFamily(
+        "velocity_wal_fsync_lag_seconds",
+        "Age of the oldest applied write not yet synced to disk (0 when all are).",
+        value=st["fsync_lag_seconds"],
+    )
+    yield GaugeMetricFamily(
+        "velocity_writes_refused", "1 when a storage failure made the engine refuse writes.",
+        value=1.0 if st["writes_refused"] else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "velocity_wal_truncated_bytes", "Bytes of a torn WAL tail dropped at the last start-up.",
+        value=st["torn_bytes"],
+    )
+    yield GaugeMetricFamily("velocity_memtable_bytes", "Approximate bytes held in memtables.",
+                            value=st["memtable_bytes"])
+    tables = GaugeMetricFamily("velocity_sstables", "SSTables, by level (compaction tier).", labels=["level"])
+    tbytes = GaugeMetricFamily("velocity_sstable_bytes", "Bytes of SSTables, by level (compaction tier).",
+                               labels=["level"])
+    for tier, n, b in sorted(st["tiers"]):
+        tables.add_metric([str(tier)], n)
+        tbytes.add_metric([str(tier)], b)
+    yield tables
+    yield tbytes
+    yield CounterMetricFamily("velocity_compactions", "Compactions completed.", value=st["compactions"])
+    yield CounterMetricFamily("velocity_compaction_bytes_written", "Bytes written by compactions.",
+                              value=st["compaction_bytes_written"])
+    yield _histogram("velocity_compaction_duration_seconds", "Time one compaction took.",
+                     DURATION_BUCKETS, st["compaction_buckets"], st["compaction_seconds_sum"])
+    yield CounterMetricFamily("velocity_memtable_flushes", "Memtables flushed to SSTables.", value=st["flushes"])
+    checks = CounterMetricFamily("velocity_bloom_checks", "Bloom filter checks on table lookups, by result.",
+                                 labels=["result"])
+    checks.add_metric(["negative"], st["bloom_negative"])
+    checks.add_metric(["maybe"], st["bloom_maybe"])
+    yield checks
+    yield CounterMetricFamily("velocity_bloom_false_positives",
+                              "Lookups a bloom filter let through that the table did not hold.",
+                              value=st["bloom_false_positives"])
+    yield GaugeMetricFamily("velocity_block_cache_bytes", "Bytes of SSTable blocks in the block cache.",
+                            value=st["block_cache_bytes"])

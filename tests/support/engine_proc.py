@@ -48,6 +48,12 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01, wh
         time.sleep(interval)
 
 
+# `python_only` reason of engines that serve SNAPSHOT_BEGIN/READ (velocityctl snapshot, backups).
+SNAPSHOTS_NOT_NATIVE = "SNAPSHOT_BEGIN/READ are not native yet"
+# ... and of engines that serve the replication and admin opcodes (REPL_*, PROMOTE, REPLICA_OF).
+REPLICATION_NOT_NATIVE = "replication is not native yet"
+
+
 class EngineProcess:
     def __init__(
         self,
@@ -58,8 +64,12 @@ class EngineProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         metrics_port: int | None = None,
+        python_only: str | None = None,
     ) -> None:
+        """`python_only`: why this engine needs the Python data plane even under
+        VELOCITY_TEST_DATA_PLANE=native (what the native core does not serve yet)."""
         self.base = base
+        self.python_only = python_only
         self.data_dir = base / "data"
         self.insecure = insecure
         self.extra_args = list(extra_args or [])
@@ -81,21 +91,17 @@ class EngineProcess:
 
     def data_plane_args(self) -> list[str]:
         """VELOCITY_TEST_DATA_PLANE=native: run this engine on the native data plane (issue 13)
-        with memory storage, unless the test asks for what it cannot do yet (another storage,
-        replication, a restore); those engines keep the Python data plane."""
-        if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native":
+        with the storage it would have on Python (LSM by default), unless it needs what the core
+        cannot do yet: replication, or SNAPSHOT_BEGIN/READ (`python_only`); those engines keep
+        the Python data plane."""
+        if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native" or self.python_only:
             return []
         args, env = self.extra_args, {**os.environ, **self.env}
-        if {"--replica-of", "--lease-name", "--restore-from", "--data-plane"} & set(args):
+        if {"--replica-of", "--lease-name", "--data-plane"} & set(args):
             return []
-        if any(env.get(k) for k in ("VELOCITY_REPLICA_OF", "VELOCITY_LEASE_NAME", "VELOCITY_RESTORE_FROM")):
+        if any(env.get(k) for k in ("VELOCITY_REPLICA_OF", "VELOCITY_LEASE_NAME", "VELOCITY_DATA_PLANE")):
             return []
-        if env.get("VELOCITY_STORAGE", "memory") != "memory":
-            return []
-        if "--storage" in args:
-            at = args.index("--storage") + 1
-            return ["--data-plane", "native"] if at < len(args) and args[at] == "memory" else []
-        return ["--data-plane", "native", "--storage", "memory"]
+        return ["--data-plane", "native"]
 
     def start(self, timeout: float = 20.0, wait_ready: bool = True) -> EngineProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"

@@ -150,7 +150,7 @@ impl Dispatcher {
         Self {
             session: Session::new(insecure),
             shared,
-            pending: None,
+            pending: Pending::default(),
             compressor: None,
             decompressor: None,
             scratch: Vec::new(),
@@ -287,7 +287,7 @@ impl Dispatcher {
             Opcode::GET => {
                 let key = codec::key_request(body)?;
                 check_key(s, key)?;
-                match ks.lookup(key) {
+                match ks.lookup(key, pending)? {
                     Some(rec) => codec::get_found(rec.kind, &rec.value, out),
                     None => codec::get_not_found(out),
                 }
@@ -312,7 +312,7 @@ impl Dispatcher {
             Opcode::EXISTS => {
                 let key = codec::key_request(body)?;
                 check_key(s, key)?;
-                codec::bool_response(ks.exists(key), out);
+                codec::bool_response(ks.exists(key, pending)?, out);
             }
             Opcode::EXPIRE => {
                 let (key, ttl_ms) = codec::expire_request(body)?;
@@ -327,7 +327,7 @@ impl Dispatcher {
             Opcode::TTL => {
                 let key = codec::key_request(body)?;
                 check_key(s, key)?;
-                codec::ttl_response(ks.ttl(key), out);
+                codec::ttl_response(ks.ttl(key, pending)?, out);
             }
             Opcode::CAS => {
                 let r = codec::cas_request(body)?;
@@ -373,7 +373,7 @@ impl Dispatcher {
             Opcode::SCAN => {
                 let r = codec::scan_request(body)?;
                 let half = (s.max_frame_bytes / 2) as usize;
-                let (keys, next) = ks.scan(r.prefix, r.cursor, r.count, half)?;
+                let (keys, next) = ks.scan(r.prefix, r.cursor, r.count, half, pending)?;
                 codec::scan_response(&keys, &next, out);
             }
             Opcode::HELLO => self.hello(body, out)?,
@@ -402,7 +402,7 @@ impl Dispatcher {
         for k in &keys {
             check_key(&self.shared.settings, k)?;
         }
-        let recs = self.shared.keyspace.mget(&keys);
+        let recs = self.shared.keyspace.mget(&keys, &mut self.pending)?;
         let size: usize = keys.iter().map(|k| k.len() + MGET_ENTRY_OVERHEAD).sum::<usize>()
             + recs.iter().flatten().map(|r| r.value.len()).sum::<usize>();
         let max = self.shared.settings.max_frame_bytes;

@@ -128,11 +128,9 @@ pub fn document(shared: &Shared) -> Map<String, Value> {
     );
     doc.insert("latency".into(), Value::Object(latency));
     doc.insert("service_time_ns".into(), Value::Object(service));
-    doc.insert(
-        "storage".into(),
-        json!({"engine": st.engine, "keys_with_ttl": st.keys_with_ttl, "data_bytes": st.data_bytes}),
-    );
-    doc.insert("persistence".into(), json!({"appendfsync": "none", "last_fsync_ms": 0}));
+    let (storage, persistence) = storage_sections(&st, shared.keyspace.store().engine_stats().as_ref());
+    doc.insert("storage".into(), storage);
+    doc.insert("persistence".into(), persistence);
     doc.insert(
         "replication".into(),
         extra
@@ -157,6 +155,57 @@ pub fn document(shared: &Shared) -> Map<String, Value> {
         }),
     );
     doc
+}
+
+/// INFO's `storage` and `persistence` sections, with lsm.py `stats()`'s field
+/// names (memory storage: the three figures it has and `appendfsync: none`).
+pub fn storage_sections(st: &crate::store::StoreStats, lsm: Option<&velocity_lsm::Stats>) -> (Value, Value) {
+    let Some(l) = lsm else {
+        return (
+            json!({"engine": st.engine, "keys_with_ttl": st.keys_with_ttl, "data_bytes": st.data_bytes}),
+            json!({"appendfsync": "none", "last_fsync_ms": 0}),
+        );
+    };
+    let mut tiers = Map::new();
+    for (tier, tables, bytes) in &l.tiers {
+        tiers.insert(tier.to_string(), json!({"tables": tables, "bytes": bytes}));
+    }
+    let storage = json!({
+        "engine": st.engine,
+        "keys_with_ttl": st.keys_with_ttl,
+        "data_bytes": st.data_bytes,
+        "memtable_bytes": l.memtable_bytes,
+        "immutable_memtables": l.immutable_memtables,
+        "sstables": l.sstables,
+        "sstable_bytes": l.sstable_bytes,
+        "tiers": tiers,
+        "wal_bytes": l.wal_segment_bytes,
+        "wal_segment": l.wal_segment,
+        "flushes": l.flushes,
+        "flush_bytes": l.flush_bytes,
+        "compactions": l.compactions,
+        "compaction_bytes_written": l.compaction_bytes_written,
+        "block_cache": {"bytes": l.block_cache_bytes, "hits": l.block_cache_hits, "misses": l.block_cache_misses},
+        "bloom": {"negative": l.bloom_negative, "maybe": l.bloom_maybe, "false_positives": l.bloom_false_positives},
+        "recovery": {
+            "segments": l.recovery.segments,
+            "batches": l.recovery.batches,
+            "torn_bytes": l.recovery.torn_bytes,
+            "seconds": round3(l.recovery.seconds),
+        },
+        // Native additions: the commit log's position and how far it is synced.
+        "last_seq": l.last_seq,
+        "durable_seq": l.durable_seq,
+    });
+    let persistence = json!({
+        "appendfsync": l.appendfsync,
+        "last_fsync_ms": round3(l.last_fsync_seconds * 1000.0),
+        "fsync_lag_s": round3(l.fsync_lag_seconds),
+        "fsyncs": l.fsyncs,
+        "writes_refused": l.writes_refused,
+        "write_error": l.write_error,
+    });
+    (storage, persistence)
 }
 
 fn service_quantiles(t: &Totals, op: usize) -> Value {

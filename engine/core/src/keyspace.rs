@@ -11,6 +11,16 @@
 //! takes no stripe lock: it reads one committed state. Expiry is lazy (an expired
 //! record is deleted by whoever touches it, under its stripe) plus the active
 //! cycle ([`Keyspace::expire_some`]).
+//!
+//! Durability of reads (the Python engine's `unsettled` rule, keyspace.py): a
+//! reply that shows a write must not go out before that write is durable, or a
+//! crash could take back what a client was shown. Writes whose commit must wait
+//! for an fdatasync (`appendfsync always`) record their sequence number in their
+//! stripe's `stripe_seq`; a read of a key whose stripe holds a sequence above the
+//! store's durable one makes its reply wait for it too ([`Pending`]). Per stripe,
+//! not per key: a read may wait for a neighbour's write (one group commit at
+//! most), never less than it must. Under `everysec`/`no` nothing is recorded
+//! (their commits are acknowledged at once), so reads never wait.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,19 +59,72 @@ pub fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Where a write's durability wait goes: the connection holds its replies until it completes.
-pub type Pending = Option<DurabilityWait>;
+/// The durability the replies queued since the connection's last flush depend
+/// on: the newest batch they wrote or showed, and a wait for it. The connection
+/// holds those replies until the wait completes. Batches become durable in
+/// sequence order, so waiting for the newest covers the others.
+#[derive(Default)]
+pub struct Pending {
+    seq: u64,
+    wait: Option<DurabilityWait>,
+}
+
+impl Pending {
+    /// Replies now also depend on batch `seq`, durable once `wait` completes.
+    pub fn need(&mut self, seq: u64, wait: DurabilityWait) {
+        if self.wait.is_none() || seq > self.seq {
+            self.seq = seq;
+            self.wait = Some(wait);
+        }
+    }
+
+    /// The wait to complete before the queued replies go out (and forget it).
+    pub fn take(&mut self) -> Option<DurabilityWait> {
+        self.seq = 0;
+        self.wait.take()
+    }
+
+    /// Whether some reply waits for durability.
+    pub fn is_waiting(&self) -> bool {
+        self.wait.is_some()
+    }
+
+    /// The batch the replies wait for (0: none).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// `stripe_seq` while a writer of the stripe is committing: a reader that sees it
+/// takes the stripe lock (waits for the writer) and reads the slot again.
+const COMMITTING: u64 = u64::MAX;
 
 /// The command layer, shared by every worker thread.
 pub struct Keyspace {
     store: Box<dyn Store>,
     stripes: Box<[Mutex<()>]>,
+    /// Per stripe: the newest batch written under it that had to wait for an
+    /// fdatasync (0: none), or [`COMMITTING`]. Read-hold rule: module docs.
+    stripe_seq: Box<[AtomicU64]>,
+    /// False for stores with nothing to sync (memory): no slot is ever set.
+    tracks_durability: bool,
+    /// The epoch this node's writes are logged in (replication.md; never below the
+    /// log's newest batch, which velocity-lsm refuses).
+    epoch: AtomicU64,
     clock: Clock,
     expired_total: AtomicU64,
 }
 
 fn store_error(e: StoreError) -> VError {
-    VError::new(ErrorCode::WritesRefused, e.to_string())
+    match e {
+        StoreError::WritesRefused(_) => VError::new(ErrorCode::WritesRefused, e.to_string()),
+        StoreError::Corruption(_) => VError::new(ErrorCode::Internal, e.to_string()),
+        StoreError::Unsupported(_) | StoreError::InvalidSetting(_) => VError::new(ErrorCode::Internal, e.to_string()),
+    }
+}
+
+fn stripe_index(key: &[u8]) -> usize {
+    key_hash(key) as usize & (STRIPES - 1)
 }
 
 fn expire_at(now: impl FnOnce() -> i64, ttl_ms: i64) -> VResult<i64> {
@@ -141,8 +204,11 @@ impl Keyspace {
 
     pub fn with_clock(store: Box<dyn Store>, clock: Clock) -> Self {
         Self {
+            tracks_durability: store.durable_seq() != u64::MAX,
+            epoch: AtomicU64::new(store.last_epoch().max(1)),
             store,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripe_seq: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             clock,
             expired_total: AtomicU64::new(0),
         }
@@ -150,6 +216,16 @@ impl Keyspace {
 
     pub fn store(&self) -> &dyn Store {
         &*self.store
+    }
+
+    /// The epoch writes are logged in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Raises the epoch writes are logged in (never lowers it).
+    pub fn raise_epoch(&self, epoch: u64) {
+        self.epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
     /// Keys removed because they expired (lazily or by the active cycle).
@@ -162,26 +238,97 @@ impl Keyspace {
     }
 
     fn stripe(&self, key: &[u8]) -> MutexGuard<'_, ()> {
-        let i = key_hash(key) as usize & (STRIPES - 1);
-        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.stripes[stripe_index(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn stripes_for(&self, keys: &[&[u8]]) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| key_hash(k) as usize & (STRIPES - 1)).collect();
+    /// Locks the stripes of `keys` in index order; returns the guards and the indexes.
+    fn stripes_for(&self, keys: &[&[u8]]) -> (Vec<MutexGuard<'_, ()>>, Vec<usize>) {
+        let mut idx: Vec<usize> = keys.iter().map(|k| stripe_index(k)).collect();
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter()
-            .map(|i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
-            .collect()
+        let guards = idx
+            .iter()
+            .map(|&i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        (guards, idx)
     }
 
-    fn commit(&self, mutations: Vec<Mutation>, pending: &mut Pending) -> VResult<()> {
-        let c = self.store.commit(0, mutations).map_err(store_error)?;
-        if let Some(w) = c.durable {
-            // Commits become durable in order: waiting for the newest covers the rest.
-            *pending = Some(w);
+    /// Commits a write of one key; the caller holds its stripe.
+    fn commit_one(&self, key: &[u8], record: Option<Record>, pending: &mut Pending) -> VResult<()> {
+        let m = Mutation {
+            key: key.into(),
+            record,
+        };
+        self.commit(&[stripe_index(key)], vec![m], pending)
+    }
+
+    /// Commits `mutations`; the caller holds the (deduplicated) `stripes` they touch.
+    ///
+    /// Each stripe's slot reads [`COMMITTING`] from before the commit can be seen
+    /// until its sequence is recorded, so a reader that sees the new value also
+    /// sees that it must wait (its load of the slot follows its read of the value).
+    fn commit(&self, stripes: &[usize], mutations: Vec<Mutation>, pending: &mut Pending) -> VResult<()> {
+        if !self.tracks_durability {
+            let c = self.store.commit(self.epoch(), mutations).map_err(store_error)?;
+            if let Some(w) = c.durable {
+                pending.need(c.seq, w);
+            }
+            return Ok(());
+        }
+        let mut prev = [0u64; 8];
+        let many: Vec<u64>;
+        let prev: &[u64] = if stripes.len() <= prev.len() {
+            for (p, &i) in prev.iter_mut().zip(stripes) {
+                *p = self.stripe_seq[i].swap(COMMITTING, Ordering::SeqCst);
+            }
+            &prev[..stripes.len()]
+        } else {
+            many = stripes
+                .iter()
+                .map(|&i| self.stripe_seq[i].swap(COMMITTING, Ordering::SeqCst))
+                .collect();
+            &many
+        };
+        let result = self.store.commit(self.epoch(), mutations);
+        let (seq, wait) = match result {
+            Ok(c) => (c.seq, c.durable),
+            Err(e) => {
+                for (&i, &p) in stripes.iter().zip(prev) {
+                    self.stripe_seq[i].store(p, Ordering::Release);
+                }
+                return Err(store_error(e));
+            }
+        };
+        for (&i, &p) in stripes.iter().zip(prev) {
+            // Only writes that wait for an fdatasync make readers wait.
+            let v = if wait.is_some() { seq.max(p) } else { p };
+            self.stripe_seq[i].store(v, Ordering::Release);
+        }
+        if let Some(w) = wait {
+            pending.need(seq, w);
         }
         Ok(())
+    }
+
+    /// A reply that shows `key`'s state waits for the durability of the newest
+    /// fsync-bound write of its stripe, if that is not durable yet. Called after
+    /// the read.
+    fn hold(&self, key: &[u8], pending: &mut Pending) {
+        let i = stripe_index(key);
+        let mut s = self.stripe_seq[i].load(Ordering::SeqCst);
+        if s == 0 {
+            return;
+        }
+        if s == COMMITTING {
+            // A writer of this stripe is between its commit and recording it.
+            drop(self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()));
+            s = self.stripe_seq[i].load(Ordering::SeqCst);
+        }
+        if s != COMMITTING && s > pending.seq() && s > self.store.durable_seq() {
+            pending.need(s, self.store.wait_durable(s));
+        }
     }
 
     fn is_expired(&self, rec: &Record) -> bool {
@@ -195,25 +342,27 @@ impl Keyspace {
             record: None,
         };
         // Not tracked for durability: an expired key reads as absent either way.
-        if self.store.commit(0, vec![m]).is_ok() {
+        if self.store.commit(self.epoch(), vec![m]).is_ok() {
             self.expired_total.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// The live record; the caller holds the key's stripe.
-    fn lookup_locked(&self, key: &[u8]) -> Option<Record> {
-        let rec = self.store.get(key)?;
+    fn lookup_locked(&self, key: &[u8], pending: &mut Pending) -> VResult<Option<Record>> {
+        let rec = self.store.get(key).map_err(store_error)?;
+        self.hold(key, pending);
+        let Some(rec) = rec else { return Ok(None) };
         if self.is_expired(&rec) {
             self.expire_locked(key);
-            return None;
+            return Ok(None);
         }
-        Some(rec)
+        Ok(Some(rec))
     }
 
     /// An expired record seen without the stripe: delete it if it is still the one stored.
     fn expire_seen(&self, key: &[u8]) {
         let _g = self.stripe(key);
-        if let Some(rec) = self.store.get(key) {
+        if let Ok(Some(rec)) = self.store.get(key) {
             if self.is_expired(&rec) {
                 self.expire_locked(key);
             }
@@ -222,32 +371,38 @@ impl Keyspace {
 
     // -- reads ---------------------------------------------------------------
 
-    /// The live record for `key` (GET): one store read, no stripe, no allocation.
-    pub fn lookup(&self, key: &[u8]) -> Option<Record> {
-        let rec = self.store.get(key)?;
+    /// The live record for `key` (GET): one store read, no stripe, no allocation
+    /// (with the memory store).
+    pub fn lookup(&self, key: &[u8], pending: &mut Pending) -> VResult<Option<Record>> {
+        let rec = self.store.get(key).map_err(store_error)?;
+        self.hold(key, pending);
+        let Some(rec) = rec else { return Ok(None) };
         if self.is_expired(&rec) {
             self.expire_seen(key);
-            return None;
+            return Ok(None);
         }
-        Some(rec)
+        Ok(Some(rec))
     }
 
-    pub fn exists(&self, key: &[u8]) -> bool {
-        self.lookup(key).is_some()
+    pub fn exists(&self, key: &[u8], pending: &mut Pending) -> VResult<bool> {
+        Ok(self.lookup(key, pending)?.is_some())
     }
 
     /// Milliseconds left; -1 without expiry; -2 for a missing key.
-    pub fn ttl(&self, key: &[u8]) -> i64 {
-        match self.lookup(key) {
+    pub fn ttl(&self, key: &[u8], pending: &mut Pending) -> VResult<i64> {
+        Ok(match self.lookup(key, pending)? {
             None => TTL_MISSING,
             Some(r) if r.expire_at_ms == 0 => TTL_NONE,
             Some(r) => (r.expire_at_ms - self.now()).max(0),
-        }
+        })
     }
 
     /// The live records of `keys`, read from one state.
-    pub fn mget(&self, keys: &[&[u8]]) -> Vec<Option<Record>> {
-        let mut recs = self.store.get_many(keys);
+    pub fn mget(&self, keys: &[&[u8]], pending: &mut Pending) -> VResult<Vec<Option<Record>>> {
+        let mut recs = self.store.get_many(keys).map_err(store_error)?;
+        for k in keys {
+            self.hold(k, pending);
+        }
         let mut now = None;
         for (k, slot) in keys.iter().zip(recs.iter_mut()) {
             let expired = slot
@@ -258,13 +413,20 @@ impl Keyspace {
                 self.expire_seen(k);
             }
         }
-        recs
+        Ok(recs)
     }
 
     /// Keys with `prefix` after `cursor` (exclusive), in byte order, and the next
     /// cursor (empty when done). A page ends early, with a cursor, once its keys
     /// would pass `max_bytes`.
-    pub fn scan(&self, prefix: &[u8], cursor: &[u8], count: u32, max_bytes: usize) -> VResult<(Vec<Key>, Key)> {
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        cursor: &[u8],
+        count: u32,
+        max_bytes: usize,
+        pending: &mut Pending,
+    ) -> VResult<(Vec<Key>, Key)> {
         if !cursor.is_empty() && !cursor.starts_with(prefix) {
             return Err(VError::invalid("cursor does not belong to this prefix"));
         }
@@ -288,7 +450,7 @@ impl Keyspace {
         'pages: loop {
             // Live keys still wanted, plus one to learn whether more follow.
             let want = count + 1 - keys.len() + 16;
-            let chunk = self.store.scan_from(&start, want);
+            let chunk = self.store.scan_from(&start, want).map_err(store_error)?;
             let exhausted = chunk.len() < want;
             let mut last = None;
             for (key, rec) in chunk {
@@ -316,6 +478,9 @@ impl Keyspace {
                 _ => break,
             }
         }
+        for key in &keys {
+            self.hold(key, pending);
+        }
         for key in &expired {
             self.expire_seen(key);
         }
@@ -339,7 +504,7 @@ impl Keyspace {
     ) -> VResult<bool> {
         let _g = self.stripe(key);
         if condition != SET_ALWAYS {
-            let present = self.lookup_locked(key).is_some();
+            let present = self.lookup_locked(key, pending)?.is_some();
             if condition == SET_IF_ABSENT && present || condition == SET_IF_PRESENT && !present {
                 return Ok(false);
             }
@@ -353,34 +518,22 @@ impl Keyspace {
             value: Arc::from(value),
             expire_at_ms: at,
         };
-        self.commit(
-            vec![Mutation {
-                key: key.into(),
-                record: Some(rec),
-            }],
-            pending,
-        )?;
+        self.commit_one(key, Some(rec), pending)?;
         Ok(true)
     }
 
     pub fn delete(&self, key: &[u8], pending: &mut Pending) -> VResult<bool> {
         let _g = self.stripe(key);
-        if self.lookup_locked(key).is_none() {
+        if self.lookup_locked(key, pending)?.is_none() {
             return Ok(false);
         }
-        self.commit(
-            vec![Mutation {
-                key: key.into(),
-                record: None,
-            }],
-            pending,
-        )?;
+        self.commit_one(key, None, pending)?;
         Ok(true)
     }
 
     pub fn incr(&self, key: &[u8], delta: i64, pending: &mut Pending) -> VResult<i64> {
         let _g = self.stripe(key);
-        let rec = self.lookup_locked(key);
+        let rec = self.lookup_locked(key, pending)?;
         let current = match &rec {
             None => 0,
             Some(r) => as_int(r)?,
@@ -393,17 +546,12 @@ impl Keyspace {
         })?;
         // INCR keeps the TTL, as in Redis.
         let expire = rec.map_or(0, |r| r.expire_at_ms);
-        self.commit(
-            vec![Mutation {
-                key: key.into(),
-                record: Some(Record {
-                    kind: KIND_INT,
-                    value: encode_int(result),
-                    expire_at_ms: expire,
-                }),
-            }],
-            pending,
-        )?;
+        let rec = Record {
+            kind: KIND_INT,
+            value: encode_int(result),
+            expire_at_ms: expire,
+        };
+        self.commit_one(key, Some(rec), pending)?;
         Ok(result)
     }
 
@@ -413,18 +561,16 @@ impl Keyspace {
         }
         expire_at(|| 0, ttl_ms)?; // the range check, even when the key does not exist
         let _g = self.stripe(key);
-        let Some(rec) = self.lookup_locked(key) else {
+        let Some(rec) = self.lookup_locked(key, pending)? else {
             return Ok(false);
         };
         let at = expire_at(|| self.now(), ttl_ms)?;
-        self.commit(
-            vec![Mutation {
-                key: key.into(),
-                record: Some(Record {
-                    expire_at_ms: at,
-                    ..rec
-                }),
-            }],
+        self.commit_one(
+            key,
+            Some(Record {
+                expire_at_ms: at,
+                ..rec
+            }),
             pending,
         )?;
         Ok(true)
@@ -432,19 +578,13 @@ impl Keyspace {
 
     pub fn persist(&self, key: &[u8], pending: &mut Pending) -> VResult<bool> {
         let _g = self.stripe(key);
-        let Some(rec) = self.lookup_locked(key) else {
+        let Some(rec) = self.lookup_locked(key, pending)? else {
             return Ok(false);
         };
         if rec.expire_at_ms == 0 {
             return Ok(false);
         }
-        self.commit(
-            vec![Mutation {
-                key: key.into(),
-                record: Some(Record { expire_at_ms: 0, ..rec }),
-            }],
-            pending,
-        )?;
+        self.commit_one(key, Some(Record { expire_at_ms: 0, ..rec }), pending)?;
         Ok(true)
     }
 
@@ -463,7 +603,7 @@ impl Keyspace {
         pending: &mut Pending,
     ) -> VResult<CasOutcome> {
         let _g = self.stripe(key);
-        let rec = self.lookup_locked(key);
+        let rec = self.lookup_locked(key, pending)?;
         let ok = if expect_absent {
             rec.is_none()
         } else {
@@ -474,17 +614,12 @@ impl Keyspace {
             return Ok(CasOutcome::NotApplied(rec));
         }
         let at = expire_at(|| self.now(), ttl_ms)?;
-        self.commit(
-            vec![Mutation {
-                key: key.into(),
-                record: Some(Record {
-                    kind,
-                    value: Arc::from(value),
-                    expire_at_ms: at,
-                }),
-            }],
-            pending,
-        )?;
+        let rec = Record {
+            kind,
+            value: Arc::from(value),
+            expire_at_ms: at,
+        };
+        self.commit_one(key, Some(rec), pending)?;
         Ok(CasOutcome::Applied)
     }
 
@@ -504,8 +639,8 @@ impl Keyspace {
             });
         }
         let keys: Vec<&[u8]> = entries.iter().map(|e| e.key).collect();
-        let _g = self.stripes_for(&keys);
-        self.commit(batch, pending)
+        let (_g, stripes) = self.stripes_for(&keys);
+        self.commit(&stripes, batch, pending)
     }
 
     // -- expiry --------------------------------------------------------------
@@ -518,7 +653,7 @@ impl Keyspace {
         for (key, at) in &pairs {
             if *at <= now {
                 let _g = self.stripe(key);
-                if let Some(rec) = self.store.get(key) {
+                if let Ok(Some(rec)) = self.store.get(key) {
                     if rec.expire_at_ms != 0 && rec.expire_at_ms <= now {
                         self.expire_locked(key);
                         gone += 1;
@@ -565,19 +700,21 @@ mod tests {
     }
 
     fn set(ks: &Keyspace, k: &str, v: &str) {
-        assert!(ks.set(k.as_bytes(), 1, v.as_bytes(), 0, 0, &mut None).unwrap());
+        assert!(ks
+            .set(k.as_bytes(), 1, v.as_bytes(), 0, 0, &mut Pending::default())
+            .unwrap());
     }
 
     #[test]
     fn nx_xx() {
         let (ks, _) = ks();
-        let p = &mut None;
+        let p = &mut Pending::default();
         assert!(!ks.set(b"k", 1, b"x", 0, SET_IF_PRESENT, p).unwrap());
-        assert!(ks.lookup(b"k").is_none());
+        assert!(ks.lookup(b"k", &mut Pending::default()).unwrap().is_none());
         assert!(ks.set(b"k", 1, b"a", 0, SET_IF_ABSENT, p).unwrap());
         assert!(!ks.set(b"k", 1, b"b", 0, SET_IF_ABSENT, p).unwrap());
         assert!(ks.set(b"k", 1, b"c", 0, SET_IF_PRESENT, p).unwrap());
-        assert_eq!(&*ks.lookup(b"k").unwrap().value, b"c");
+        assert_eq!(&*ks.lookup(b"k", &mut Pending::default()).unwrap().unwrap().value, b"c");
         let e = ks.set(b"k", 1, b"c", 0, 7, p).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
         // The condition is decided before the TTL is checked (keyspace.py's order).
@@ -594,12 +731,15 @@ mod tests {
     #[test]
     fn incr_rules() {
         let (ks, _) = ks();
-        let p = &mut None;
+        let p = &mut Pending::default();
         assert_eq!(ks.incr(b"n", 1, p).unwrap(), 1);
         assert_eq!(ks.incr(b"n", -11, p).unwrap(), -10);
         set(&ks, "s", "12");
         assert_eq!(ks.incr(b"s", 1, p).unwrap(), 13);
-        assert_eq!(ks.lookup(b"s").unwrap().kind, KIND_INT);
+        assert_eq!(
+            ks.lookup(b"s", &mut Pending::default()).unwrap().unwrap().kind,
+            KIND_INT
+        );
         for bad in [
             "+12",
             "012",
@@ -617,7 +757,7 @@ mod tests {
         set(&ks, "m", "-9223372036854775808");
         assert_eq!(ks.incr(b"m", -1, p).unwrap_err().code, ErrorCode::Overflow);
         assert_eq!(
-            ks.lookup(b"m").unwrap().kind,
+            ks.lookup(b"m", &mut Pending::default()).unwrap().unwrap().kind,
             KIND_STRING,
             "nothing written on overflow"
         );
@@ -628,18 +768,18 @@ mod tests {
     #[test]
     fn ttl_lazy_expiry_and_incr_keeps_ttl() {
         let (ks, t) = ks();
-        let p = &mut None;
-        assert_eq!(ks.ttl(b"k"), TTL_MISSING);
+        let p = &mut Pending::default();
+        assert_eq!(ks.ttl(b"k", &mut Pending::default()).unwrap(), TTL_MISSING);
         assert!(ks.set(b"k", 2, &41i64.to_le_bytes(), 100, 0, p).unwrap());
-        assert_eq!(ks.ttl(b"k"), 100);
+        assert_eq!(ks.ttl(b"k", &mut Pending::default()).unwrap(), 100);
         assert_eq!(ks.incr(b"k", 1, p).unwrap(), 42);
-        assert_eq!(ks.ttl(b"k"), 100);
+        assert_eq!(ks.ttl(b"k", &mut Pending::default()).unwrap(), 100);
         assert!(ks.persist(b"k", p).unwrap());
         assert!(!ks.persist(b"k", p).unwrap());
-        assert_eq!(ks.ttl(b"k"), TTL_NONE);
+        assert_eq!(ks.ttl(b"k", &mut Pending::default()).unwrap(), TTL_NONE);
         assert!(ks.expire(b"k", 10, p).unwrap());
         t.fetch_add(10, Ordering::SeqCst);
-        assert!(ks.lookup(b"k").is_none());
+        assert!(ks.lookup(b"k", &mut Pending::default()).unwrap().is_none());
         assert_eq!(ks.expired_total(), 1);
         assert_eq!(ks.store().stats().keys, 0, "the expired key was deleted on access");
         assert!(!ks.expire(b"k", 10, p).unwrap());
@@ -649,7 +789,7 @@ mod tests {
     #[test]
     fn active_expiry_removes_untouched_keys() {
         let (ks, t) = ks();
-        let p = &mut None;
+        let p = &mut Pending::default();
         for i in 0..200 {
             ks.set(format!("s{i}").as_bytes(), 0, b"v", 300, 0, p).unwrap();
         }
@@ -666,7 +806,7 @@ mod tests {
     #[test]
     fn cas_and_mset() {
         let (ks, _) = ks();
-        let p = &mut None;
+        let p = &mut Pending::default();
         assert!(matches!(
             ks.cas(b"c", b"", 0, true, b"v1", 1, 0, p).unwrap(),
             CasOutcome::Applied
@@ -698,7 +838,10 @@ mod tests {
             },
         ];
         assert!(ks.mset(&bad, p).is_err());
-        assert!(ks.lookup(b"a").is_none(), "all or nothing");
+        assert!(
+            ks.lookup(b"a", &mut Pending::default()).unwrap().is_none(),
+            "all or nothing"
+        );
         let good = [
             MsetEntry {
                 key: b"a",
@@ -714,14 +857,14 @@ mod tests {
             },
         ];
         ks.mset(&good, p).unwrap();
-        let got = ks.mget(&[b"a", b"zz", b"b"]);
+        let got = ks.mget(&[b"a", b"zz", b"b"], p).unwrap();
         assert!(got[0].is_some() && got[1].is_none() && got[2].is_some());
     }
 
     #[test]
     fn scan_pages_by_prefix_and_size() {
         let (ks, t) = ks();
-        let p = &mut None;
+        let p = &mut Pending::default();
         for i in 0..257 {
             set(&ks, &format!("user:{i:04}"), "v");
         }
@@ -732,7 +875,7 @@ mod tests {
         let mut all = Vec::new();
         let mut cursor: Key = Arc::from(&[][..]);
         loop {
-            let (keys, next) = ks.scan(b"user:", &cursor, 10, usize::MAX).unwrap();
+            let (keys, next) = ks.scan(b"user:", &cursor, 10, usize::MAX, p).unwrap();
             assert!(keys.len() <= 10);
             all.extend(keys);
             if next.is_empty() {
@@ -743,10 +886,10 @@ mod tests {
         assert_eq!(all.len(), 257);
         assert!(all.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(ks.store().stats().keys, 259, "the expired key met by SCAN was removed");
-        let (keys, next) = ks.scan(b"user:", b"", 10_000, 100).unwrap();
+        let (keys, next) = ks.scan(b"user:", b"", 10_000, 100, p).unwrap();
         assert_eq!((keys.len(), next.as_ref()), (2, keys[1].as_ref()));
-        assert!(ks.scan(b"user:", b"other", 1, 100).is_err());
-        assert!(ks.scan(b"", b"", 10_001, 100).is_err());
+        assert!(ks.scan(b"user:", b"other", 1, 100, p).is_err());
+        assert!(ks.scan(b"", b"", 10_001, 100, p).is_err());
     }
 
     #[test]
@@ -758,7 +901,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut seen = Vec::new();
                     for _ in 0..2000 {
-                        seen.push(ks.incr(b"c", 1, &mut None).unwrap());
+                        seen.push(ks.incr(b"c", 1, &mut Pending::default()).unwrap());
                     }
                     seen
                 })

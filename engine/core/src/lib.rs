@@ -13,7 +13,8 @@
 //! - [`dispatch`]: the checks every request passes and the opcode handlers;
 //! - [`codec`] and [`fb`]: request bodies in (zero-copy), reply bodies out;
 //! - [`keyspace`]: command semantics (TTL, NX/XX, INCR, CAS, MGET/MSET, SCAN, expiry);
-//! - [`store`] and [`memory`]: the storage contract and the in-memory store;
+//! - [`store`], [`memory`] and [`lsm_store`]: the storage contract, the in-memory
+//!   store and the durable one (velocity-lsm);
 //! - [`auth`], [`tls`]: credentials, roles, throttle; the TLS 1.3 config;
 //! - [`stats`], [`info`]: counters and histograms; the INFO document.
 //!
@@ -29,6 +30,7 @@ pub mod error;
 pub mod fb;
 pub mod info;
 pub mod keyspace;
+pub mod lsm_store;
 pub mod memory;
 pub mod server;
 pub mod settings;

@@ -136,22 +136,23 @@ fn sorted_distinct(mut v: Vec<usize>) -> Vec<usize> {
 }
 
 impl Store for MemoryStore {
-    fn get(&self, key: &[u8]) -> Option<Record> {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
         let h = key_hash(key);
-        self.lock(shard_of(h)).get(h, key).cloned()
+        Ok(self.lock(shard_of(h)).get(h, key).cloned())
     }
 
-    fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<Record>> {
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Record>>, StoreError> {
         let hashes: Vec<u64> = keys.iter().map(|k| key_hash(k)).collect();
         let order = sorted_distinct(hashes.iter().map(|&h| shard_of(h)).collect());
         let guards = self.lock_all(&order);
-        keys.iter()
+        Ok(keys
+            .iter()
             .zip(&hashes)
             .map(|(k, &h)| {
                 let pos = order.binary_search(&shard_of(h)).unwrap_or_default();
                 guards[pos].get(h, k).cloned()
             })
-            .collect()
+            .collect())
     }
 
     fn commit(&self, _epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError> {
@@ -175,7 +176,7 @@ impl Store for MemoryStore {
         Ok(Commit { seq, durable: None })
     }
 
-    fn scan_from(&self, start: &[u8], limit: usize) -> Vec<(Key, Record)> {
+    fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Key, Record)>, StoreError> {
         let all: Vec<usize> = (0..SHARDS).collect();
         let guards = self.lock_all(&all);
         let mut iters: Vec<_> = guards
@@ -202,7 +203,7 @@ impl Store for MemoryStore {
                 heap.push(Reverse((next, i)));
             }
         }
-        out
+        Ok(out)
     }
 
     fn expiring_sample(&self, n: usize) -> Vec<(Key, i64)> {
@@ -288,7 +289,11 @@ mod tests {
         s.commit(0, vec![put("a", "x", 0), del("b"), del("missing")]).unwrap();
         let st = s.stats();
         assert_eq!((st.keys, st.keys_with_ttl, st.data_bytes), (1, 0, 2));
-        assert_eq!(s.scan_from(b"", 10).len(), 1, "the ordered set follows the table");
+        assert_eq!(
+            s.scan_from(b"", 10).unwrap().len(),
+            1,
+            "the ordered set follows the table"
+        );
     }
 
     #[test]
@@ -297,10 +302,10 @@ mod tests {
         let keys: Vec<String> = (0..500).map(|i| format!("k{i:04}")).collect();
         let batch = keys.iter().rev().map(|k| put(k, "v", 0)).collect();
         s.commit(0, batch).unwrap();
-        let got: Vec<Key> = s.scan_from(b"k0100", 50).into_iter().map(|(k, _)| k).collect();
+        let got: Vec<Key> = s.scan_from(b"k0100", 50).unwrap().into_iter().map(|(k, _)| k).collect();
         let want: Vec<Key> = keys[100..150].iter().map(|k| Arc::from(k.as_bytes())).collect();
         assert_eq!(got, want);
-        assert_eq!(s.scan_from(b"k", 10_000).len(), 500);
+        assert_eq!(s.scan_from(b"k", 10_000).unwrap().len(), 500);
     }
 
     #[test]
@@ -322,7 +327,7 @@ mod tests {
     fn get_many_reads_each_key() {
         let s = MemoryStore::new();
         s.commit(0, vec![put("a", "1", 0), put("c", "3", 0)]).unwrap();
-        let got = s.get_many(&[b"a", b"b", b"c", b"a"]);
+        let got = s.get_many(&[b"a", b"b", b"c", b"a"]).unwrap();
         let vals: Vec<Option<&[u8]>> = got.iter().map(|r| r.as_ref().map(|r| &*r.value)).collect();
         assert_eq!(vals, vec![Some(&b"1"[..]), None, Some(b"3"), Some(b"1")]);
     }

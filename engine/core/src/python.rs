@@ -3,12 +3,18 @@
 //! A short list of calls (docs/engine.md, "The Python <-> core boundary"; the
 //! typed surface is engine/velocity_engine/_core.pyi):
 //!
-//! - `start(settings: dict) -> Core`: bind and serve (OSError when the port or
-//!   the TLS files cannot be used, ValueError for a bad setting);
+//! - `start(settings: dict) -> Core`: open the storage, bind and serve (OSError
+//!   when the port, the TLS files or the storage directory cannot be used,
+//!   `StorageCorruption(path, offset, reason)` when recovery refuses the data,
+//!   ValueError for a bad setting);
 //! - `Core.port`; `Core.stop(grace_s) -> int` (drain, then end; the count of
 //!   connections cut off); `Core.stats() -> dict` (counters for /metrics);
-//!   `Core.set_live_settings(dict)`; `Core.set_info_sections(json)`;
-//!   `Core.info(section) -> str` (the INFO JSON).
+//!   `Core.set_live_settings(dict)` (`max_connections`, `appendfsync`);
+//!   `Core.set_info_sections(json)`;
+//!   `Core.info(section) -> str` (the INFO JSON);
+//! - `check_dir(storage_dir, repair) -> (ok, lines)`: `velocity-engine check`
+//!   of a directory the native engine wrote (velocity-lsm's checker);
+//! - `restore_snapshot(snapshot, storage_dir) -> int | None`: `--restore-from`.
 //!
 //! No Python runs per request: the worker threads never take the GIL. Calls
 //! that may block (start, stop) release it.
@@ -17,13 +23,22 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::conversion::FromPyObjectOwned;
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::auth::Role;
+use crate::lsm_store::{LsmSettings, OpenError};
 use crate::server::{Server, StartError};
-use crate::settings::{Settings, TlsFiles};
+use crate::settings::{Settings, StorageSettings, TlsFiles};
+
+create_exception!(
+    _core,
+    StorageCorruption,
+    PyException,
+    "The storage's bytes fail a checksum or do not parse (args: path, offset, reason)."
+);
 use crate::stats::NB;
 
 fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
@@ -110,7 +125,74 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
     if let Some(v) = get::<usize>(d, "threads")? {
         s.threads = v;
     }
+    if let Some(v) = get::<u64>(d, "epoch")? {
+        s.epoch = v;
+    }
+    s.storage = match get::<String>(d, "storage")?.as_deref() {
+        None | Some("memory") => StorageSettings::Memory,
+        Some("lsm") => {
+            let data_dir = get::<std::path::PathBuf>(d, "data_dir")?
+                .ok_or_else(|| PyValueError::new_err("storage lsm needs data_dir"))?;
+            let mut l = LsmSettings::new(&data_dir);
+            if let Some(v) = get::<String>(d, "appendfsync")? {
+                l.appendfsync = v;
+            }
+            if let Some(v) = get::<usize>(d, "memtable_bytes")? {
+                l.memtable_bytes = v;
+            }
+            if let Some(v) = get::<usize>(d, "block_cache_bytes")? {
+                l.block_cache_bytes = v;
+            }
+            if let Some(v) = get::<u64>(d, "compaction_rate_bytes")? {
+                l.compaction_rate_bytes = v;
+            }
+            if let Some(v) = get::<usize>(d, "replication_backlog_bytes")? {
+                l.backlog_bytes = v;
+            }
+            StorageSettings::Lsm(l)
+        }
+        Some(other) => return Err(PyValueError::new_err(format!("unknown storage {other:?}"))),
+    };
     Ok(s)
+}
+
+/// The storage engine's figures for /metrics (exported_metrics.py's sources).
+fn lsm_stats<'py>(py: Python<'py>, l: &velocity_lsm::Stats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("wal_appends", l.wal_appends)?;
+    d.set_item("wal_bytes", l.wal_bytes)?;
+    d.set_item("fsync_buckets", PyList::new(py, &l.fsync_buckets)?)?;
+    d.set_item("fsync_seconds_sum", l.fsync_seconds_sum)?;
+    d.set_item("fsync_lag_seconds", l.fsync_lag_seconds)?;
+    d.set_item("fsyncs", l.fsyncs)?;
+    d.set_item("writes_refused", l.writes_refused)?;
+    d.set_item("write_error", &l.write_error)?;
+    d.set_item("torn_bytes", l.recovery.torn_bytes)?;
+    d.set_item("memtable_bytes", l.memtable_bytes)?;
+    let tiers: Vec<(u32, u64, u64)> = l.tiers.clone();
+    d.set_item("tiers", PyList::new(py, tiers)?)?;
+    d.set_item("compactions", l.compactions)?;
+    d.set_item("compaction_bytes_written", l.compaction_bytes_written)?;
+    d.set_item("compaction_buckets", PyList::new(py, &l.compaction_buckets)?)?;
+    d.set_item("compaction_seconds_sum", l.compaction_seconds_sum)?;
+    d.set_item("flushes", l.flushes)?;
+    d.set_item("bloom_negative", l.bloom_negative)?;
+    d.set_item("bloom_maybe", l.bloom_maybe)?;
+    d.set_item("bloom_false_positives", l.bloom_false_positives)?;
+    d.set_item("block_cache_bytes", l.block_cache_bytes)?;
+    d.set_item("last_seq", l.last_seq)?;
+    d.set_item("durable_seq", l.durable_seq)?;
+    let r = &l.recovery;
+    let rec = PyDict::new(py);
+    rec.set_item("segments", r.segments)?;
+    rec.set_item("batches", r.batches)?;
+    rec.set_item("torn_bytes", r.torn_bytes)?;
+    rec.set_item("torn_at", &r.torn_at)?;
+    rec.set_item("removed_files", PyList::new(py, &r.removed_files)?)?;
+    rec.set_item("migrated_from_v1", r.migrated_from_v1)?;
+    rec.set_item("seconds", r.seconds)?;
+    d.set_item("recovery", rec)?;
+    Ok(d)
 }
 
 /// A running data plane.
@@ -167,12 +249,13 @@ impl Core {
     /// opcode (256 entries each), errors per code, connection and byte counts,
     /// key figures.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (totals, st, c, expired, maxc) = self.with(|s| {
+        let (totals, st, lsm, c, expired, maxc) = self.with(|s| {
             let sh = s.shared();
             let c = &sh.counters;
             (
                 sh.totals(),
                 sh.keyspace.store().stats(),
+                sh.keyspace.store().engine_stats(),
                 [
                     c.connections() as u64,
                     c.unauthenticated() as u64,
@@ -207,17 +290,31 @@ impl Core {
         d.set_item("data_bytes", st.data_bytes)?;
         d.set_item("expired_keys", expired)?;
         d.set_item("max_connections", maxc)?;
+        d.set_item("storage_engine", st.engine)?;
+        if let Some(l) = &lsm {
+            d.set_item("lsm", lsm_stats(py, l)?)?;
+        }
         Ok(d)
     }
 
-    /// Applies the live settings the core uses (`max_connections`).
+    /// Applies the live settings the core uses (`max_connections`, `appendfsync`).
     fn set_live_settings(&self, settings: &Bound<'_, PyDict>) -> PyResult<()> {
         let maxc = get::<usize>(settings, "max_connections")?;
+        let fsync = get::<String>(settings, "appendfsync")?;
         self.with(|s| {
             if let Some(n) = maxc {
                 s.set_max_connections(n);
             }
-        })
+            match fsync {
+                Some(p) => s
+                    .shared()
+                    .keyspace
+                    .store()
+                    .set_appendfsync(&p)
+                    .map_err(|e| PyValueError::new_err(e.to_string())),
+                None => Ok(()),
+            }
+        })?
     }
 
     /// The INFO sections the shell owns (a JSON object: `config`, `replication`).
@@ -237,13 +334,52 @@ impl Core {
     }
 }
 
+/// `velocity-engine check [--repair]` for a storage directory (DATA_DIR/storage)
+/// with velocity-lsm's checker, which reads WAL versions 1 and 2 (the Python
+/// checker reads version 1 only). Returns (start-up would succeed, findings).
+#[pyfunction]
+#[pyo3(signature = (storage_dir, repair = false))]
+fn check_dir(py: Python<'_>, storage_dir: std::path::PathBuf, repair: bool) -> (bool, Vec<String>) {
+    let r = py.detach(move || velocity_lsm::check::check_dir(&velocity_lsm::fs::RealFs, &storage_dir, repair));
+    (r.ok, r.lines)
+}
+
+/// `--restore-from`: builds `storage_dir` from a snapshot file with velocity-lsm
+/// (tables and a version-2 manifest; the `RESTORED_FROM` marker of the Python
+/// engine). Returns the entries restored, or None when the directory was already
+/// restored from this file (a restart with the same flag keeps later writes).
+#[pyfunction]
+fn restore_snapshot(
+    py: Python<'_>,
+    snapshot: std::path::PathBuf,
+    storage_dir: std::path::PathBuf,
+) -> PyResult<Option<u64>> {
+    let r = py.detach(move || {
+        velocity_lsm::snapshot_file::restore_snapshot_file(&velocity_lsm::fs::RealFs, &snapshot, &storage_dir)
+    });
+    match r {
+        Ok(info) => Ok(info.map(|i| i.entries)),
+        Err(velocity_lsm::Error::Corruption { path, offset, reason }) => {
+            Err(StorageCorruption::new_err((path.display().to_string(), offset, reason)))
+        }
+        Err(e) => Err(PyOSError::new_err(e.to_string())),
+    }
+}
+
 /// Starts the data plane with `settings` (see the module documentation).
 #[pyfunction]
 fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
     let s = settings_from(settings)?;
     let threads = s.worker_threads();
     let server = py.detach(move || Server::start(s)).map_err(|e| match e {
-        StartError::Bind { .. } | StartError::Runtime(_) | StartError::Tls(_) => PyOSError::new_err(e.to_string()),
+        StartError::Storage(OpenError::Db {
+            source: velocity_lsm::Error::Corruption { path, offset, reason },
+            ..
+        }) => StorageCorruption::new_err((path.display().to_string(), offset, reason)),
+        StartError::Storage(OpenError::Setting(why)) => PyValueError::new_err(why),
+        StartError::Bind { .. } | StartError::Runtime(_) | StartError::Tls(_) | StartError::Storage(_) => {
+            PyOSError::new_err(e.to_string())
+        }
     })?;
     Ok(Core {
         port: server.port(),
@@ -255,7 +391,10 @@ fn start(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Core> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_function(wrap_pyfunction!(check_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(restore_snapshot, m)?)?;
     m.add_class::<Core>()?;
+    m.add("StorageCorruption", m.py().get_type::<StorageCorruption>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

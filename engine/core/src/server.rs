@@ -35,9 +35,11 @@ use tokio::task::LocalSet;
 use crate::auth::{AuthThrottle, Credentials};
 use crate::conn::{Conn, Worker};
 use crate::keyspace::{expiry_cycle, Keyspace};
+use crate::lsm_store::LsmStore;
 use crate::memory::MemoryStore;
-use crate::settings::Settings;
+use crate::settings::{Settings, StorageSettings};
 use crate::stats::{Totals, WorkerStats};
+use crate::store::Store;
 
 /// Connection counters shared by all workers (touched per connection, not per request).
 #[derive(Default)]
@@ -163,9 +165,11 @@ impl Shared {
             None => None,
         };
         let credentials = (!settings.insecure).then(|| Credentials::new(settings.tokens.clone()));
+        let keyspace = Keyspace::new(store);
+        keyspace.raise_epoch(settings.epoch);
         Ok(Self {
             max_connections: AtomicUsize::new(settings.max_connections),
-            keyspace: Keyspace::new(store),
+            keyspace,
             credentials,
             throttle: AuthThrottle::default(),
             tls,
@@ -208,6 +212,16 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot start the data plane: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::lsm_store::OpenError),
+}
+
+/// Opens the configured storage (recovery happens here, before the port opens).
+pub fn open_store(s: &StorageSettings) -> Result<Box<dyn Store>, StartError> {
+    Ok(match s {
+        StorageSettings::Memory => Box::new(MemoryStore::new()),
+        StorageSettings::Lsm(lsm) => Box::new(LsmStore::open(lsm)?),
+    })
 }
 
 /// A running data plane.
@@ -249,8 +263,10 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 }
 
 impl Server {
-    /// Binds the listener and starts the workers; returns once requests are served.
+    /// Opens the storage, binds the listener and starts the workers; returns once
+    /// requests are served (the Python engine's order: storage, then listeners).
     pub fn start(settings: Settings) -> Result<Self, StartError> {
+        let store = open_store(&settings.storage)?;
         let n = settings.worker_threads();
         // Worker 0's runtime is built here so that the listener binds (and fails) synchronously.
         let rt0 = tokio::runtime::Builder::new_current_thread()
@@ -266,7 +282,7 @@ impl Server {
             })?
         };
         let port = listener.local_addr().map_err(StartError::Runtime)?.port();
-        let shared = Arc::new(Shared::new(settings, Box::new(MemoryStore::new()), port, n)?);
+        let shared = Arc::new(Shared::new(settings, store, port, n)?);
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut senders = Vec::with_capacity(n);

@@ -5,6 +5,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::Role;
+use crate::lsm_store::LsmSettings;
+
+/// Where the keyspace lives (`--storage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StorageSettings {
+    /// Volatile (`--storage memory`, tests).
+    #[default]
+    Memory,
+    /// Durable, in `DATA_DIR/storage` (`--storage lsm`).
+    Lsm(LsmSettings),
+}
 
 /// The certificate chain and key (PEM) the listener serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +24,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Start-up settings of the data plane. Only `max_connections` changes later
-/// (see [`crate::server::Server::set_max_connections`]).
+/// Start-up settings of the data plane. Only `max_connections` and the storage's
+/// `appendfsync` change later (see [`crate::server::Server::set_max_connections`],
+/// [`crate::store::Store::set_appendfsync`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub host: String,
@@ -39,6 +51,10 @@ pub struct Settings {
     /// Worker threads; 0: one per CPU this process may run on.
     pub threads: usize,
     pub backlog: u32,
+    pub storage: StorageSettings,
+    /// The node's epoch (its replication state file's, 1 for a new node); writes
+    /// are logged in the larger of it and the log's newest epoch.
+    pub epoch: u64,
 }
 
 impl Default for Settings {
@@ -63,6 +79,8 @@ impl Default for Settings {
             active_expiry_budget: Duration::from_millis(1),
             threads: 0,
             backlog: 1024,
+            storage: StorageSettings::Memory,
+            epoch: 1,
         }
     }
 }

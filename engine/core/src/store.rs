@@ -69,6 +69,12 @@ pub enum StoreError {
     WritesRefused(String),
     #[error("{0} is not supported by this store")]
     Unsupported(&'static str),
+    /// Stored bytes fail a checksum or do not parse: the read is refused, never answered wrongly.
+    #[error("storage corruption: {0}")]
+    Corruption(String),
+    /// A setting the store cannot take (e.g. an unknown `appendfsync` policy).
+    #[error("invalid storage setting: {0}")]
+    InvalidSetting(String),
 }
 
 /// Figures for INFO and metrics.
@@ -87,10 +93,11 @@ pub struct StoreStats {
 /// A storage engine behind the keyspace (see the module documentation).
 pub trait Store: Send + Sync + 'static {
     /// The stored record, expired or not (the caller decides).
-    fn get(&self, key: &[u8]) -> Option<Record>;
+    /// An error only when stored bytes fail their checksum (never wrong data).
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError>;
 
     /// Records for several keys read from one consistent state (MGET).
-    fn get_many(&self, keys: &[&[u8]]) -> Vec<Option<Record>> {
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Record>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
@@ -98,7 +105,7 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError>;
 
     /// Up to `limit` records with key >= `start`, in byte order, from one consistent state.
-    fn scan_from(&self, start: &[u8], limit: usize) -> Vec<(Key, Record)>;
+    fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Key, Record)>, StoreError>;
 
     /// The batches after `seq`, for a replica that resumes (replication, not yet native).
     fn batches_since(&self, _seq: u64) -> Result<Vec<Batch>, StoreError> {
@@ -111,6 +118,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Figures for INFO and metrics.
     fn stats(&self) -> StoreStats;
+
+    /// The epoch of the newest batch in the log (0: an empty or volatile log).
+    /// Commits never go below it.
+    fn last_epoch(&self) -> u64 {
+        0
+    }
+
+    /// The newest batch known durable (what an fdatasync covered). Stores with
+    /// nothing to sync answer `u64::MAX`: every commit is as durable as it gets.
+    fn durable_seq(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Completes once batch `seq` is durable (a read of a key whose write is not
+    /// yet durable waits for this before its reply goes out; keyspace.rs).
+    fn wait_durable(&self, _seq: u64) -> DurabilityWait {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Switches the log's sync policy (`always`, `everysec`, `no`; live reload).
+    /// Commits made before keep the rule they were made under.
+    fn set_appendfsync(&self, _policy: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The storage engine's own figures (LSM stores only; /metrics, INFO).
+    fn engine_stats(&self) -> Option<velocity_lsm::Stats> {
+        None
+    }
 
     /// Makes pending writes durable and releases resources.
     fn close(&self) -> Result<(), StoreError>;

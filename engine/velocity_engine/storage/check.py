@@ -22,7 +22,22 @@ from velocity_engine.storage.filenames import manifest_name, storage_dir, table_
 from velocity_engine.storage.manifest import read_current
 from velocity_engine.storage.sstable_reader import SSTable
 from velocity_engine.storage.wal_format import FILE_HEADER_SIZE
+from velocity_engine.storage.wal_format import VERSION as WAL_VERSION
 from velocity_engine.storage.wal_reader import scan_segment
+
+
+def written_natively(sdir: Path) -> bool:
+    """True when a WAL segment in `sdir` has a version above this build's (the native
+    engine writes version 2): this checker must not judge, let alone repair, it."""
+    for n in wal_numbers(sdir):
+        try:
+            with open(sdir / wal_name(n), "rb") as f:
+                head = f.read(FILE_HEADER_SIZE)
+        except OSError:
+            continue
+        if len(head) >= 6 and head[:4] == b"VWAL" and int.from_bytes(head[4:6], "little") > WAL_VERSION:
+            return True
+    return False
 
 
 def check_data_dir(data_dir: Path, *, repair: bool, echo: Callable[[str], None]) -> bool:

@@ -23,7 +23,7 @@ from vproto import messages as m
 from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 
-from tests.support.engine_proc import EngineProcess, wait_until
+from tests.support.engine_proc import SNAPSHOTS_NOT_NATIVE, EngineProcess, wait_until
 from tests.support.raw import RawConnection
 from tests.support.tmpfs import mounted_tmpfs
 
@@ -86,7 +86,8 @@ def writes_work(eng: EngineProcess, key: str) -> bool:
 
 def test_begin_loop_keeps_files_bounded_and_disk_usable(disk: Path) -> None:
     """~10 s of BEGINs: at most snapshot_max_files files, bytes bounded, free space kept, writes work."""
-    eng = EngineProcess(disk, env={
+    eng = EngineProcess(
+        disk, python_only=SNAPSHOTS_NOT_NATIVE, env={
         "VELOCITY_SNAPSHOT_MAX_FILES": "3", "VELOCITY_SNAPSHOT_IDLE_S": "3",
         "VELOCITY_SNAPSHOT_MIN_FREE_BYTES": str(100 * MiB), "VELOCITY_MEMTABLE_BYTES": str(8 * MiB),
     })
@@ -126,7 +127,8 @@ def test_begin_loop_keeps_files_bounded_and_disk_usable(disk: Path) -> None:
 
 def test_begin_refused_when_it_would_eat_the_free_space_margin(disk: Path) -> None:
     """Margin 370 MiB of a 400 MiB volume, ~25 MiB of data: BEGIN is refused, nothing written, writes work."""
-    eng = EngineProcess(disk, env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": str(370 * MiB)})
+    eng = EngineProcess(
+        disk, python_only=SNAPSHOTS_NOT_NATIVE, env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": str(370 * MiB)})
     with eng:
         load(eng, 400)
         snap_id, err = begin(eng)
@@ -145,7 +147,10 @@ def test_failed_snapshot_leaves_no_partial_file(disk: Path) -> None:
     ~150 MiB; should the worker win the race, the snapshot is read to
     the end (deleted) and the race run again.
     """
-    eng = EngineProcess(disk, env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": "0", "VELOCITY_STORAGE": "memory"})
+    eng = EngineProcess(
+        disk, python_only=SNAPSHOTS_NOT_NATIVE,
+        env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": "0", "VELOCITY_STORAGE": "memory"},
+    )
     with eng:
         load(eng, 2400)  # in memory: the snapshot file is the only big thing on the volume
         filler = disk / "filler"
@@ -182,7 +187,7 @@ def test_failed_snapshot_leaves_no_partial_file(disk: Path) -> None:
 
 
 def test_abandoned_snapshots_are_deleted_at_start_up(tmp_path: Path) -> None:
-    eng = EngineProcess(tmp_path / "e")
+    eng = EngineProcess(tmp_path / "e", python_only=SNAPSHOTS_NOT_NATIVE)
     with eng:
         load(eng, 20)
         ids = [begin(eng)[0] for _ in range(2)]

@@ -18,7 +18,7 @@ from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 from vproto.values import ValueKind
 
-from tests.support.engine_proc import EngineProcess
+from tests.support.engine_proc import REPLICATION_NOT_NATIVE, EngineProcess
 from tests.support.raw import RawConnection
 
 U64_MAX = 2**64 - 1
@@ -27,6 +27,12 @@ U64_MAX = 2**64 - 1
 @pytest.fixture
 def eng(tmp_path: Path) -> Iterator[EngineProcess]:
     with EngineProcess(tmp_path / "e") as e:
+        yield e
+
+
+@pytest.fixture
+def repl_eng(tmp_path: Path) -> Iterator[EngineProcess]:
+    with EngineProcess(tmp_path / "e", python_only=REPLICATION_NOT_NATIVE) as e:
         yield e
 
 
@@ -47,7 +53,8 @@ def _repl_token(eng: EngineProcess) -> str:
 
 
 @pytest.mark.parametrize("field", ["node_epoch", "epoch", "seq"])
-def test_repl_sync_with_huge_epoch_or_seq_is_refused_and_does_not_depose(eng: EngineProcess, field: str) -> None:
+def test_repl_sync_with_huge_epoch_or_seq_is_refused_and_does_not_depose(repl_eng: EngineProcess, field: str) -> None:
+    eng = repl_eng
     req = m.ReplSyncRequest(node_id="attacker", endpoint="vdb://127.0.0.1:1", **{field: U64_MAX})
     with RawConnection(eng.port, eng.ca) as c:
         c.hello(_repl_token(eng))
@@ -58,7 +65,10 @@ def test_repl_sync_with_huge_epoch_or_seq_is_refused_and_does_not_depose(eng: En
 
 
 @pytest.mark.parametrize("min_epoch", [U64_MAX, 2**53 - 1])
-def test_promote_to_an_epoch_out_of_range_is_refused_and_survives_restart(eng: EngineProcess, min_epoch: int) -> None:
+def test_promote_to_an_epoch_out_of_range_is_refused_and_survives_restart(
+    repl_eng: EngineProcess, min_epoch: int
+) -> None:
+    eng = repl_eng
     with RawConnection(eng.port, eng.ca) as c:
         c.hello(eng.admin_token)
         assert _code(c, Opcode.PROMOTE, m.PromoteRequest(min_epoch).encode()) == ErrorCode.INVALID_ARGUMENT
@@ -69,7 +79,8 @@ def test_promote_to_an_epoch_out_of_range_is_refused_and_survives_restart(eng: E
     _set_works(eng)
 
 
-def test_replica_of_with_huge_epoch_is_refused(eng: EngineProcess) -> None:
+def test_replica_of_with_huge_epoch_is_refused(repl_eng: EngineProcess) -> None:
+    eng = repl_eng
     with RawConnection(eng.port, eng.ca) as c:
         c.hello(eng.admin_token)
         req = m.ReplicaOfRequest("vdb://127.0.0.1:1", U64_MAX)
