@@ -194,6 +194,8 @@ class Server:
         fsync = info.get("persistence", {}).get("appendfsync") or storage.get("appendfsync", "?")
         server = info.get("server", {})
         self.persistence = {
+            # The Python data plane's INFO has no data_plane field.
+            "data_plane": server.get("data_plane", "python"),
             "storage": storage.get("engine", "?"),
             "appendfsync": fsync,
             "tls": server.get("tls", "?"),
