@@ -76,6 +76,11 @@ impl Version {
         if let Some(r) = self.mem.get(key, seq) {
             return Ok(Some(r));
         }
+        self.lookup_below_mem(key, seq)
+    }
+
+    /// [`Version::lookup`] without the current memtable: frozen memtables, then tables.
+    pub fn lookup_below_mem(&self, key: &[u8], seq: u64) -> Result<Option<Option<Record>>> {
         for f in self.imm.iter().rev() {
             if let Some(r) = f.mem.get(key, seq) {
                 return Ok(Some(r));
@@ -107,6 +112,67 @@ impl Version {
         }
         out
     }
+}
+
+/// True when two entries of a batch write the same key (MSET k k): then the second
+/// one's insert replaces the first's version (same seq), which `Memtable::insert`
+/// cannot report, so [`insert_batch`] looks such keys up first.
+fn has_duplicate_keys(raw: &[u8], entries: &[RawEntry]) -> bool {
+    if entries.len() < 2 {
+        return false;
+    }
+    let mut keys: Vec<&[u8]> = entries.iter().map(|e| &raw[e.key.clone()]).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+/// Insert a logged batch (`raw`, its parsed `entries`) into `v.mem` at `seq`, note
+/// its TTLs in `exp`, and return the change in live keys, with the first lookup
+/// error (a table block failing its checks) if any; the insertion itself never fails.
+///
+/// Whether a key existed before comes from the insert itself (the older version
+/// in the memtable is the new node's successor) and, only for keys the memtable
+/// did not hold, from the frozen memtables and tables: one skiplist search per
+/// entry instead of two (replay and the commit path both run this).
+pub(crate) fn insert_batch(
+    v: &Version,
+    seq: u64,
+    raw: &Bytes,
+    entries: &[RawEntry],
+    exp: &mut ExpiryIndex,
+) -> (i64, Result<()>) {
+    let dup = has_duplicate_keys(raw, entries);
+    let mut delta = 0i64;
+    let mut status = Ok(());
+    let mut existed_in = |found: Result<Option<Option<Record>>>| match found {
+        Ok(r) => matches!(r, Some(Some(_))),
+        Err(e) => {
+            if status.is_ok() {
+                status = Err(e);
+            }
+            false
+        }
+    };
+    for e in entries {
+        let key = &raw[e.key.clone()];
+        let rec = e.record(raw);
+        let live = rec.is_some();
+        exp.note(key, rec.as_ref());
+        let before = dup.then(|| existed_in(v.lookup(key, u64::MAX)));
+        let charge = e.end - (e.key.start - KEY_HEAD_SIZE);
+        let older = v.mem.insert(raw.slice(e.key.clone()), seq, rec, charge);
+        let existed = match (before, older) {
+            (Some(x), _) => x,
+            (None, Some(x)) => x,
+            (None, None) => existed_in(v.lookup_below_mem(key, u64::MAX)),
+        };
+        match (live, existed) {
+            (true, false) => delta += 1,
+            (false, true) => delta -= 1,
+            _ => {}
+        }
+    }
+    (delta, status)
 }
 
 /// Keys with a TTL written since start-up, for the caller's active expiry cycle.
@@ -214,19 +280,10 @@ impl Inner {
         let v = self.current();
         {
             let mut exp = lock(&self.expiring);
-            for e in entries {
-                let key = raw.slice(e.key.clone());
-                let rec = e.record(raw);
-                let existed = matches!(v.lookup(&key, u64::MAX), Ok(Some(Some(_))));
-                match (&rec, existed) {
-                    (Some(_), false) => w.live_keys += 1,
-                    (None, true) => w.live_keys -= 1,
-                    _ => {}
-                }
-                exp.note(&key, rec.as_ref());
-                let charge = e.end - (e.key.start - KEY_HEAD_SIZE);
-                v.mem.insert(key, seq, rec, charge);
-            }
+            // A lookup error counts the key as absent (as before): the batch is logged
+            // and must be applied whole; the error reaches the reader that hits the block.
+            let (delta, _) = insert_batch(&v, seq, raw, entries, &mut exp);
+            w.live_keys += delta;
         }
         w.last_seq = seq;
         w.last_epoch = epoch;

@@ -46,7 +46,9 @@
 //!   engine did. [`Db::expiring_sample`] feeds the caller's active expiry cycle.
 //! - **Files** go through [`fs::FileSystem`] ([`fs::RealFs`]; tests use
 //!   [`testing::SimFs`] for fault injection and power cuts). Every publication is
-//!   write-temp, fsync, rename, fsync-directory.
+//!   write-temp, fsync, rename, fsync-directory. With the feature `io-uring`,
+//!   `fs_uring::UringSyncFs` syncs the WAL through io_uring instead (opt-in; measured
+//!   in docs/benchmarks.md, "Native storage": not faster here).
 //!
 //! - **Tools**: [`snapshot_file`] writes, reads and restores snapshot files
 //!   (`velocityctl snapshot`, `--restore-from`); [`check::check_dir`] is
@@ -72,6 +74,8 @@ pub mod entry_codec;
 mod error;
 pub mod filenames;
 pub mod fs;
+#[cfg(feature = "io-uring")]
+pub mod fs_uring;
 pub mod manifest;
 mod memtable;
 mod merge;

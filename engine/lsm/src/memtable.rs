@@ -116,9 +116,18 @@ impl Memtable {
     }
 
     /// Add a version (commit path only). `charge`: bytes to account for it.
-    pub fn insert(&self, key: Bytes, seq: u64, rec: Option<Record>, charge: usize) {
-        self.map.insert(InternalKey { key, seq }, rec);
+    ///
+    /// Returns what this memtable held for the key below `seq`: `None` no older
+    /// version, `Some(true)` a value, `Some(false)` a tombstone. The new node's
+    /// successor in (key ascending, seq descending) order is that version, so the
+    /// answer costs no second search (the commit path and replay count live keys
+    /// with it). A version with the same (key, seq) is replaced and not reported:
+    /// callers whose batch writes a key twice must look it up first.
+    pub fn insert(&self, key: Bytes, seq: u64, rec: Option<Record>, charge: usize) -> Option<bool> {
+        let e = self.map.insert(InternalKey { key, seq }, rec);
         self.bytes.fetch_add(charge + ENTRY_OVERHEAD, Ordering::Relaxed);
+        let older = e.next()?;
+        (older.key().key == e.key().key).then(|| older.value().is_some())
     }
 
     /// The newest version of `key` with seq <= `seq`: `None` = no version here,
@@ -199,28 +208,31 @@ mod tests {
     #[test]
     fn readers_see_the_newest_version_at_their_seq() {
         let m = Memtable::new();
-        m.insert(Bytes::from_static(b"k"), 1, rec("one"), 10);
-        m.insert(Bytes::from_static(b"k"), 3, None, 10);
-        m.insert(Bytes::from_static(b"k"), 5, rec("five"), 10);
-        m.insert(Bytes::from_static(b"ka"), 2, rec("ka"), 10);
+        assert_eq!(m.insert(Bytes::from_static(b"k"), 1, rec("one"), 10), None);
+        assert_eq!(m.insert(Bytes::from_static(b"k"), 3, None, 10), Some(true));
+        assert_eq!(m.insert(Bytes::from_static(b"k"), 5, rec("five"), 10), Some(false));
+        assert_eq!(m.insert(Bytes::from_static(b"ka"), 2, rec("ka"), 10), None);
+        assert_eq!(m.insert(Bytes::from_static(b"j"), 4, rec("j"), 10), None);
         assert_eq!(m.get(b"k", 0), None);
         assert_eq!(m.get(b"k", 2), Some(rec("one")));
         assert_eq!(m.get(b"k", 4), Some(None));
         assert_eq!(m.get(b"k", u64::MAX), Some(rec("five")));
-        assert_eq!(m.get(b"j", u64::MAX), None);
+        assert_eq!(m.get(b"i", u64::MAX), None);
         assert_eq!(m.get(b"kb", u64::MAX), None);
-        let all = m.chunk(b"", None, 4, 10);
+        let all = m.chunk(b"k", None, 4, 10);
         assert_eq!(
             all,
             vec![(Bytes::from_static(b"k"), None), (Bytes::from_static(b"ka"), rec("ka"))]
         );
-        let after = m.chunk(b"", Some(b"k"), u64::MAX, 10);
+        let after = m.chunk(b"k", Some(b"k"), u64::MAX, 10);
         assert_eq!(after.len(), 1);
         let first = m.chunk(b"k", None, u64::MAX, 1);
         assert_eq!(first, vec![(Bytes::from_static(b"k"), rec("five"))]);
         let mut seen = Vec::new();
         m.for_each_newest(|k, r| {
-            seen.push((k.clone(), r.cloned()));
+            if k.as_ref() != b"j" {
+                seen.push((k.clone(), r.cloned()));
+            }
             Ok(())
         })
         .unwrap();

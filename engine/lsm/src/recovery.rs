@@ -26,9 +26,10 @@ use bytes::Bytes;
 
 use crate::backlog::Backlog;
 use crate::block_cache::BlockCache;
-use crate::db::{BgCounters, BgState, Db, ExpiryIndex, Inner, LiveTable, ManifestCtl, Version, WriteState};
+use crate::db::{
+    insert_batch, BgCounters, BgState, Db, ExpiryIndex, Inner, LiveTable, ManifestCtl, Version, WriteState,
+};
 use crate::durability::Durability;
-use crate::entry_codec::KEY_HEAD_SIZE;
 use crate::error::{Error, Result};
 use crate::filenames::{manifest_name, parse, table_name, wal_name, FileKind, CURRENT};
 use crate::fs::{make_dirs, remove_if_exists};
@@ -243,18 +244,9 @@ pub(crate) fn open(opts: Options) -> Result<Db> {
                     synthetic
                 }
             };
-            for e in &b.entries {
-                let key = b.payload.slice(e.key.clone());
-                let rec = e.record(&b.payload);
-                let existed = matches!(lookup.lookup(&key, u64::MAX)?, Some(Some(_)));
-                match (&rec, existed) {
-                    (Some(_), false) => live_keys += 1,
-                    (None, true) => live_keys -= 1,
-                    _ => {}
-                }
-                expiring.note(&key, rec.as_ref());
-                mem.insert(key, seq, rec, e.end - (e.key.start - KEY_HEAD_SIZE));
-            }
+            let (delta, status) = insert_batch(&lookup, seq, &b.payload, &b.entries, &mut expiring);
+            status?;
+            live_keys += delta;
             info.batches += 1;
         }
         if let Some((off, why)) = &scan.problem {

@@ -191,3 +191,33 @@ fn commit_many_takes_consecutive_sequences_in_one_write() {
     assert_eq!(db.last_seq(), (1, 4));
     let _ = (Fault::Fail(0), OpKind::Sync);
 }
+
+/// The key count takes "did the key exist" from the memtable insert itself (one skiplist
+/// search per entry); a batch that writes a key twice replaces its own version and must
+/// still count right, live and after replay.
+#[test]
+fn a_batch_writing_a_key_twice_keeps_the_key_count() {
+    let fs = SimFs::new(SIM_ROOT);
+    let opts = || {
+        let mut o = sim_opts(&fs);
+        o.fsync = FsyncPolicy::No;
+        o
+    };
+    let db = Db::open(opts()).unwrap();
+    db.commit(1, vec![put("a", "1"), del("a")]).unwrap();
+    assert_eq!(db.len(), 0);
+    db.commit(1, vec![del("b"), put("b", "2"), put("b", "3")]).unwrap();
+    assert_eq!(db.len(), 1);
+    db.commit(1, vec![put("c", "1"), put("c", "2"), del("b")]).unwrap();
+    assert_eq!(db.len(), 1);
+    db.flush().unwrap();
+    db.commit(1, vec![del("c"), put("c", "3"), put("d", "4"), del("d")])
+        .unwrap();
+    assert_eq!(db.len(), 1);
+    db.commit(1, vec![put("b", "5")]).unwrap();
+    assert_eq!(db.len(), 2);
+    db.close().unwrap();
+    let db = Db::open(opts()).unwrap();
+    assert_eq!(db.len(), 2);
+    assert_eq!(dump(&db), vec![("b".into(), "5".into()), ("c".into(), "3".into())]);
+}
