@@ -11,8 +11,9 @@ sequence. The boundary is the short list of calls in _core.pyi
 Experimental: `--storage lsm` (the core's velocity-lsm engine, in DATA_DIR/storage
 where the Python engine keeps its data; a directory it wrote is migrated at start)
 or `--storage memory`; SNAPSHOT_BEGIN/READ are served by the core (engine/core/src/
-snapshot.rs); no replication yet, which the engine refuses at start (`unsupported`). `--restore-from` works: the shell restores
-the snapshot file into DATA_DIR before the core opens it (cli.py).
+snapshot.rs); no replication yet, which the engine refuses at start (`unsupported`).
+`--restore-from` works: the shell restores the snapshot file into DATA_DIR before the
+core opens it (cli.py).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from velocity_engine.metrics import EngineCollector, Stats, make_registry, rende
 from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.errors import CorruptionError, RestoreError
 from velocity_engine.storage.exported_metrics import _histogram, snapshot_metric_families
-from velocity_engine.storage.snapshot_exporter import SnapshotFigures
 from velocity_engine.storage.filenames import STORAGE_DIR
+from velocity_engine.storage.snapshot_exporter import SnapshotFigures
 from velocity_engine.storage.wal_writer import FSYNC_BUCKETS, Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry
 

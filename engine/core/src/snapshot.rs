@@ -140,7 +140,10 @@ impl From<SnapshotError> for VError {
 
 enum Status {
     Writing,
-    Ready { size: u64, file: Option<Arc<dyn ReadableFile>> },
+    Ready {
+        size: u64,
+        file: Option<Arc<dyn ReadableFile>>,
+    },
     Failed(String),
 }
 
@@ -307,7 +310,11 @@ impl Exporter {
     }
 
     fn free_bytes(&self) -> Result<u64, SnapshotError> {
-        let at = if self.fs.is_dir(&self.dir) { &self.dir } else { &self.data_dir };
+        let at = if self.fs.is_dir(&self.dir) {
+            &self.dir
+        } else {
+            &self.data_dir
+        };
         self.fs
             .free_bytes(at)
             .map_err(|e| SnapshotError::Io(format!("cannot start a snapshot: {}: {e}", at.display())))
@@ -376,9 +383,8 @@ impl Exporter {
                 return Err(e);
             }
         };
-        make_dirs(&*self.fs, &self.dir).map_err(|e| {
-            SnapshotError::Io(format!("cannot start a snapshot: {}: {e}", self.dir.display()))
-        })?;
+        make_dirs(&*self.fs, &self.dir)
+            .map_err(|e| SnapshotError::Io(format!("cannot start a snapshot: {}: {e}", self.dir.display())))?;
         let id = new_id()?;
         let created_ms = now_ms();
         // The view: taken under the exporter's lock so two BEGINs are ordered.
@@ -475,7 +481,11 @@ impl Exporter {
                 f
             }
         };
-        let want = if max_bytes == 0 { MAX_READ } else { u64::from(max_bytes).min(MAX_READ) };
+        let want = if max_bytes == 0 {
+            MAX_READ
+        } else {
+            u64::from(max_bytes).min(MAX_READ)
+        };
         let n = want.min(size.saturating_sub(offset));
         let mut data = vec![0u8; n as usize];
         if n > 0 {
@@ -485,7 +495,11 @@ impl Exporter {
         if offset + n >= size {
             drop_job(&mut g, &*self.fs, id); // read to the end: done
         }
-        Ok(ReadReply { ready: true, size, data })
+        Ok(ReadReply {
+            ready: true,
+            size,
+            data,
+        })
     }
 
     /// Ends the service: waits for the writers, deletes every file. Idempotent.
@@ -849,7 +863,11 @@ mod tests {
         let (id, created_ms) = x.begin(&store).unwrap();
         assert_eq!(id.len(), 16);
         x.join_writers();
-        assert_eq!(files(&fs), vec![format!("snap-{id}.vsnap")], "no .tmp left, the final name");
+        assert_eq!(
+            files(&fs),
+            vec![format!("snap-{id}.vsnap")],
+            "no .tmp left, the final name"
+        );
         let bytes = read_all(&x, &id, 4096);
         assert_eq!(files(&fs), Vec::<String>::new(), "read to the end: deleted");
         let copy = root().join("copy.vsnap");
@@ -860,7 +878,10 @@ mod tests {
         assert_eq!(&entries[7].0[..], b"k00007");
         assert_eq!(&entries[7].1.value[..], b"v7");
         let err = x.read(&id, 0, 0).unwrap_err();
-        assert!(matches!(err, SnapshotError::Invalid(ref m) if m.contains("no snapshot")), "{err:?}");
+        assert!(
+            matches!(err, SnapshotError::Invalid(ref m) if m.contains("no snapshot")),
+            "{err:?}"
+        );
         let s = x.stats();
         assert_eq!((s.completed, s.files, s.disk_bytes), (1, 0, 0));
         assert_eq!(s.last_bytes, bytes.len() as u64);
@@ -883,7 +904,15 @@ mod tests {
         let ours = read_all(&x, &id, 0);
         let theirs = root().join("lsm.vsnap");
         // The same view, as of BEGIN: everything but the late key.
-        store.commit(2, vec![Mutation { key: b"key-99999"[..].into(), record: None }]).unwrap();
+        store
+            .commit(
+                2,
+                vec![Mutation {
+                    key: b"key-99999"[..].into(),
+                    record: None,
+                }],
+            )
+            .unwrap();
         write_snapshot_file(&fs, &theirs, &store.db().snapshot(), created_ms).unwrap();
         assert_eq!(ours, fs.contents(&theirs).unwrap());
         store.close().unwrap();
@@ -1046,7 +1075,8 @@ mod tests {
         let fs = SimFs::new(root());
         let dir = root().join(SNAPSHOT_DIR);
         make_dirs(&fs, &dir).unwrap();
-        fs.write_file(&dir.join("snap-0123456789abcdef.tmp"), b"partial").unwrap();
+        fs.write_file(&dir.join("snap-0123456789abcdef.tmp"), b"partial")
+            .unwrap();
         fs.write_file(&dir.join("snap-fedcba9876543210.vsnap"), b"old").unwrap();
         let x = Exporter::new(Arc::new(fs.clone()), &root(), limits());
         assert!(files(&fs).is_empty());

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from velocity_engine.replication.position_record import POSITION_KEY
 from velocity_engine.storage.snapshot import CHUNK_TARGET, read_snapshot
 
