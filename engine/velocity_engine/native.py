@@ -10,9 +10,10 @@ sequence. The boundary is the short list of calls in _core.pyi
 
 Experimental: `--storage lsm` (the core's velocity-lsm engine, in DATA_DIR/storage
 where the Python engine keeps its data; a directory it wrote is migrated at start)
-or `--storage memory`; no replication and no SNAPSHOT_BEGIN/READ yet; the engine
-refuses those at start (`unsupported`). `--restore-from` works: the shell restores
-the snapshot file into DATA_DIR before the core opens it (cli.py).
+or `--storage memory`; SNAPSHOT_BEGIN/READ are served by the core (engine/core/src/
+snapshot.rs); no replication yet, which the engine refuses at start (`unsupported`).
+`--restore-from` works: the shell restores the snapshot file into DATA_DIR before the
+core opens it (cli.py).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from velocity_engine.httpd import AdminHttp
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, render, rss_bytes
 from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.errors import CorruptionError, RestoreError
-from velocity_engine.storage.exported_metrics import _histogram
+from velocity_engine.storage.exported_metrics import _histogram, snapshot_metric_families
 from velocity_engine.storage.filenames import STORAGE_DIR
+from velocity_engine.storage.snapshot_exporter import SnapshotFigures
 from velocity_engine.storage.wal_writer import FSYNC_BUCKETS, Policy
 from velocity_engine.tls import TlsFiles, certificate_expiry
 
@@ -237,6 +239,10 @@ class NativeServer:
             "block_cache_bytes": s.block_cache_bytes,
             "compaction_rate_bytes": s.compaction_rate_bytes,
             "replication_backlog_bytes": s.replication_backlog_bytes,
+            "snapshot_max_files": s.snapshot_max_files,
+            "snapshot_max_bytes": s.snapshot_max_bytes,
+            "snapshot_min_free_bytes": s.snapshot_min_free_bytes,
+            "snapshot_idle_s": s.snapshot_idle_s,
             "epoch": self._epoch(),
         }
 
@@ -339,6 +345,11 @@ class NativeServer:
         yield GaugeMetricFamily("velocity_replicas_connected", "Replicas streaming from this primary.", value=0)
         if self.config_reloader is not None:
             yield from self.config_reloader.metric_families()
+        snaps = self._stats.get("snapshots")
+        if snaps is not None:
+            yield from snapshot_metric_families(
+                SnapshotFigures(**{k: v for k, v in snaps.items() if k != "removed_at_start"})
+            )
         lsm = self._stats.get("lsm")
         if lsm is not None:
             yield from lsm_metric_families(lsm)

@@ -163,6 +163,29 @@ pub fn info_request(body: &[u8]) -> VResult<&str> {
     Table::root(body)?.string(0)
 }
 
+/// SNAPSHOT_READ (0x31).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotReadReq<'a> {
+    pub snapshot_id: &'a str,
+    pub offset: u64,
+    pub max_bytes: u32,
+}
+
+/// SnapshotBeginRequest: an empty table (checked all the same).
+pub fn snapshot_begin_request(body: &[u8]) -> VResult<()> {
+    Table::root(body).map(|_| ())
+}
+
+pub fn snapshot_read_request(body: &[u8]) -> VResult<SnapshotReadReq<'_>> {
+    let t = Table::root(body)?;
+    Ok(SnapshotReadReq {
+        snapshot_id: t.string(0)?,
+        // `offset:ulong`: the same eight bytes.
+        offset: t.i64(1, 0)? as u64,
+        max_bytes: t.u32(2, 0)?,
+    })
+}
+
 // ---- encoders: the generated builder ------------------------------------------
 
 fn finish<T>(mut fbb: FlatBufferBuilder<'_>, root: WIPOffset<T>, out: &mut Vec<u8>) {
@@ -242,6 +265,26 @@ pub fn info_response(json: &str, out: &mut Vec<u8>) {
     let mut fbb = builder(json.len());
     let json = string(&mut fbb, json);
     let root = fbs::InfoResponse::create(&mut fbb, &fbs::InfoResponseArgs { json });
+    finish(fbb, root, out);
+}
+
+pub fn snapshot_begin_response(snapshot_id: &str, created_ms: i64, out: &mut Vec<u8>) {
+    let mut fbb = builder(snapshot_id.len());
+    let snapshot_id = string(&mut fbb, snapshot_id);
+    let root = fbs::SnapshotBeginResponse::create(
+        &mut fbb,
+        &fbs::SnapshotBeginResponseArgs {
+            snapshot_id,
+            created_ms: created_ms.max(0) as u64,
+        },
+    );
+    finish(fbb, root, out);
+}
+
+pub fn snapshot_read_response(ready: bool, size: u64, data: &[u8], out: &mut Vec<u8>) {
+    let mut fbb = builder(data.len());
+    let data = bytes(&mut fbb, data);
+    let root = fbs::SnapshotReadResponse::create(&mut fbb, &fbs::SnapshotReadResponseArgs { ready, size, data });
     finish(fbb, root, out);
 }
 

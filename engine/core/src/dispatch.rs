@@ -376,6 +376,16 @@ impl Dispatcher {
                 let (keys, next) = ks.scan(r.prefix, r.cursor, r.count, half, pending)?;
                 codec::scan_response(&keys, &next, out);
             }
+            Opcode::SNAPSHOT_BEGIN => {
+                codec::snapshot_begin_request(body)?;
+                let (id, created_ms) = crate::snapshot::serve(shared)?.begin(ks.store())?;
+                codec::snapshot_begin_response(&id, created_ms, out);
+            }
+            Opcode::SNAPSHOT_READ => {
+                let r = codec::snapshot_read_request(body)?;
+                let reply = crate::snapshot::serve(shared)?.read(r.snapshot_id, r.offset, r.max_bytes)?;
+                codec::snapshot_read_response(reply.ready, reply.size, &reply.data, out);
+            }
             Opcode::HELLO => self.hello(body, out)?,
             Opcode::PING => codec::ping_response(codec::ping_request(body)?, out),
             Opcode::INFO => {

@@ -16,7 +16,8 @@
 //! - [`store`], [`memory`] and [`lsm_store`]: the storage contract, the in-memory
 //!   store and the durable one (velocity-lsm);
 //! - [`auth`], [`tls`]: credentials, roles, throttle; the TLS 1.3 config;
-//! - [`stats`], [`info`]: counters and histograms; the INFO document.
+//! - [`stats`], [`info`]: counters and histograms; the INFO document;
+//! - [`snapshot`]: SNAPSHOT_BEGIN/READ, the export of snapshot files.
 //!
 //! Nothing here panics on bytes from the network: decoders return errors
 //! carrying the protocol code to answer with.
@@ -34,6 +35,7 @@ pub mod lsm_store;
 pub mod memory;
 pub mod server;
 pub mod settings;
+pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod tls;

@@ -179,6 +179,14 @@ impl Store for LsmStore {
             .collect())
     }
 
+    fn snapshot_entries(&self) -> Result<crate::snapshot::SnapshotEntries, StoreError> {
+        // Db::snapshot(): the memtables frozen at one sequence, the tables pinned;
+        // writes go on while the file is written from it.
+        Ok(Box::new(
+            self.db.snapshot().iter_from(b"").map(|r| r.map_err(|e| e.to_string())),
+        ))
+    }
+
     fn expiring_sample(&self, n: usize) -> Vec<(Key, i64)> {
         self.db
             .expiring_sample(n)

@@ -9,6 +9,7 @@
 //!   ValueError for a bad setting);
 //! - `Core.port`; `Core.stop(grace_s) -> int` (drain, then end; the count of
 //!   connections cut off); `Core.stats() -> dict` (counters for /metrics);
+//!   (its `snapshots` entry: the SNAPSHOT_BEGIN/READ figures);
 //!   `Core.set_live_settings(dict)` (`max_connections`, `appendfsync`);
 //!   `Core.set_info_sections(json)`;
 //!   `Core.info(section) -> str` (the INFO JSON);
@@ -128,6 +129,19 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
     if let Some(v) = get::<u64>(d, "epoch")? {
         s.epoch = v;
     }
+    s.data_dir = get::<std::path::PathBuf>(d, "data_dir")?;
+    if let Some(v) = get::<usize>(d, "snapshot_max_files")? {
+        s.snapshot.max_files = v;
+    }
+    if let Some(v) = get::<u64>(d, "snapshot_max_bytes")? {
+        s.snapshot.max_bytes = v;
+    }
+    if let Some(v) = get::<u64>(d, "snapshot_min_free_bytes")? {
+        s.snapshot.min_free_bytes = v;
+    }
+    if let Some(v) = get::<f64>(d, "snapshot_idle_s")? {
+        s.snapshot.idle = secs(v, "snapshot_idle_s")?;
+    }
     s.storage = match get::<String>(d, "storage")?.as_deref() {
         None | Some("memory") => StorageSettings::Memory,
         Some("lsm") => {
@@ -195,6 +209,22 @@ fn lsm_stats<'py>(py: Python<'py>, l: &velocity_lsm::Stats) -> PyResult<Bound<'p
     Ok(d)
 }
 
+/// SNAPSHOT_BEGIN/READ figures for /metrics (exported_metrics.py's `velocity_snapshot*`).
+fn snapshot_stats<'py>(py: Python<'py>, x: &crate::snapshot::SnapshotStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("last_success_ts", x.last_success_ts)?;
+    d.set_item("last_bytes", x.last_bytes)?;
+    d.set_item("last_seconds", x.last_seconds)?;
+    d.set_item("completed", x.completed)?;
+    d.set_item("failed", x.failed)?;
+    d.set_item("refused", x.refused)?;
+    d.set_item("expired", x.expired)?;
+    d.set_item("files", x.files)?;
+    d.set_item("disk_bytes", x.disk_bytes)?;
+    d.set_item("removed_at_start", x.removed_at_start)?;
+    Ok(d)
+}
+
 /// A running data plane.
 #[pyclass(module = "velocity_engine._core", name = "Core", frozen)]
 struct Core {
@@ -249,7 +279,7 @@ impl Core {
     /// opcode (256 entries each), errors per code, connection and byte counts,
     /// key figures.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (totals, st, lsm, c, expired, maxc) = self.with(|s| {
+        let (totals, st, lsm, c, expired, maxc, snaps) = self.with(|s| {
             let sh = s.shared();
             let c = &sh.counters;
             (
@@ -265,6 +295,7 @@ impl Core {
                 ],
                 sh.keyspace.expired_total(),
                 sh.max_connections(),
+                sh.snapshots.as_ref().map(|x| x.stats()),
             )
         })?;
         let d = PyDict::new(py);
@@ -293,6 +324,9 @@ impl Core {
         d.set_item("storage_engine", st.engine)?;
         if let Some(l) = &lsm {
             d.set_item("lsm", lsm_stats(py, l)?)?;
+        }
+        if let Some(x) = &snaps {
+            d.set_item("snapshots", snapshot_stats(py, x)?)?;
         }
         Ok(d)
     }

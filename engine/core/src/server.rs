@@ -145,6 +145,8 @@ pub struct Shared {
     pub workers: Vec<Arc<WorkerStats>>,
     draining: AtomicBool,
     info_sections: RwLock<Map<String, Value>>,
+    /// SNAPSHOT_BEGIN/READ (None: no data directory to write them to).
+    pub snapshots: Option<crate::snapshot::Exporter>,
 }
 
 impl Shared {
@@ -179,6 +181,9 @@ impl Shared {
             workers: (0..workers.max(1)).map(|_| Arc::new(WorkerStats::default())).collect(),
             draining: AtomicBool::new(false),
             info_sections: RwLock::new(Map::new()),
+            snapshots: settings.data_dir.as_deref().map(|d| {
+                crate::snapshot::Exporter::new(Arc::new(velocity_lsm::fs::RealFs), d, settings.snapshot.clone())
+            }),
             settings,
         })
     }
@@ -359,6 +364,9 @@ impl Server {
         let _ = self.stop_tx.send(true);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(x) = &self.shared.snapshots {
+            x.close(); // after the workers: no BEGIN can start another writer
         }
         let _ = self.shared.keyspace.store().close();
         cut

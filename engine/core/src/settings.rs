@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::auth::Role;
 use crate::lsm_store::LsmSettings;
+use crate::snapshot::SnapshotLimits;
 
 /// Where the keyspace lives (`--storage`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +53,11 @@ pub struct Settings {
     pub threads: usize,
     pub backlog: u32,
     pub storage: StorageSettings,
+    /// DATA_DIR (snapshot files go to DATA_DIR/storage/snapshots); None: no
+    /// directory, SNAPSHOT_BEGIN is refused.
+    pub data_dir: Option<PathBuf>,
+    /// `snapshot_*` bounds (config.py).
+    pub snapshot: SnapshotLimits,
     /// The node's epoch (its replication state file's, 1 for a new node); writes
     /// are logged in the larger of it and the log's newest epoch.
     pub epoch: u64,
@@ -80,6 +86,8 @@ impl Default for Settings {
             threads: 0,
             backlog: 1024,
             storage: StorageSettings::Memory,
+            data_dir: None,
+            snapshot: SnapshotLimits::default(),
             epoch: 1,
         }
     }

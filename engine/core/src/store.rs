@@ -148,6 +148,24 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Every live record at one instant, owned, for a snapshot file
+    /// (SNAPSHOT_BEGIN, [`crate::snapshot`]). The default copies the records
+    /// through `scan_from`'s consistent read (the memory store: under all its
+    /// shard locks, as the Python engine copies on its loop).
+    fn snapshot_entries(&self) -> Result<crate::snapshot::SnapshotEntries, StoreError> {
+        let all = self.scan_from(&[], usize::MAX)?;
+        Ok(Box::new(all.into_iter().map(|(k, r)| {
+            Ok((
+                bytes::Bytes::copy_from_slice(&k),
+                velocity_lsm::Record {
+                    kind: r.kind,
+                    value: bytes::Bytes::copy_from_slice(&r.value),
+                    expire_at_ms: r.expire_at_ms,
+                },
+            ))
+        })))
+    }
+
     /// Makes pending writes durable and releases resources.
     fn close(&self) -> Result<(), StoreError>;
 }

@@ -379,7 +379,7 @@ fn malformed_bodies_and_bad_arguments_are_not_fatal() {
             ),
             (Opcode::MSET, body::mset_request(&[]), ErrorCode::InvalidArgument),
             (Opcode(0x7E), Vec::new(), ErrorCode::UnknownOpcode),
-            (Opcode::SNAPSHOT_BEGIN, Vec::new(), ErrorCode::UnknownOpcode),
+            (Opcode::SNAPSHOT_READ, vec![1], ErrorCode::Protocol),
         ];
         for (op, b, want) in &cases {
             c.request(*op, b).await;

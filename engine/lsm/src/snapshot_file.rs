@@ -264,7 +264,12 @@ pub fn restore_snapshot_file(fs: &dyn FileSystem, snapshot: &Path, dir: &Path) -
             next += 1;
             next - 1
         },
-        entries.into_iter().map(Ok),
+        // A snapshot the Python engine served holds its hidden replication position
+        // record; it is not user data (and the restored position is (0, 0)).
+        entries
+            .into_iter()
+            .filter(|(k, _)| &k[..] != crate::recovery::LEGACY_POSITION_KEY)
+            .map(Ok),
         |_, _| {},
     )?;
     publish(fs, &marker, format!("{id}\n").as_bytes())

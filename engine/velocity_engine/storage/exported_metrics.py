@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from velocity_engine.storage.base import Storage
 from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.lsm import LsmStorage
-from velocity_engine.storage.snapshot_exporter import SnapshotExporter
+from velocity_engine.storage.snapshot_exporter import SnapshotExporter, SnapshotFigures
 from velocity_engine.storage.wal_writer import FSYNC_BUCKETS
 
 
@@ -25,30 +25,33 @@ def _histogram(name: str, help_text: str, bounds: tuple[float, ...], counts: lis
     return hist
 
 
+def snapshot_metric_families(f: SnapshotFigures) -> Iterator[Any]:
+    """The `velocity_snapshot*` families, from the Python exporter or the native core's figures."""
+    yield GaugeMetricFamily(
+        "velocity_snapshot_last_success_timestamp_seconds",
+        "When the last snapshot finished writing (Unix time; 0: none since start).",
+        value=f.last_success_ts,
+    )
+    yield GaugeMetricFamily("velocity_snapshot_bytes", "Size of the last snapshot file.", value=f.last_bytes)
+    yield GaugeMetricFamily("velocity_snapshot_duration_seconds", "Time the last snapshot took to write.",
+                            value=f.last_seconds)
+    yield CounterMetricFamily("velocity_snapshots", "Snapshots written.", value=f.completed)
+    yield GaugeMetricFamily("velocity_snapshot_files", "Snapshot files held now (writing, ready, being read).",
+                            value=f.files)
+    yield GaugeMetricFamily("velocity_snapshot_disk_bytes", "Bytes the held snapshot files take (or will).",
+                            value=f.disk_bytes)
+    yield CounterMetricFamily("velocity_snapshots_refused",
+                              "SNAPSHOT_BEGINs refused (file, byte or free-space limits; BUSY).", value=f.refused)
+    yield CounterMetricFamily("velocity_snapshots_failed", "Snapshots that failed while being written.",
+                              value=f.failed)
+    yield CounterMetricFamily("velocity_snapshots_expired", "Ready snapshots deleted unread after snapshot_idle_s.",
+                              value=f.expired)
+
+
 def storage_metric_families(storage: Storage, snapshots: SnapshotExporter | None = None) -> Iterator[Any]:
     """Nothing about logs and tables for volatile storage: no fake values."""
     if snapshots is not None:
-        yield GaugeMetricFamily(
-            "velocity_snapshot_last_success_timestamp_seconds",
-            "When the last snapshot finished writing (Unix time; 0: none since start).",
-            value=snapshots.last_success_ts,
-        )
-        yield GaugeMetricFamily("velocity_snapshot_bytes", "Size of the last snapshot file.",
-                                value=snapshots.last_bytes)
-        yield GaugeMetricFamily("velocity_snapshot_duration_seconds", "Time the last snapshot took to write.",
-                                value=snapshots.last_seconds)
-        yield CounterMetricFamily("velocity_snapshots", "Snapshots written.", value=snapshots.completed)
-        yield GaugeMetricFamily("velocity_snapshot_files", "Snapshot files held now (writing, ready, being read).",
-                                value=snapshots.files())
-        yield GaugeMetricFamily("velocity_snapshot_disk_bytes", "Bytes the held snapshot files take (or will).",
-                                value=snapshots.disk_bytes())
-        yield CounterMetricFamily("velocity_snapshots_refused",
-                                  "SNAPSHOT_BEGINs refused (file, byte or free-space limits; BUSY).",
-                                  value=snapshots.refused)
-        yield CounterMetricFamily("velocity_snapshots_failed", "Snapshots that failed while being written.",
-                                  value=snapshots.failed)
-        yield CounterMetricFamily("velocity_snapshots_expired", "Ready snapshots deleted unread after snapshot_idle_s.",
-                                  value=snapshots.expired)
+        yield from snapshot_metric_families(snapshots.figures())
     if not isinstance(storage, LsmStorage):
         return
     w = storage.wal

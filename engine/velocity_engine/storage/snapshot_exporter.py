@@ -70,6 +70,22 @@ class SnapshotLimits:
     idle_s: float = IDLE_S
 
 
+@dataclass(frozen=True)
+class SnapshotFigures:
+    """What /metrics shows of the exporter (`velocity_snapshot*`); the native core
+    reports the same figures in `Core.stats()["snapshots"]`."""
+
+    last_success_ts: float = 0.0
+    last_bytes: int = 0
+    last_seconds: float = 0.0
+    completed: int = 0
+    failed: int = 0
+    refused: int = 0
+    expired: int = 0
+    files: int = 0
+    disk_bytes: int = 0
+
+
 @dataclass
 class SnapshotJob:
     id: str
@@ -155,6 +171,12 @@ class SnapshotExporter:
         self._schedule_expiry()
 
     # -- accounting ------------------------------------------------------------------
+
+    def figures(self) -> SnapshotFigures:
+        return SnapshotFigures(
+            self.last_success_ts, self.last_bytes, self.last_seconds, self.completed, self.failed, self.refused,
+            self.expired, self.files(), self.disk_bytes(),
+        )
 
     def files(self) -> int:
         """Snapshots holding a file now (writing, ready, being read)."""

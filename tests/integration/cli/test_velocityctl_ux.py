@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from velocity import __version__
 
-from tests.support.engine_proc import CTL, SNAPSHOTS_NOT_NATIVE, EngineProcess
+from tests.support.engine_proc import CTL, EngineProcess
 
 
 @pytest.fixture(scope="module")
 def eng(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    with EngineProcess(tmp_path_factory.mktemp("ctl-ux"), python_only=SNAPSHOTS_NOT_NATIVE) as e:
+    with EngineProcess(tmp_path_factory.mktemp("ctl-ux")) as e:
         yield e
 
 

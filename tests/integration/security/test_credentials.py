@@ -16,19 +16,17 @@ from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 from vproto.values import ValueKind
 
-from tests.support.engine_proc import SNAPSHOTS_NOT_NATIVE, EngineProcess
+from tests.support.engine_proc import EngineProcess
 from tests.support.raw import RawConnection
 
 READONLY = "read-only-token-0123456789abcdef"
 
 
 @pytest.fixture
-def eng(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EngineProcess]:
+def eng(tmp_path: Path) -> Iterator[EngineProcess]:
     (tmp_path / "ro-token").write_text(READONLY + "\n")
-    # The admin test takes a snapshot: Python data plane until SNAPSHOT_BEGIN is native.
-    python_only = SNAPSHOTS_NOT_NATIVE if request.node.name == "test_admin_token_runs_admin_opcodes_and_data" else None
     args = ["--readonly-token-file", str(tmp_path / "ro-token")]
-    with EngineProcess(tmp_path / "e", extra_args=args, python_only=python_only) as e:
+    with EngineProcess(tmp_path / "e", extra_args=args) as e:
         yield e
 
 

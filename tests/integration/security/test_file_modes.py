@@ -20,7 +20,7 @@ import pytest
 from vproto import messages as m
 from vproto.frame import Opcode
 
-from tests.support.engine_proc import SNAPSHOTS_NOT_NATIVE, EngineProcess, wait_until
+from tests.support.engine_proc import EngineProcess, wait_until
 from tests.support.raw import RawConnection
 
 
@@ -87,7 +87,7 @@ def snapshot_ready(eng: EngineProcess) -> str:
 
 def test_data_files_are_private_whatever_the_umask(tmp_path: Path, open_umask: None) -> None:
     eng = EngineProcess(
-        tmp_path / "e", env={"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}, python_only=SNAPSHOTS_NOT_NATIVE
+        tmp_path / "e", env={"VELOCITY_MEMTABLE_BYTES": str(64 * 1024)}
     )
     with eng:
         value = os.urandom(2000)

@@ -23,7 +23,7 @@ from vproto import messages as m
 from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 
-from tests.support.engine_proc import SNAPSHOTS_NOT_NATIVE, EngineProcess, wait_until
+from tests.support.engine_proc import EngineProcess, wait_until
 from tests.support.raw import RawConnection
 from tests.support.tmpfs import mounted_tmpfs
 
@@ -87,7 +87,7 @@ def writes_work(eng: EngineProcess, key: str) -> bool:
 def test_begin_loop_keeps_files_bounded_and_disk_usable(disk: Path) -> None:
     """~10 s of BEGINs: at most snapshot_max_files files, bytes bounded, free space kept, writes work."""
     eng = EngineProcess(
-        disk, python_only=SNAPSHOTS_NOT_NATIVE, env={
+        disk, env={
         "VELOCITY_SNAPSHOT_MAX_FILES": "3", "VELOCITY_SNAPSHOT_IDLE_S": "3",
         "VELOCITY_SNAPSHOT_MIN_FREE_BYTES": str(100 * MiB), "VELOCITY_MEMTABLE_BYTES": str(8 * MiB),
     })
@@ -128,7 +128,7 @@ def test_begin_loop_keeps_files_bounded_and_disk_usable(disk: Path) -> None:
 def test_begin_refused_when_it_would_eat_the_free_space_margin(disk: Path) -> None:
     """Margin 370 MiB of a 400 MiB volume, ~25 MiB of data: BEGIN is refused, nothing written, writes work."""
     eng = EngineProcess(
-        disk, python_only=SNAPSHOTS_NOT_NATIVE, env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": str(370 * MiB)})
+        disk, env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": str(370 * MiB)})
     with eng:
         load(eng, 400)
         snap_id, err = begin(eng)
@@ -148,7 +148,7 @@ def test_failed_snapshot_leaves_no_partial_file(disk: Path) -> None:
     the end (deleted) and the race run again.
     """
     eng = EngineProcess(
-        disk, python_only=SNAPSHOTS_NOT_NATIVE,
+        disk,
         env={"VELOCITY_SNAPSHOT_MIN_FREE_BYTES": "0", "VELOCITY_STORAGE": "memory"},
     )
     with eng:
@@ -187,7 +187,7 @@ def test_failed_snapshot_leaves_no_partial_file(disk: Path) -> None:
 
 
 def test_abandoned_snapshots_are_deleted_at_start_up(tmp_path: Path) -> None:
-    eng = EngineProcess(tmp_path / "e", python_only=SNAPSHOTS_NOT_NATIVE)
+    eng = EngineProcess(tmp_path / "e")
     with eng:
         load(eng, 20)
         ids = [begin(eng)[0] for _ in range(2)]

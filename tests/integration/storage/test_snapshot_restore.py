@@ -6,12 +6,12 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from tests.support.engine_proc import ENGINE, SNAPSHOTS_NOT_NATIVE, EngineProcess
+from tests.support.engine_proc import ENGINE, EngineProcess
 
 
 def test_snapshot_during_writes_restores_exactly_a_point_in_time(tmp_path: Path) -> None:
     src = EngineProcess(
-        tmp_path / "src", extra_args=["--memtable-bytes", "131072"], python_only=SNAPSHOTS_NOT_NATIVE
+        tmp_path / "src", extra_args=["--memtable-bytes", "131072"]
     )
     dst = EngineProcess(tmp_path / "dst")
     snap = tmp_path / "backup.vsnap"
@@ -81,7 +81,7 @@ def test_snapshot_during_writes_restores_exactly_a_point_in_time(tmp_path: Path)
 
 
 def test_restore_refuses_a_damaged_snapshot(tmp_path: Path) -> None:
-    with EngineProcess(tmp_path / "src", python_only=SNAPSHOTS_NOT_NATIVE) as src:
+    with EngineProcess(tmp_path / "src") as src:
         assert src.ctl("set", "a", "1").returncode == 0
         snap = tmp_path / "s.vsnap"
         assert src.ctl("snapshot", "-q", str(snap)).returncode == 0
