@@ -65,6 +65,8 @@ enum Step {
     Close,
     /// A wrong token: answer late, then close.
     AuthFailed(VError),
+    /// REPL_SYNC was answered: the connection becomes a replication feed.
+    Feed(crate::replication::feed::Plan),
 }
 
 enum Wake {
@@ -203,6 +205,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.auth_failed(e).await;
                     return;
                 }
+                Step::Feed(plan) => {
+                    let leftover = self.rbuf[self.rpos..].to_vec();
+                    let (shared, drain) = (self.w.shared.clone(), self.drain.clone());
+                    crate::replication::feed::run(&mut self.stream, leftover, plan, shared, drain).await;
+                    return;
+                }
                 Step::Read => {}
             }
             match self.read().await {
@@ -309,6 +317,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             t0 = Some(now);
             if result.as_ref().is_err_and(|e| e.fatal) {
                 return Step::Close;
+            }
+            if let Some(plan) = self.d.feed.take() {
+                return Step::Feed(plan);
             }
             if !self.slot && self.d.session.authed && !self.take_slot() {
                 // The HELLO that ended probation found no client slot: BUSY instead of its reply.

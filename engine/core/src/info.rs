@@ -133,13 +133,7 @@ pub fn document(shared: &Shared) -> Map<String, Value> {
         json!({"engine": st.engine, "keys_with_ttl": st.keys_with_ttl, "data_bytes": st.data_bytes}),
     );
     doc.insert("persistence".into(), json!({"appendfsync": "none", "last_fsync_ms": 0}));
-    doc.insert(
-        "replication".into(),
-        extra
-            .get("replication")
-            .cloned()
-            .unwrap_or_else(|| json!({"role": "primary"})),
-    );
+    doc.insert("replication".into(), shared.repl.info(shared));
     doc.insert(
         "config".into(),
         extra

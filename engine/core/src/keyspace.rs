@@ -13,7 +13,7 @@
 //! cycle ([`Keyspace::expire_some`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use velocity_proto::ErrorCode;
 
@@ -58,6 +58,19 @@ pub struct Keyspace {
     stripes: Box<[Mutex<()>]>,
     clock: Clock,
     expired_total: AtomicU64,
+    /// Replication's hook into the write path (set once at start; none in unit tests).
+    hook: OnceLock<Arc<dyn CommitHook>>,
+}
+
+/// What replication hooks into the write path (replication/mod.rs).
+pub trait CommitHook: Send + Sync {
+    /// The epoch new batches are written in.
+    fn epoch(&self) -> u64;
+    /// False on a replica: its data changes only by its stream (expiry deletions
+    /// come from the primary), so lazy and active expiry only hide expired keys.
+    fn writable(&self) -> bool;
+    /// After a commit: wake the feeds; a sync-mode reply waits for the quorum.
+    fn committed(&self, seq: u64, pending: &mut Pending);
 }
 
 fn store_error(e: StoreError) -> VError {
@@ -145,7 +158,17 @@ impl Keyspace {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             clock,
             expired_total: AtomicU64::new(0),
+            hook: OnceLock::new(),
         }
+    }
+
+    /// Installs replication's hook (once).
+    pub fn set_hook(&self, hook: Arc<dyn CommitHook>) {
+        let _ = self.hook.set(hook);
+    }
+
+    fn epoch(&self) -> u64 {
+        self.hook.get().map_or(0, |h| h.epoch())
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -176,10 +199,13 @@ impl Keyspace {
     }
 
     fn commit(&self, mutations: Vec<Mutation>, pending: &mut Pending) -> VResult<()> {
-        let c = self.store.commit(0, mutations).map_err(store_error)?;
+        let c = self.store.commit(self.epoch(), mutations).map_err(store_error)?;
         if let Some(w) = c.durable {
             // Commits become durable in order: waiting for the newest covers the rest.
             *pending = Some(w);
+        }
+        if let Some(h) = self.hook.get() {
+            h.committed(c.seq, pending);
         }
         Ok(())
     }
@@ -194,9 +220,15 @@ impl Keyspace {
             key: key.into(),
             record: None,
         };
+        if self.hook.get().is_some_and(|h| !h.writable()) {
+            return;
+        }
         // Not tracked for durability: an expired key reads as absent either way.
-        if self.store.commit(0, vec![m]).is_ok() {
+        if let Ok(c) = self.store.commit(self.epoch(), vec![m]) {
             self.expired_total.fetch_add(1, Ordering::Relaxed);
+            if let Some(h) = self.hook.get() {
+                h.committed(c.seq, &mut None);
+            }
         }
     }
 

@@ -143,6 +143,8 @@ pub struct Shared {
     pub workers: Vec<Arc<WorkerStats>>,
     draining: AtomicBool,
     info_sections: RwLock<Map<String, Value>>,
+    /// Role, epoch, feeds and follower (replication/mod.rs).
+    pub repl: Arc<crate::replication::Replication>,
 }
 
 impl Shared {
@@ -163,9 +165,13 @@ impl Shared {
             None => None,
         };
         let credentials = (!settings.insecure).then(|| Credentials::new(settings.tokens.clone()));
+        let repl = Arc::new(crate::replication::Replication::new(settings.repl.clone()));
+        let keyspace = Keyspace::new(store);
+        keyspace.set_hook(repl.clone());
         Ok(Self {
             max_connections: AtomicUsize::new(settings.max_connections),
-            keyspace: Keyspace::new(store),
+            keyspace,
+            repl,
             credentials,
             throttle: AuthThrottle::default(),
             tls,
@@ -266,7 +272,9 @@ impl Server {
             })?
         };
         let port = listener.local_addr().map_err(StartError::Runtime)?.port();
-        let shared = Arc::new(Shared::new(settings, Box::new(MemoryStore::new()), port, n)?);
+        let store = MemoryStore::with_backlog(settings.repl.backlog_bytes);
+        let shared = Arc::new(Shared::new(settings, Box::new(store), port, n)?);
+        shared.repl.start(&shared);
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut senders = Vec::with_capacity(n);
@@ -340,6 +348,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(5));
         }
         let cut = self.shared.counters.live();
+        self.shared.repl.shutdown();
         let _ = self.stop_tx.send(true);
         for t in self.threads.drain(..) {
             let _ = t.join();

@@ -39,6 +39,8 @@ pub struct Settings {
     /// Worker threads; 0: one per CPU this process may run on.
     pub threads: usize,
     pub backlog: u32,
+    /// Replication (role at start, sync mode, peers' credentials).
+    pub repl: crate::replication::ReplSettings,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             active_expiry_budget: Duration::from_millis(1),
             threads: 0,
             backlog: 1024,
+            repl: crate::replication::ReplSettings::default(),
         }
     }
 }
