@@ -8,8 +8,10 @@ config reload (live settings are pushed into the core) and the start/stop
 sequence. The boundary is the short list of calls in _core.pyi
 (docs/engine.md, "The Python <-> core boundary").
 
-Experimental: `--storage memory` only, no replication, no snapshots; the
-engine refuses other combinations at start (`unsupported`).
+Experimental: `--storage memory` only, no Lease election, no snapshots; the
+engine refuses other combinations at start (`unsupported`). Replication
+(stream version 2: docs/formats/replication.md) runs in the core: --replica-of,
+sync mode, PROMOTE and REPLICA_OF; the shell hands it the settings and tokens.
 """
 
 from __future__ import annotations
@@ -46,10 +48,8 @@ def unsupported(settings: EngineSettings) -> list[str]:
     problems = []
     if s.storage != "memory":
         problems.append(f"--storage {s.storage} (the native data plane serves --storage memory only, for now)")
-    if s.replica_of:
-        problems.append("--replica-of (replication is not native yet)")
     if s.lease_name:
-        problems.append("--lease-name (replication is not native yet)")
+        problems.append("--lease-name (Lease election is not native yet)")
     if s.restore_from is not None:
         problems.append("--restore-from (snapshots are not native yet)")
     return problems
@@ -164,6 +164,7 @@ class NativeServer:
                 "write_buffer_high_bytes": s.write_buffer_high_bytes,
                 "active_expiry_hz": s.active_expiry_hz,
                 "active_expiry_budget_ms": s.active_expiry_budget_ms,
+                **self._replication_settings(),
             }
         )
         core = self._core
@@ -185,6 +186,31 @@ class NativeServer:
             self.metrics_port,
             core.threads,
         )
+
+    def _replication_settings(self) -> dict[str, Any]:
+        """What the core's replication needs: role at start, sync mode, peers' trust and tokens."""
+        s = self._settings
+        ca = s.replica_ca if s.replica_ca is not None else (self.tls.ca if self.tls is not None else None)
+        creds = self.credentials
+        return {
+            "replica_of": s.replica_of,
+            "replication_mode": s.replication_mode,
+            "sync_replicas": s.sync_replicas,
+            "sync_degrade": s.sync_degrade,
+            "sync_timeout_s": s.sync_timeout_s,
+            "replication_backlog_bytes": s.replication_backlog_bytes,
+            "advertise": s.advertise,
+            "replica_ca": str(ca) if ca is not None else None,
+            "replication_token": creds.token(Role.REPLICATION) if creds is not None else None,
+            "admin_token": creds.token(Role.ADMIN) if creds is not None else None,
+        }
+
+    def replication_state(self) -> dict[str, Any]:
+        """INFO's replication section, from the core."""
+        if self._core is None:
+            return {"role": "primary", "epoch": 0, "seq": 0}
+        state: dict[str, Any] = json.loads(self._core.replication_state())
+        return state
 
     def enable_config_reload(
         self, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None = None
@@ -218,7 +244,7 @@ class NativeServer:
     # -- what the core is told and asked -----------------------------------------
 
     def push_info_sections(self) -> None:
-        """INFO's config and replication sections come from the shell."""
+        """INFO's config section comes from the shell (replication's from the core)."""
         if self._core is None:
             return
         s = self._settings
@@ -227,8 +253,7 @@ class NativeServer:
             if self.config_reloader is not None
             else {"log_level": s.log_level, "max_connections": s.max_connections, "appendfsync": s.appendfsync}
         )
-        replication = {"role": "primary", "epoch": 0, "seq": 0, "mode": s.replication_mode, "replicas_connected": 0}
-        self._core.set_info_sections(json.dumps({"config": config, "replication": replication}))
+        self._core.set_info_sections(json.dumps({"config": config}))
 
     def refresh_stats(self, stats: Stats) -> None:
         """Copy the core's counters into the Stats the collector renders."""
@@ -271,11 +296,34 @@ class NativeServer:
         return g
 
     def metric_families(self) -> Iterator[Any]:
+        r = self.replication_state()
+        primary = r.get("role") == "primary"
         role = GaugeMetricFamily("velocity_replication_role", "1 for the role this node has now.", labels=["role"])
-        role.add_metric(["primary"], 1.0)
-        role.add_metric(["replica"], 0.0)
+        role.add_metric(["primary"], 1.0 if primary else 0.0)
+        role.add_metric(["replica"], 0.0 if primary else 1.0)
         yield role
-        yield GaugeMetricFamily("velocity_replicas_connected", "Replicas streaming from this primary.", value=0)
+        yield GaugeMetricFamily(
+            "velocity_replication_lag_records",
+            "Batches a replica is behind its primary (on a primary: the slowest replica's).",
+            value=r.get("lag_records", 0),
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_lag_seconds",
+            "Seconds a replica is behind its primary (on a primary: the slowest replica's).",
+            value=r.get("lag_seconds", 0.0),
+        )
+        yield GaugeMetricFamily(
+            "velocity_replicas_connected", "Replicas streaming from this primary.", value=r.get("replicas_connected", 0)
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_backlog_bytes",
+            "Bytes held in the replication backlog.",
+            value=r.get("backlog", {}).get("bytes", 0),
+        )
+        yield GaugeMetricFamily("velocity_replication_epoch", "The highest epoch this node has seen.", value=r.get("epoch", 0))
+        yield GaugeMetricFamily(
+            "velocity_replication_sequence", "Sequence number of the last batch applied.", value=r.get("seq", 0)
+        )
         if self.config_reloader is not None:
             yield from self.config_reloader.metric_families()
 

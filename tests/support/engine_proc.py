@@ -82,13 +82,14 @@ class EngineProcess:
     def data_plane_args(self) -> list[str]:
         """VELOCITY_TEST_DATA_PLANE=native: run this engine on the native data plane (issue 13)
         with memory storage, unless the test asks for what it cannot do yet (another storage,
-        replication, a restore); those engines keep the Python data plane."""
+        Lease election, a restore); those engines keep the Python data plane. Replicated
+        memory engines (--replica-of, sync mode, PROMOTE, REPLICA_OF) run natively."""
         if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native":
             return []
         args, env = self.extra_args, {**os.environ, **self.env}
-        if {"--replica-of", "--lease-name", "--restore-from", "--data-plane"} & set(args):
+        if {"--lease-name", "--restore-from", "--data-plane"} & set(args):
             return []
-        if any(env.get(k) for k in ("VELOCITY_REPLICA_OF", "VELOCITY_LEASE_NAME", "VELOCITY_RESTORE_FROM")):
+        if any(env.get(k) for k in ("VELOCITY_LEASE_NAME", "VELOCITY_RESTORE_FROM")):
             return []
         if env.get("VELOCITY_STORAGE", "memory") != "memory":
             return []

@@ -92,7 +92,7 @@ pub fn document(shared: &Shared) -> Map<String, Value> {
             "node_id": s.node_id,
             "pid": std::process::id(),
             "uptime_s": round3(shared.started.elapsed().as_secs_f64()),
-            "role": "primary",
+            "role": if shared.repl.is_primary() { "primary" } else { "replica" },
             "tls": s.tls.is_some(),
             "auth": shared.credentials.is_some(),
             "port": shared.port,

@@ -12,8 +12,8 @@
 
 use std::net::ToSocketAddrs;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -44,12 +44,24 @@ pub struct Handle {
     progress: Arc<Progress>,
 }
 
+/// What INFO shows of the link (follower.py's `info`).
 #[derive(Default)]
 struct Progress {
     /// The primary's seq by its last heartbeat.
     primary_seq: AtomicU64,
     /// Unix ms of the last frame from the primary.
     contact_ms: AtomicU64,
+    /// Unix ms when this replica last held everything the primary announced.
+    caught_up_ms: AtomicU64,
+    link_up: AtomicBool,
+    syncing: AtomicBool,
+    full_copies: AtomicU64,
+    primary: Mutex<String>,
+    last_error: Mutex<String>,
+}
+
+fn now_ms() -> u64 {
+    crate::keyspace::wall_ms() as u64
 }
 
 impl Handle {
@@ -61,20 +73,48 @@ impl Handle {
         }
     }
 
-    /// (records, seconds) behind the primary, by its last heartbeat.
+    /// (records, seconds) behind the primary, as far as this replica can tell:
+    /// without a link, the time since the last contact; with one, since it last
+    /// held everything the primary announced.
     pub fn lag(&self, applied: u64) -> (u64, f64) {
-        let n = self
-            .progress
-            .primary_seq
-            .load(Ordering::Acquire)
-            .saturating_sub(applied);
-        let at = self.progress.contact_ms.load(Ordering::Acquire);
-        let secs = if n > 0 && at > 0 {
-            (crate::keyspace::wall_ms() as u64).saturating_sub(at) as f64 / 1000.0
-        } else {
-            0.0
+        let p = &self.progress;
+        let n = p.primary_seq.load(Ordering::Acquire).saturating_sub(applied);
+        let since = |at: u64| {
+            if at == 0 {
+                0.0
+            } else {
+                now_ms().saturating_sub(at) as f64 / 1000.0
+            }
         };
-        (n, secs)
+        if !p.link_up.load(Ordering::Acquire) {
+            return (n, since(p.contact_ms.load(Ordering::Acquire)));
+        }
+        if n == 0 && !p.syncing.load(Ordering::Acquire) {
+            return (0, 0.0);
+        }
+        (n, since(p.caught_up_ms.load(Ordering::Acquire)))
+    }
+
+    /// INFO's `replication.link` (the same keys as the Python follower's).
+    pub fn info(&self, applied: u64) -> serde_json::Value {
+        let p = &self.progress;
+        let (lag_records, lag_seconds) = self.lag(applied);
+        let contact = p.contact_ms.load(Ordering::Acquire);
+        serde_json::json!({
+            "primary": *p.primary.lock().unwrap_or_else(|e| e.into_inner()),
+            "link_up": p.link_up.load(Ordering::Acquire),
+            "full_copy_in_progress": p.syncing.load(Ordering::Acquire),
+            "full_copies": p.full_copies.load(Ordering::Acquire),
+            "last_contact_s_ago": if contact == 0 {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(now_ms().saturating_sub(contact) as f64 / 1000.0)
+            },
+            "lag_records": lag_records,
+            "lag_seconds": (lag_seconds * 1000.0).round() / 1000.0,
+            "last_error": *p.last_error.lock().unwrap_or_else(|e| e.into_inner()),
+            "now_ms": now_ms(),
+        })
     }
 }
 
@@ -122,10 +162,13 @@ async fn follow(shared: Arc<Shared>, mut primary: String, mut stop: watch::Recei
         if *stop.borrow() {
             return;
         }
+        *progress.primary.lock().unwrap_or_else(|e| e.into_inner()) = primary.clone();
         let end = tokio::select! {
             e = session(&shared, &primary, &progress) => e,
             _ = stop.wait_for(|s| *s) => End::Stopped,
         };
+        progress.link_up.store(false, Ordering::Release);
+        progress.syncing.store(false, Ordering::Release);
         match end {
             End::Stopped => return,
             End::Redirect(p) if !p.is_empty() && p != primary => {
@@ -139,6 +182,7 @@ async fn follow(shared: Arc<Shared>, mut primary: String, mut stop: watch::Recei
                 // Log a repeated failure once, not every retry.
                 if why != last_error {
                     eprintln!("velocity-core: replication from {primary}: {why}; retrying");
+                    *progress.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why.clone();
                     last_error = why;
                 }
             }
@@ -316,6 +360,13 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         )));
     }
     repl.adopt(resp.epoch, resp.history.clone());
+    progress.link_up.store(true, Ordering::Release);
+    progress.contact_ms.store(now_ms(), Ordering::Release);
+    progress.primary_seq.store(resp.seq, Ordering::Release);
+    if resp.full {
+        progress.full_copies.fetch_add(1, Ordering::AcqRel);
+        progress.syncing.store(true, Ordering::Release);
+    }
     eprintln!(
         "velocity-core: following {primary} (epoch {}): {}",
         resp.epoch,
@@ -337,9 +388,7 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         let mut echoes = Vec::new();
         while let Some((op, b, used)) = take_frame(&rbuf, max).map_err(fail)? {
             rbuf.drain(..used);
-            progress
-                .contact_ms
-                .store(crate::keyspace::wall_ms() as u64, Ordering::Release);
+            progress.contact_ms.store(now_ms(), Ordering::Release);
             match op {
                 Opcode::REPL_SNAPSHOT => {
                     let Some(records) = copy.as_mut() else {
@@ -353,6 +402,7 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
                         let pos = (super::epoch_of(&resp.history, resp.seq), resp.seq);
                         store.install_copy(pos, records).map_err(|e| fail(e.to_string()))?;
                         repl.incomplete.store(false, Ordering::Release);
+                        progress.syncing.store(false, Ordering::Release);
                         eprintln!("velocity-core: full copy of {n} keys installed at seq {}", resp.seq);
                     }
                 }
@@ -377,6 +427,9 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
             }
         }
         let (_, applied) = store.log_position();
+        if applied >= progress.primary_seq.load(Ordering::Acquire) {
+            progress.caught_up_ms.store(now_ms(), Ordering::Release);
+        }
         let mut out = Vec::new();
         for t in echoes {
             frame::encode(

@@ -616,6 +616,9 @@ impl Replication {
         } else {
             d["primary"] = json!(st.primary);
             d["incomplete"] = json!(self.incomplete.load(Ordering::Acquire));
+            if let Some(h) = lock(&self.follower).as_ref() {
+                d["link"] = h.info(seq);
+            }
         }
         d
     }
