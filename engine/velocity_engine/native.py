@@ -203,6 +203,7 @@ class NativeServer:
             "replica_ca": str(ca) if ca is not None else None,
             "replication_token": creds.token(Role.REPLICATION) if creds is not None else None,
             "admin_token": creds.token(Role.ADMIN) if creds is not None else None,
+            "data_dir": str(s.data_dir),
         }
 
     def replication_state(self) -> dict[str, Any]:

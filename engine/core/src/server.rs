@@ -165,7 +165,10 @@ impl Shared {
             None => None,
         };
         let credentials = (!settings.insecure).then(|| Credentials::new(settings.tokens.clone()));
-        let repl = Arc::new(crate::replication::Replication::new(settings.repl.clone()));
+        let repl = Arc::new(
+            crate::replication::Replication::new(settings.repl.clone())
+                .map_err(|e| StartError::Runtime(std::io::Error::other(e)))?,
+        );
         let keyspace = Keyspace::new(store);
         keyspace.set_hook(repl.clone());
         Ok(Self {

@@ -142,7 +142,7 @@ fn a_replica_copies_follows_redirects_and_is_promoted() {
     let (op, b) = r.call(Opcode::PROMOTE, 0, &promote(0));
     assert_eq!(op, Opcode::PROMOTE.response());
     let pr = body::decode::<fbs::PromoteResponse>(&b).unwrap();
-    assert_eq!((pr.epoch(), pr.seq()), (1, 300));
+    assert_eq!((pr.epoch(), pr.seq()), (2, 300), "a new node is the primary of epoch 1");
     ok(r.set("after", "promotion"));
     wait_until("the old primary to step down and follow", || {
         !primary.shared().repl.is_primary() && seq(&primary) == 301
@@ -150,7 +150,7 @@ fn a_replica_copies_follows_redirects_and_is_promoted() {
     let (code, _, to) = c.get("after", 0).unwrap_err();
     assert_eq!((code, to), (ErrorCode::Redirect, endpoint(&replica)));
     assert_eq!(c.get("after", STALE_OK).unwrap(), Some(b"promotion".to_vec()));
-    assert_eq!(primary.shared().repl.history(), vec![(1, 301)]);
+    assert_eq!(primary.shared().repl.history(), vec![(1, 1), (2, 301)]);
     primary.stop(Duration::from_secs(1));
     replica.stop(Duration::from_secs(1));
 }
@@ -192,7 +192,7 @@ fn sync_mode_waits_for_the_quorum_and_refuses_without_replicas() {
     let req = stream::SyncRequest {
         node_id: "silent".into(),
         endpoint: "vdb://127.0.0.1:1".into(),
-        epoch: 0,
+        epoch: 1,
         seq: before,
         full: false,
         node_epoch: 0,

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -23,6 +23,8 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 const SNAPSHOT_CHUNK: usize = 256 * 1024;
 /// Batches per REPL_BATCHES frame, in bytes (a frame stays far below the frame limit).
 const BATCHES_FRAME: usize = 1 << 20;
+/// Heartbeats remembered for matching echoes (replication.md: the last 64).
+const SENT_KEPT: usize = 64;
 
 /// What REPL_SYNC decided.
 pub struct Plan {
@@ -98,9 +100,15 @@ async fn feed<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut next = plan.from_seq;
     let mut last_hb = 0u64;
-    let mut heartbeat = |seq: u64| {
+    // The last heartbeats sent (time_ms, when): an echo proves contact as of its send time.
+    let mut sent: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
+    let mut heartbeat = |seq: u64, sent: &mut std::collections::VecDeque<(u64, Instant)>| {
         let t = now_ms().max(last_hb + 1);
         last_hb = t;
+        if sent.len() == SENT_KEPT {
+            sent.pop_front();
+        }
+        sent.push_back((t, Instant::now()));
         stream::heartbeat_body(repl.epoch(), seq, t)
     };
     // The copy, then a first heartbeat, before anything is read from the replica.
@@ -167,8 +175,23 @@ async fn feed<S: AsyncRead + AsyncWrite + Unpin>(
                             }
                             Err(e) => return format!("bad REPL_ACK: {}", e.message),
                         },
-                        // Echoes: contact; reads a primary can prove are not native yet.
-                        Opcode::REPL_HEARTBEAT => {}
+                        // An echo: contact as of the echoed heartbeat's send time.
+                        Opcode::REPL_HEARTBEAT => match stream::decode_heartbeat(f.body) {
+                            Ok((_, _, t)) => {
+                                while let Some((stamp, at)) = sent.pop_front() {
+                                    if stamp == t {
+                                        let mut c = state.contact.lock().unwrap_or_else(|e| e.into_inner());
+                                        if c.is_none_or(|c| at > c) {
+                                            *c = Some(at);
+                                        }
+                                        drop(c);
+                                        repl.on_echo();
+                                        break;
+                                    }
+                                }
+                            }
+                            Err(e) => return format!("bad heartbeat echo: {}", e.message),
+                        },
                         other => return format!("unexpected opcode 0x{:02x} on a replication stream", other.0),
                     }
                     rbuf.drain(..used);
@@ -187,7 +210,7 @@ async fn feed<S: AsyncRead + AsyncWrite + Unpin>(
             _ = log.changed() => {}
             _ = ticker.tick() => {
                 let seq = next;
-                if let Err(e) = send(stream, Opcode::REPL_HEARTBEAT, &heartbeat(seq)).await {
+                if let Err(e) = send(stream, Opcode::REPL_HEARTBEAT, &heartbeat(seq, &mut sent)).await {
                     return format!("write failed: {e}");
                 }
             }

@@ -58,6 +58,8 @@ struct Progress {
     full_copies: AtomicU64,
     primary: Mutex<String>,
     last_error: Mutex<String>,
+    /// Monotonic time of the last frame from the primary (the replica's promise runs from it).
+    last_contact: Mutex<Option<Instant>>,
 }
 
 fn now_ms() -> u64 {
@@ -95,6 +97,11 @@ impl Handle {
         (n, since(p.caught_up_ms.load(Ordering::Acquire)))
     }
 
+    /// When this follower last heard from its primary.
+    pub fn last_contact(&self) -> Option<Instant> {
+        *self.progress.last_contact.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// INFO's `replication.link` (the same keys as the Python follower's).
     pub fn info(&self, applied: u64) -> serde_json::Value {
         let p = &self.progress;
@@ -125,7 +132,7 @@ impl Drop for Handle {
 }
 
 /// Starts following `primary`.
-pub fn spawn(shared: Arc<Shared>, primary: String) -> Handle {
+pub fn spawn(shared: Arc<Shared>, primary: String, not_before: Option<Instant>) -> Handle {
     let (tx, rx) = watch::channel(false);
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
@@ -139,7 +146,7 @@ pub fn spawn(shared: Arc<Shared>, primary: String) -> Handle {
                     return;
                 }
             };
-            rt.block_on(follow(shared, primary, rx, p));
+            rt.block_on(follow(shared, primary, rx, p, not_before));
         })
         .ok();
     Handle {
@@ -156,7 +163,23 @@ enum End {
     Failed(String),
 }
 
-async fn follow(shared: Arc<Shared>, mut primary: String, mut stop: watch::Receiver<bool>, progress: Arc<Progress>) {
+async fn follow(
+    shared: Arc<Shared>,
+    mut primary: String,
+    mut stop: watch::Receiver<bool>,
+    progress: Arc<Progress>,
+    not_before: Option<Instant>,
+) {
+    if let Some(at) = not_before.filter(|at| *at > Instant::now()) {
+        eprintln!(
+            "velocity-core: following {primary} in {:.2}s: the previous primary's read lease must run out first",
+            (at - Instant::now()).as_secs_f64()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
     let mut last_error = String::new();
     loop {
         if *stop.borrow() {
@@ -389,6 +412,7 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         while let Some((op, b, used)) = take_frame(&rbuf, max).map_err(fail)? {
             rbuf.drain(..used);
             progress.contact_ms.store(now_ms(), Ordering::Release);
+            *progress.last_contact.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             match op {
                 Opcode::REPL_SNAPSHOT => {
                     let Some(records) = copy.as_mut() else {

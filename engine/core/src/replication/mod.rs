@@ -11,6 +11,7 @@
 
 pub mod feed;
 pub mod follower;
+pub mod state_file;
 pub mod stream;
 
 use std::collections::HashMap;
@@ -37,6 +38,15 @@ pub fn is_read(op: u8) -> bool {
 
 const STALE_OK: u8 = 1;
 
+/// Reads a primary can prove (read_proof.py): a read is answered until this long
+/// after the send time of the newest heartbeat echoed by the needed replicas...
+const READ_LEASE: Duration = Duration::from_secs(2);
+/// ...and a replica takes no writes of another primary (nor its own after a
+/// promotion) until this long after its last frame from the one it left.
+const REPLICA_PROMISE: Duration = Duration::from_millis(2500);
+/// A newly promoted sync primary answers "retry" while its replicas reconnect.
+const PROMOTION_GRACE: Duration = Duration::from_secs(1);
+
 /// The replication settings the shell hands over (config.py's names).
 #[derive(Debug, Clone)]
 pub struct ReplSettings {
@@ -56,6 +66,8 @@ pub struct ReplSettings {
     /// deposed primary it fences (admin role).
     pub replication_token: Option<String>,
     pub admin_token: Option<String>,
+    /// Where state.json lives (None: nothing persists, as in unit tests).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ReplSettings {
@@ -71,6 +83,7 @@ impl Default for ReplSettings {
             replica_ca: None,
             replication_token: None,
             admin_token: None,
+            data_dir: None,
         }
     }
 }
@@ -83,8 +96,22 @@ struct NodeState {
     primary: String,
     epoch: u64,
     history: Vec<(u64, u64)>,
+    /// Replicas that streamed from this node as the primary (state.json).
+    replicas: Vec<String>,
     fenced_by: String,
     promotions: u64,
+}
+
+/// Replicas a primary must be in contact with to serve reads, and after a
+/// restart to serve at all (read_proof.py's `confirmations_needed`).
+fn confirmations_needed(s: &ReplSettings, known_replicas: usize) -> usize {
+    if known_replicas == 0 {
+        0
+    } else if s.sync && !s.sync_degrade {
+        s.sync_replicas
+    } else {
+        known_replicas / 2 + 1
+    }
 }
 
 /// `epoch_of(s)`: the epoch that wrote batch `s` by the history (0 for none).
@@ -112,6 +139,8 @@ pub struct FeedState {
     pub acked: AtomicU64,
     pub streaming: AtomicBool,
     pub connected: Instant,
+    /// Send time of the newest heartbeat the replica echoed (read proofs).
+    pub contact: Mutex<Option<Instant>>,
 }
 
 pub struct Replication {
@@ -133,6 +162,15 @@ pub struct Replication {
     /// Bumped when this node stops being the primary: feeds close, quorum waits fail.
     pub generation: watch::Sender<u64>,
     follower: Mutex<Option<follower::Handle>>,
+    /// A primary back from its state file has not re-established its role yet.
+    confirmed: AtomicBool,
+    /// Sync mode without degrade: linearizable reads need contact with the quorum.
+    read_proof: bool,
+    /// The last frame from the primary this node followed (its promise runs from it).
+    primary_contact: Mutex<Option<Instant>>,
+    /// Writes (a new primary) and following (a replica) wait for the promise to end.
+    writes_not_before: Mutex<Option<Instant>>,
+    promoted_at: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,16 +178,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Replication {
-    pub fn new(settings: ReplSettings) -> Self {
-        let replica = settings.replica_of.clone();
-        let state = NodeState {
-            primary_role: replica.is_none(),
-            primary: replica.unwrap_or_default(),
-            ..NodeState::default()
+    /// The node's replication state: state.json if any (an error names the
+    /// file), else a fresh primary of epoch 1; `replica_of` makes it a replica.
+    pub fn new(settings: ReplSettings) -> Result<Self, String> {
+        let saved = match &settings.data_dir {
+            Some(d) => state_file::load(d)?,
+            None => None,
         };
-        Self {
+        let fresh = saved.is_none();
+        let mut state = match saved {
+            Some(s) => NodeState {
+                primary_role: s.primary_role,
+                primary: s.primary,
+                epoch: s.epoch,
+                history: s.history,
+                replicas: s.replicas,
+                ..NodeState::default()
+            },
+            // As state_file.py: a new node is the primary of epoch 1 from seq 1.
+            None => NodeState {
+                primary_role: true,
+                epoch: 1,
+                history: vec![(1, 1)],
+                ..NodeState::default()
+            },
+        };
+        if let Some(p) = &settings.replica_of {
+            state.primary_role = false;
+            state.primary = p.clone();
+        }
+        let read_proof = settings.sync && !settings.sync_degrade;
+        let need = confirmations_needed(&settings, state.replicas.len());
+        let confirmed = !(state.primary_role && !fresh && need > 0);
+        let me = Self {
             primary: AtomicBool::new(state.primary_role),
-            epoch: AtomicU64::new(0),
+            epoch: AtomicU64::new(state.epoch),
+            confirmed: AtomicBool::new(confirmed),
+            read_proof,
+            primary_contact: Mutex::new(None),
+            writes_not_before: Mutex::new(None),
+            promoted_at: Mutex::new(None),
             incomplete: AtomicBool::new(false),
             endpoint: Mutex::new(settings.advertise.clone()),
             state: Mutex::new(state),
@@ -161,6 +229,68 @@ impl Replication {
             generation: watch::channel(0).0,
             follower: Mutex::new(None),
             settings,
+        };
+        if fresh || me.settings.replica_of.is_some() {
+            me.save(&lock(&me.state));
+        }
+        if !confirmed {
+            eprintln!(
+                "velocity-core: restarted as the primary of epoch {}: serving nothing until {need} of its \
+                 replicas reconnect, or PROMOTE",
+                me.epoch()
+            );
+        }
+        Ok(me)
+    }
+
+    /// Writes state.json (a failure is logged: the role change itself stands).
+    fn save(&self, st: &NodeState) {
+        let Some(dir) = &self.settings.data_dir else {
+            return;
+        };
+        let saved = state_file::Saved {
+            primary_role: st.primary_role,
+            primary: st.primary.clone(),
+            epoch: st.epoch,
+            history: st.history.clone(),
+            replicas: st.replicas.clone(),
+        };
+        if let Err(e) = state_file::save(dir, &saved) {
+            eprintln!("velocity-core: cannot write {}: {e}", state_file::path(dir).display());
+        }
+    }
+
+    fn need(&self) -> usize {
+        confirmations_needed(&self.settings, lock(&self.state).replicas.len())
+    }
+
+    /// Monotonic time until which this primary may answer linearizable reads.
+    fn reads_provable_until(&self) -> Option<Instant> {
+        let need = self.need();
+        if !self.read_proof || need == 0 {
+            return None;
+        }
+        let mut contacts: Vec<Instant> = lock(&self.feeds).values().filter_map(|f| *lock(&f.contact)).collect();
+        contacts.sort_unstable_by(|a, b| b.cmp(a));
+        Some(contacts.get(need - 1).map_or_else(Instant::now, |c| *c + READ_LEASE))
+    }
+
+    /// A replica echoed a heartbeat: maybe the restarted primary is confirmed now.
+    pub fn on_echo(&self) {
+        if self.confirmed.load(Ordering::Acquire) || !self.is_primary() {
+            return;
+        }
+        let need = self.need();
+        let live = lock(&self.feeds)
+            .values()
+            .filter(|f| lock(&f.contact).is_some())
+            .count();
+        if live >= need {
+            self.confirmed.store(true, Ordering::Release);
+            eprintln!(
+                "velocity-core: primary of epoch {} again: {need} replica(s) reconnected",
+                self.epoch()
+            );
         }
     }
 
@@ -215,9 +345,66 @@ impl Replication {
     /// The role check before a data opcode (manager.py's `_check` and `_gate`).
     pub fn check(&self, opcode: u8, flags: u8) -> VResult<()> {
         if self.is_primary() {
-            if self.settings.sync && !self.settings.sync_degrade && is_write(opcode) && opcode != 0x13 {
+            let read = is_read(opcode);
+            if (read && flags & 0b11 == STALE_OK) || !(read || is_write(opcode)) {
+                return Ok(());
+            }
+            if !self.confirmed.load(Ordering::Acquire) {
+                return Err(VError::new(
+                    ErrorCode::Redirect,
+                    format!(
+                        "this node restarted as the primary of epoch {} and has not re-established its role: \
+                         waiting for {} of its replicas to reconnect (or PROMOTE)",
+                        self.epoch(),
+                        self.need()
+                    ),
+                )
+                .retry_after(100));
+            }
+            if read {
+                if let Some(until) = self.reads_provable_until() {
+                    if Instant::now() >= until {
+                        return Err(VError::new(
+                            ErrorCode::Redirect,
+                            format!(
+                                "this primary cannot prove it is still the primary (it has not heard from {} \
+                                 replica(s) in time): retry, or read with STALE_OK",
+                                self.need()
+                            ),
+                        )
+                        .retry_after(50));
+                    }
+                }
+                return Ok(());
+            }
+            if let Some(at) = *lock(&self.writes_not_before) {
+                let now = Instant::now();
+                if now < at {
+                    let wait = at - now;
+                    return Err(VError::new(
+                        ErrorCode::Redirect,
+                        format!(
+                            "new primary: writes start in {:.3}s, when the previous primary's read lease has \
+                             surely run out",
+                            wait.as_secs_f64()
+                        ),
+                    )
+                    .retry_after((wait.as_millis() as u32).max(1)));
+                }
+            }
+            if self.settings.sync && !self.settings.sync_degrade && opcode != 0x13 {
                 let live = self.live();
                 let need = self.settings.sync_replicas;
+                let since = lock(&self.promoted_at)
+                    .max(*lock(&self.writes_not_before))
+                    .map(|t| t.elapsed());
+                if live < need && since.is_some_and(|s| s < PROMOTION_GRACE) {
+                    return Err(VError::new(
+                        ErrorCode::Redirect,
+                        format!("new primary: waiting for {need} replica(s) to connect"),
+                    )
+                    .retry_after(20));
+                }
                 if live < need {
                     return Err(VError::new(
                         ErrorCode::NotEnoughReplicas,
@@ -303,7 +490,14 @@ impl Replication {
             acked: AtomicU64::new(0),
             streaming: AtomicBool::new(false),
             connected: Instant::now(),
+            contact: Mutex::new(None),
         });
+        let mut st = lock(&self.state);
+        if !endpoint.is_empty() && !st.replicas.iter().any(|r| r == endpoint) && endpoint != self.endpoint() {
+            st.replicas.push(endpoint.to_string());
+            self.save(&st);
+        }
+        drop(st);
         lock(&self.feeds).insert(id, f.clone());
         self.feed_count.fetch_add(1, Ordering::AcqRel);
         (id, f)
@@ -427,7 +621,7 @@ impl Replication {
         let (_, seq) = shared.keyspace.store().log_position();
         {
             let st = lock(&self.state);
-            if st.primary_role && min_epoch < st.epoch {
+            if st.primary_role && self.confirmed.load(Ordering::Acquire) && min_epoch < st.epoch {
                 return Ok((st.epoch, seq));
             }
         }
@@ -437,15 +631,27 @@ impl Replication {
             ));
         }
         self.stop_follower();
+        if self.read_proof {
+            // Whoever read from the primary we followed may still do so until our promise ends.
+            *lock(&self.writes_not_before) = lock(&self.primary_contact).map(|c| c + REPLICA_PROMISE);
+        }
         let (_, seq) = shared.keyspace.store().log_position();
         let mut st = lock(&self.state);
         let old_primary = std::mem::take(&mut st.primary);
         let epoch = st.epoch.max(min_epoch) + 1;
+        // An epoch that never wrote anything is superseded by the next one (position.py).
+        while st.history.last().is_some_and(|(_, s)| *s > seq) {
+            st.history.pop();
+        }
         st.history.push((epoch, seq + 1));
         st.epoch = epoch;
         st.primary_role = true;
         st.fenced_by.clear();
         st.promotions += 1;
+        st.replicas.clear();
+        self.save(&st);
+        self.confirmed.store(true, Ordering::Release);
+        *lock(&self.promoted_at) = Some(Instant::now());
         self.epoch.store(epoch, Ordering::Release);
         self.primary.store(true, Ordering::Release);
         self.quorum_tx.send_replace(seq);
@@ -490,6 +696,7 @@ impl Replication {
         st.epoch = st.epoch.max(epoch);
         self.epoch.store(st.epoch, Ordering::Release);
         self.primary.store(false, Ordering::Release);
+        self.save(&st);
         drop(st);
         // Feeds close, sync-mode replies still waiting fail (never acknowledged).
         self.generation.send_modify(|g| *g += 1);
@@ -509,6 +716,7 @@ impl Replication {
         st.fenced_by = reason.to_string();
         self.epoch.store(st.epoch, Ordering::Release);
         self.primary.store(false, Ordering::Release);
+        self.save(&st);
         drop(st);
         if !keep_feeds {
             self.generation.send_modify(|g| *g += 1);
@@ -524,9 +732,13 @@ impl Replication {
     /// The follower adopts its primary's epoch and history.
     pub fn adopt(&self, epoch: u64, history: Vec<(u64, u64)>) {
         let mut st = lock(&self.state);
+        if st.epoch >= epoch && st.history == history {
+            return;
+        }
         st.epoch = st.epoch.max(epoch);
         st.history = history;
         self.epoch.store(st.epoch, Ordering::Release);
+        self.save(&st);
     }
 
     /// The follower was redirected to another primary.
@@ -534,17 +746,28 @@ impl Replication {
         let mut st = lock(&self.state);
         if !st.primary_role {
             st.primary = primary.to_string();
+            self.save(&st);
         }
     }
 
     fn start_follower(&self, shared: Arc<crate::server::Shared>, primary: String) {
-        let h = follower::spawn(shared, primary);
+        // A different primary: not before the previous one's readers are safe.
+        let not_before = if self.read_proof {
+            lock(&self.primary_contact).map(|c| c + REPLICA_PROMISE)
+        } else {
+            None
+        };
+        let h = follower::spawn(shared, primary, not_before);
         *lock(&self.follower) = Some(h);
     }
 
     fn stop_follower(&self) {
         let h = lock(&self.follower).take();
         if let Some(h) = h {
+            if let Some(c) = h.last_contact() {
+                let mut pc = lock(&self.primary_contact);
+                *pc = Some(pc.map_or(c, |p| p.max(c)));
+            }
             h.stop();
         }
     }
@@ -593,13 +816,15 @@ impl Replication {
             "lease": Value::Null,
             "fenced_by": st.fenced_by,
             "handover": "",
-            "confirmed": true,
+            "confirmed": self.confirmed.load(Ordering::Acquire),
             "switchover": Value::Null,
             "stream_version": stream::STREAM_VERSION,
         });
         if st.primary_role {
             d["replicas_connected"] = json!(feeds.iter().filter(|f| f.streaming.load(Ordering::Acquire)).count());
-            d["reads_provable_s"] = json!(-1.0);
+            d["reads_provable_s"] = json!(self.reads_provable_until().map_or(-1.0, |t| {
+                (t.saturating_duration_since(Instant::now()).as_secs_f64() * 1000.0).round() / 1000.0
+            }));
             d["replicas"] = feeds
                 .iter()
                 .map(|f| {
