@@ -72,6 +72,10 @@ pub enum StoreError {
     /// The log no longer holds batch `requested` (the oldest held is `oldest`): full copy.
     #[error("batch {requested} has left the backlog (oldest held: {oldest})")]
     Compacted { requested: u64, oldest: u64 },
+    /// Sync replication: not acknowledged by enough replicas in time (or the node
+    /// stepped down). The write is in the log; its outcome is unknown to the client.
+    #[error("{0}")]
+    NotAcknowledged(String),
     /// A replicated batch that does not continue the log, or does not parse.
     #[error("bad replicated batch: {0}")]
     BadBatch(String),

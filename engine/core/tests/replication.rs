@@ -187,7 +187,7 @@ fn sync_mode_waits_for_the_quorum_and_refuses_without_replicas() {
     let before = seq(&primary);
     assert_eq!(error(&c.set("b", "2").1).0, ErrorCode::NotEnoughReplicas);
     // A replica that streams but never acknowledges: a write waits for
-    // sync_timeout, then its connection closes without a reply (outcome unknown).
+    // sync_timeout, then its reply is NOT_ENOUGH_REPLICAS (outcome unknown).
     let mut silent = Client::new(&primary);
     let req = stream::SyncRequest {
         node_id: "silent".into(),
@@ -205,18 +205,19 @@ fn sync_mode_waits_for_the_quorum_and_refuses_without_replicas() {
     wait_until("the silent replica to stream", || {
         primary.shared().repl.info(primary.shared())["replicas_connected"].as_u64() == Some(1)
     });
-    let mut out = Vec::new();
     let set = body::set_request(b"lost", b"v", fbs::ValueKind::String, 0, fbs::SetCondition::Always);
-    frame::encode(Opcode::SET, 0, &set, &mut out);
     let started = Instant::now();
-    c.io.write_all(&out).unwrap();
-    let mut rest = Vec::new();
-    let n = c.io.read_to_end(&mut rest).expect("the connection closes");
-    assert_eq!(n, 0, "no reply for an unacknowledged write");
+    let (op, b) = c.call(Opcode::SET, 0, &set);
     let waited = started.elapsed();
+    assert_eq!(
+        (op, error(&b).0),
+        (Opcode::ERROR, ErrorCode::NotEnoughReplicas),
+        "{:?}",
+        error(&b)
+    );
     assert!(
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
-        "closed after {waited:?}"
+        "after {waited:?}"
     );
     // The batch went out on the stream as the store encoded it.
     assert_eq!(seq(&primary), before + 1);

@@ -465,9 +465,10 @@ impl Replication {
             };
             match tokio::time::timeout(timeout, acked).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(why)) => Err(StoreError::WritesRefused(why)),
-                Err(_) => Err(StoreError::WritesRefused(format!(
-                    "batch {seq} not acknowledged by enough replicas within {timeout:?}"
+                Ok(Err(why)) => Err(StoreError::NotAcknowledged(why)),
+                Err(_) => Err(StoreError::NotAcknowledged(format!(
+                    "the write was not acknowledged by enough replicas within {}s; its outcome is unknown",
+                    timeout.as_secs_f64()
                 ))),
             }
         }));
