@@ -321,7 +321,9 @@ class NativeServer:
             "Bytes held in the replication backlog.",
             value=r.get("backlog", {}).get("bytes", 0),
         )
-        yield GaugeMetricFamily("velocity_replication_epoch", "The highest epoch this node has seen.", value=r.get("epoch", 0))
+        yield GaugeMetricFamily(
+            "velocity_replication_epoch", "The highest epoch this node has seen.", value=r.get("epoch", 0)
+        )
         yield GaugeMetricFamily(
             "velocity_replication_sequence", "Sequence number of the last batch applied.", value=r.get("seq", 0)
         )
