@@ -161,22 +161,33 @@ impl Store for MemoryStore {
     }
 
     fn commit(&self, epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError> {
-        // Encoded before any lock; numbered while the touched shards are held (memlog.rs).
-        let encoded = MemLog::encode(epoch, &mutations)?;
+        // Encoded before any lock once the log is retained; numbered while the
+        // touched shards are held; the rare commit that meets the switch to
+        // retained encodes under its locks (memlog.rs).
+        let mut encoded = match self.log.retained() {
+            true => Some(MemLog::encode(epoch, &mutations)?),
+            false => None,
+        };
         let mut mutations = mutations;
         if mutations.len() == 1 {
             if let Some(m) = mutations.pop() {
                 let h = key_hash(&m.key);
                 let mut shard = self.lock(shard_of(h));
+                if encoded.is_none() && self.log.retained() {
+                    encoded = Some(MemLog::encode(epoch, std::slice::from_ref(&m))?);
+                }
                 shard.apply(h, m);
-                let seq = self.log.append(encoded);
+                let seq = self.log.append(epoch, encoded);
                 return Ok(Commit { seq, durable: None });
             }
         }
         let hashes: Vec<u64> = mutations.iter().map(|m| key_hash(&m.key)).collect();
         let order = sorted_distinct(hashes.iter().map(|&h| shard_of(h)).collect());
         let mut guards = self.lock_all(&order);
-        let seq = self.log.append(encoded);
+        if encoded.is_none() && self.log.retained() {
+            encoded = Some(MemLog::encode(epoch, &mutations)?);
+        }
+        let seq = self.log.append(epoch, encoded);
         for (m, h) in mutations.into_iter().zip(hashes) {
             let pos = order.binary_search(&shard_of(h)).unwrap_or_default();
             guards[pos].apply(h, m);
@@ -190,6 +201,10 @@ impl Store for MemoryStore {
 
     fn raw_batches_since(&self, seq: u64) -> Result<Vec<bytes::Bytes>, StoreError> {
         self.log.since(seq)
+    }
+
+    fn retain_log(&self) {
+        self.log.retain();
     }
 
     fn apply_replicated(&self, raw: bytes::Bytes) -> Result<Commit, StoreError> {
@@ -390,6 +405,32 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 300);
+    }
+
+    #[test]
+    fn the_log_keeps_bytes_from_the_first_replica_on() {
+        let s = MemoryStore::new();
+        s.commit(1, vec![put("a", "1", 0)]).unwrap();
+        s.commit(1, vec![put("b", "2", 0), del("a")]).unwrap();
+        assert!(s.raw_batches_since(0).is_err(), "nothing retained before a replica");
+        s.retain_log();
+        let ((epoch, at), records) = s.full_copy().unwrap();
+        assert_eq!((epoch, at, records.len()), (1, 2, 1));
+        s.commit(2, vec![put("c", "3", 5)]).unwrap();
+        let raw = s.raw_batches_since(at).unwrap();
+        assert_eq!(raw.len(), 1);
+        // A replica that installs the copy and applies the batch holds the same state.
+        let r = MemoryStore::new();
+        r.install_copy((epoch, at), records).unwrap();
+        r.apply_replicated(raw[0].clone()).unwrap();
+        assert_eq!(r.log_position(), (2, 3));
+        assert_eq!(r.scan_from(b"", 10), s.scan_from(b"", 10));
+        assert!(r.apply_replicated(raw[0].clone()).is_err(), "batch 3 twice");
+        assert_eq!(
+            r.raw_batches_since(2).unwrap(),
+            raw,
+            "the replica logs the bytes as received"
+        );
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub trait Store: Send + Sync + 'static {
         (0, 0)
     }
 
+    /// Keep encoded batches from now on: a replica connected (a store that
+    /// always logs, like velocity-lsm's, ignores it).
+    fn retain_log(&self) {}
+
     /// The encoded batches after `seq` up to the newest, oldest first;
     /// `Compacted` when the backlog no longer holds batch `seq + 1`.
     fn raw_batches_since(&self, _seq: u64) -> Result<Vec<bytes::Bytes>, StoreError> {

@@ -572,6 +572,8 @@ impl Replication {
         }
         let version = stream::negotiate(req.stream_version, &format!("{} ({})", req.node_id, req.endpoint))?;
         let store = shared.keyspace.store();
+        // Before the copy is taken: every batch numbered after it carries its bytes.
+        store.retain_log();
         let (_, last) = store.log_position();
         let resumable =
             !req.full && holds(&st.history, (req.epoch, req.seq), last) && store.raw_batches_since(req.seq).is_ok();
