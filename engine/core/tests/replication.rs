@@ -124,6 +124,16 @@ fn a_replica_copies_follows_redirects_and_is_promoted() {
     assert_eq!((code, to.as_str()), (ErrorCode::Redirect, endpoint(&primary).as_str()));
     let (op, b) = r.set("x", "y");
     assert_eq!((op, error(&b).0), (Opcode::ERROR, ErrorCode::Redirect));
+    // Every write is redirected, STALE_OK or not; every read is served with STALE_OK.
+    for op in [Opcode::PERSIST, Opcode::DEL, Opcode::EXPIRE] {
+        let (got, b) = r.call(op, STALE_OK, &body::key_request(b"k5"));
+        assert_eq!((got, error(&b).0), (Opcode::ERROR, ErrorCode::Redirect), "{op:?}");
+    }
+    for op in [Opcode::EXISTS, Opcode::TTL] {
+        let (got, _) = r.call(op, STALE_OK, &body::key_request(b"k5"));
+        assert_eq!(got, op.response(), "{op:?}");
+    }
+    assert_eq!(seq(&replica), 300, "the replica wrote nothing of its own");
     // HELLO says which role the node has.
     let (_, b) = r.call(Opcode::HELLO, 0, &body::hello_request("", "t", 0));
     assert_eq!(

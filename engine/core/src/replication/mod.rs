@@ -21,19 +21,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use velocity_proto::ErrorCode;
+use velocity_proto::{ErrorCode, Opcode};
 
 use crate::error::{VError, VResult};
 use crate::keyspace::Pending;
 use crate::store::StoreError;
 
-/// Opcodes that write, and reads a replica redirects unless STALE_OK.
+/// Opcodes that write (manager.py's WRITE_OPS).
 pub fn is_write(op: u8) -> bool {
-    matches!(op, 0x11 | 0x12 | 0x13 | 0x14 | 0x15 | 0x17 | 0x21)
+    [
+        Opcode::SET,
+        Opcode::DEL,
+        Opcode::INCR,
+        Opcode::EXPIRE,
+        Opcode::PERSIST,
+        Opcode::CAS,
+        Opcode::MSET,
+    ]
+    .contains(&Opcode(op))
 }
 
+/// Reads a replica redirects unless STALE_OK (manager.py's READ_OPS).
 pub fn is_read(op: u8) -> bool {
-    matches!(op, 0x10 | 0x16 | 0x18 | 0x20 | 0x22)
+    [Opcode::GET, Opcode::EXISTS, Opcode::TTL, Opcode::MGET, Opcode::SCAN].contains(&Opcode(op))
 }
 
 const STALE_OK: u8 = 1;
@@ -392,7 +402,8 @@ impl Replication {
                     .retry_after((wait.as_millis() as u32).max(1)));
                 }
             }
-            if self.settings.sync && !self.settings.sync_degrade && opcode != 0x13 {
+            // A DEL stores nothing: refusing it would not protect an acknowledged write.
+            if self.settings.sync && !self.settings.sync_degrade && opcode != Opcode::DEL.0 {
                 let live = self.live();
                 let need = self.settings.sync_replicas;
                 let since = lock(&self.promoted_at)
@@ -891,6 +902,14 @@ impl crate::keyspace::CommitHook for Replication {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opcode_classes_match_the_python_engine() {
+        let writes: Vec<u8> = (0..=255).filter(|&o| is_write(o)).collect();
+        let reads: Vec<u8> = (0..=255).filter(|&o| is_read(o)).collect();
+        assert_eq!(writes, vec![0x11, 0x12, 0x14, 0x15, 0x16, 0x18, 0x21]);
+        assert_eq!(reads, vec![0x10, 0x13, 0x17, 0x20, 0x22]);
+    }
 
     #[test]
     fn log_matching_follows_the_history() {
