@@ -125,6 +125,20 @@ pub fn unpack_records(buf: &[u8]) -> Result<Vec<(Key, Record)>, String> {
 
 // -- messages ---------------------------------------------------------------------
 
+/// The largest epoch or seq accepted from the wire (wire_checks.py): `+ 1` never
+/// overflows, and every value stays exact in a JSON number.
+pub const MAX_WIRE: u64 = (1 << 53) - 1;
+
+/// INVALID_ARGUMENT for an epoch or seq above [`MAX_WIRE`], before it is used.
+pub fn check_range(value: u64, what: &str) -> VResult<u64> {
+    if value > MAX_WIRE {
+        return Err(VError::invalid(format!(
+            "{what} {value} is out of range (0 to 2^53 - 1)"
+        )));
+    }
+    Ok(value)
+}
+
 fn finish<T>(mut fbb: FlatBufferBuilder<'_>, root: flatbuffers::WIPOffset<T>) -> Vec<u8> {
     fbb.finish_minimal(root);
     fbb.finished_data().to_vec()
@@ -170,10 +184,10 @@ pub fn decode_sync_request(b: &[u8]) -> VResult<SyncRequest> {
     Ok(SyncRequest {
         node_id: r.node_id().unwrap_or_default().to_string(),
         endpoint: r.endpoint().unwrap_or_default().to_string(),
-        epoch: r.epoch(),
-        seq: r.seq(),
+        epoch: check_range(r.epoch(), "REPL_SYNC epoch")?,
+        seq: check_range(r.seq(), "REPL_SYNC seq")?,
         full: r.full(),
-        node_epoch: r.node_epoch(),
+        node_epoch: check_range(r.node_epoch(), "REPL_SYNC node_epoch")?,
         stream_version: r.stream_version(),
     })
 }
@@ -270,15 +284,24 @@ pub fn ack_body(seq: u64) -> Vec<u8> {
 }
 
 pub fn decode_ack(b: &[u8]) -> VResult<u64> {
-    Ok(body::decode::<fbs::ReplAck>(b)
+    let seq = body::decode::<fbs::ReplAck>(b)
         .map_err(|e| body_error("REPL_ACK", e))?
-        .seq())
+        .seq();
+    check_range(seq, "REPL_ACK seq")
 }
 
+/// PROMOTE's `min_epoch`; the new epoch is at least `min_epoch + 1`, which must be in range.
 pub fn decode_promote(b: &[u8]) -> VResult<u64> {
-    Ok(body::decode::<fbs::PromoteRequest>(b)
+    let min_epoch = body::decode::<fbs::PromoteRequest>(b)
         .map_err(|e| body_error("PROMOTE", e))?
-        .min_epoch())
+        .min_epoch();
+    if min_epoch >= MAX_WIRE {
+        return Err(VError::invalid(format!(
+            "PROMOTE min_epoch + 1 {} is out of range (0 to 2^53 - 1)",
+            min_epoch as u128 + 1
+        )));
+    }
+    Ok(min_epoch)
 }
 
 pub fn promote_response(epoch: u64, seq: u64) -> Vec<u8> {
@@ -296,7 +319,10 @@ pub fn replica_of_request(primary: &str, epoch: u64) -> Vec<u8> {
 
 pub fn decode_replica_of(b: &[u8]) -> VResult<(String, u64)> {
     let r = body::decode::<fbs::ReplicaOfRequest>(b).map_err(|e| body_error("REPLICA_OF", e))?;
-    Ok((r.primary().unwrap_or_default().to_string(), r.epoch()))
+    Ok((
+        r.primary().unwrap_or_default().to_string(),
+        check_range(r.epoch(), "REPLICA_OF epoch")?,
+    ))
 }
 
 pub fn replica_of_response(epoch: u64) -> Vec<u8> {
@@ -404,6 +430,32 @@ mod tests {
         let m = accept(0, "vdb://p:1").unwrap_err();
         assert!(m.contains("version 1") && m.contains("version 2"), "{m}");
         assert!(accept(3, "p").unwrap_err().contains("version 3"));
+    }
+
+    #[test]
+    fn epochs_and_seqs_above_2_pow_53_are_refused() {
+        let mut req = SyncRequest {
+            node_id: "n".into(),
+            endpoint: String::new(),
+            epoch: 0,
+            seq: u64::MAX,
+            full: false,
+            node_epoch: 0,
+            stream_version: 2,
+        };
+        let e = decode_sync_request(&sync_request(&req)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        req.seq = MAX_WIRE;
+        assert!(decode_sync_request(&sync_request(&req)).is_ok());
+        let mut fbb = FlatBufferBuilder::new();
+        let root = fbs::PromoteRequest::create(&mut fbb, &fbs::PromoteRequestArgs { min_epoch: MAX_WIRE });
+        assert_eq!(
+            decode_promote(&finish(fbb, root)).unwrap_err().code,
+            ErrorCode::InvalidArgument,
+            "the new epoch would be 2^53"
+        );
+        assert!(decode_replica_of(&replica_of_request("vdb://h:1", u64::MAX)).is_err());
+        assert!(decode_ack(&ack_body(MAX_WIRE + 1)).is_err());
     }
 
     #[test]
