@@ -55,6 +55,8 @@ pub struct Settings {
     /// The node's epoch (its replication state file's, 1 for a new node); writes
     /// are logged in the larger of it and the log's newest epoch.
     pub epoch: u64,
+    /// Replication (role at start, sync mode, peers' credentials).
+    pub repl: crate::replication::ReplSettings,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             backlog: 1024,
             storage: StorageSettings::Memory,
             epoch: 1,
+            repl: crate::replication::ReplSettings::default(),
         }
     }
 }
