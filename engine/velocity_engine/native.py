@@ -53,8 +53,6 @@ def unsupported(settings: EngineSettings) -> list[str]:
     """Why these settings cannot run on the native data plane yet (empty: they can)."""
     s = settings
     problems = []
-    if s.replica_of and s.storage != "memory":
-        problems.append(f"--replica-of with --storage {s.storage} (native replication serves memory storage only)")
     if s.lease_name:
         problems.append("--lease-name (Lease election is not native yet)")
     return problems

@@ -161,6 +161,12 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unsupported("install_copy"))
     }
 
+    /// Whether the content is a partial copy (an interrupted full copy the Python
+    /// engine left): the node must take a full copy before it serves reads.
+    fn needs_full_copy(&self) -> bool {
+        false
+    }
+
     /// Backlog figures for INFO: (bytes held, first seq held, last seq).
     fn backlog_span(&self) -> (u64, u64, u64) {
         (0, 0, 0)

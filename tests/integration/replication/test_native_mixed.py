@@ -4,27 +4,18 @@ version 1 (docs/formats/replication.md, "Version negotiation").
 The two data planes speak different stream versions and refuse each other, each side with
 a message that names both versions; nothing is applied and the replica keeps retrying. A
 native primary with a native replica replicates (stream version 2). Real engine processes,
-memory storage (what the native data plane serves).
+with the storage REPL_TEST_STORAGE names (LSM by default).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from tests.integration.replication.cluster import Cluster, Node
 from tests.support.engine_proc import wait_until
 
 NATIVE = ("--data-plane", "native")
 PYTHON = ("--data-plane", "python")
-
-
-@pytest.fixture(autouse=True)
-def memory_storage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("REPL_TEST_STORAGE", "memory")
-    yield
 
 
 def _set(n: Node, key: str, value: int) -> None:

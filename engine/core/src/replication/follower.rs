@@ -4,7 +4,8 @@
 //! sends REPL_SYNC with its log position and stream version 2, then applies
 //! what comes: the full copy (installed atomically at its end), batches (logged
 //! as received), heartbeats (echoed at once). After the frames of one read it
-//! acknowledges its position (memory storage: applied is as durable as it gets).
+//! acknowledges its position once its storage made it durable (LSM storage under
+//! `appendfsync always`: after the fdatasync; otherwise at once, as follower.py).
 //! It reconnects after any failure, follows a REDIRECT, and stops on request.
 //!
 //! Also here: the client calls one node makes to another (the new primary's
@@ -406,6 +407,8 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         None
     };
     let mut acked = if resp.full { 0 } else { seq };
+    // The durability wait of the newest batch applied and not yet acknowledged.
+    let mut unsynced: Option<crate::store::DurabilityWait> = None;
     loop {
         fill(&mut conn, &mut rbuf).await.map_err(fail)?;
         let mut echoes = Vec::new();
@@ -435,7 +438,11 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
                         return Err(fail("REPL_BATCHES before the full copy ended".into()));
                     }
                     for raw in stream::decode_batches(&b).map_err(|e| fail(e.message))? {
-                        store.apply_replicated(raw).map_err(|e| fail(e.to_string()))?;
+                        let c = store.apply_replicated(raw).map_err(|e| fail(e.to_string()))?;
+                        // Batches become durable in order: the newest wait covers the rest.
+                        if c.durable.is_some() {
+                            unsynced = c.durable;
+                        }
                     }
                 }
                 Opcode::REPL_HEARTBEAT => {
@@ -463,15 +470,28 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
                 &mut out,
             );
         }
-        if copy.is_none() && applied != acked {
-            frame::encode(Opcode::REPL_ACK, 0, &stream::ack_body(applied), &mut out);
-            acked = applied;
-        }
         if !out.is_empty() {
+            // Echoes go out before any fdatasync wait: they prove contact, not durability.
             conn.write_all(&out)
                 .await
                 .map_err(|e| fail(format!("write failed: {e}")))?;
             conn.flush().await.map_err(|e| fail(format!("write failed: {e}")))?;
+        }
+        if copy.is_none() && applied != acked {
+            // An ACK covers only what this node made durable (follower.py `_ack`): under
+            // `appendfsync always` it waits for the fdatasync of the newest batch applied;
+            // if that fails the log refuses writes (fail-stop) and nothing is acknowledged.
+            if let Some(w) = unsynced.take() {
+                w.await
+                    .map_err(|e| fail(format!("not acknowledging seq {applied}: {e}")))?;
+            }
+            let mut ack = Vec::new();
+            frame::encode(Opcode::REPL_ACK, 0, &stream::ack_body(applied), &mut ack);
+            conn.write_all(&ack)
+                .await
+                .map_err(|e| fail(format!("write failed: {e}")))?;
+            conn.flush().await.map_err(|e| fail(format!("write failed: {e}")))?;
+            acked = applied;
         }
     }
 }

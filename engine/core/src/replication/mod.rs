@@ -318,6 +318,11 @@ impl Replication {
                 *ep = format!("vdb://{host}:{}", shared.port);
             }
         }
+        if shared.keyspace.store().needs_full_copy() {
+            // An interrupted full copy (migrated from the Python engine): serve no
+            // reads and ask the primary for a whole copy.
+            self.incomplete.store(true, Ordering::Release);
+        }
         let primary = lock(&self.state).primary.clone();
         if !self.is_primary() && !primary.is_empty() {
             self.start_follower(shared.clone(), primary);
