@@ -53,14 +53,6 @@ pub struct Commit {
     pub durable: Option<DurabilityWait>,
 }
 
-/// A batch of the commit log as a replica receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub epoch: u64,
-    pub seq: u64,
-    pub mutations: Vec<Mutation>,
-}
-
 /// Storage failures. A store that cannot make a write durable refuses writes
 /// from then on (answered with `WRITES_REFUSED`; reads still work).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,11 +111,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` records with key >= `start`, in byte order, from one consistent state.
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Key, Record)>, StoreError>;
-
-    /// The batches after `seq`, for a replica that resumes (replication, not yet native).
-    fn batches_since(&self, _seq: u64) -> Result<Vec<Batch>, StoreError> {
-        Err(StoreError::Unsupported("batches_since"))
-    }
 
     // -- replication (docs/formats/replication.md, stream version 2) -----------------
     // The log's own bytes are what a primary ships and a replica logs: a store
