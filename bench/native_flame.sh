@@ -25,6 +25,8 @@ declare -A CASES=(
 	[lsm-everysec-set-p16]="lsm everysec set 16"
 	[lsm-everysec-get-p16]="lsm everysec get 16"
 	[lsm-always-set-p1]="lsm always set 1"
+	[lsm-everysec-set-p1]="lsm everysec set 1"
+	[lsm-everysec-get-p1]="lsm everysec get 1"
 )
 
 die() { echo "native_flame: $*" >&2; exit 1; }

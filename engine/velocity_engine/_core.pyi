@@ -37,6 +37,15 @@ class Core:
     def info(self, section: str = "") -> str:
         """The INFO document as JSON (one section when given)."""
 
+    def promote(self, min_epoch: int) -> tuple[int, int]:
+        """Become the primary of a new epoch above min_epoch: (epoch, seq); ValueError when refused."""
+
+    def replica_of(self, primary: str, epoch: int) -> int:
+        """Follow primary (vdb://HOST:PORT; empty: fence); epoch 0 when not given. The epoch after."""
+
+    def replication_state(self) -> str:
+        """INFO's replication section as JSON (role, epoch, seq, history, replicas, ...)."""
+
 def check_dir(storage_dir: str, repair: bool = False) -> tuple[bool, list[str]]:
     """velocity-lsm's checker (WAL versions 1 and 2): (start-up would succeed, findings)."""
 

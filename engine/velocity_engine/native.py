@@ -11,9 +11,11 @@ sequence. The boundary is the short list of calls in _core.pyi
 Experimental: `--storage lsm` (the core's velocity-lsm engine, in DATA_DIR/storage
 where the Python engine keeps its data; a directory it wrote is migrated at start)
 or `--storage memory`; SNAPSHOT_BEGIN/READ are served by the core (engine/core/src/
-snapshot.rs); no replication yet, which the engine refuses at start (`unsupported`).
-`--restore-from` works: the shell restores the snapshot file into DATA_DIR before the
-core opens it (cli.py).
+snapshot.rs). Replication (stream version 2: docs/formats/replication.md) runs in the
+core too: --replica-of, sync mode, PROMOTE and REPLICA_OF; the shell hands it the
+settings and tokens. No Lease election yet, which the engine refuses at start
+(`unsupported`). `--restore-from` works: the shell restores the snapshot file into
+DATA_DIR before the core opens it (cli.py).
 """
 
 from __future__ import annotations
@@ -53,10 +55,8 @@ def unsupported(settings: EngineSettings) -> list[str]:
     """Why these settings cannot run on the native data plane yet (empty: they can)."""
     s = settings
     problems = []
-    if s.replica_of:
-        problems.append("--replica-of (replication is not native yet)")
     if s.lease_name:
-        problems.append("--lease-name (replication is not native yet)")
+        problems.append("--lease-name (Lease election is not native yet)")
     return problems
 
 
@@ -238,12 +238,12 @@ class NativeServer:
             "memtable_bytes": s.memtable_bytes,
             "block_cache_bytes": s.block_cache_bytes,
             "compaction_rate_bytes": s.compaction_rate_bytes,
-            "replication_backlog_bytes": s.replication_backlog_bytes,
             "snapshot_max_files": s.snapshot_max_files,
             "snapshot_max_bytes": s.snapshot_max_bytes,
             "snapshot_min_free_bytes": s.snapshot_min_free_bytes,
             "snapshot_idle_s": s.snapshot_idle_s,
             "epoch": self._epoch(),
+            **self._replication_settings(),
         }
 
     def _epoch(self) -> int:
@@ -252,6 +252,32 @@ class NativeServer:
 
         state = load_state(self._settings.data_dir)
         return (state if state is not None else NodeState()).epoch
+
+    def _replication_settings(self) -> dict[str, Any]:
+        """What the core's replication needs: role at start, sync mode, peers' trust and tokens."""
+        s = self._settings
+        ca = s.replica_ca if s.replica_ca is not None else (self.tls.ca if self.tls is not None else None)
+        creds = self.credentials
+        return {
+            "replica_of": s.replica_of,
+            "replication_mode": s.replication_mode,
+            "sync_replicas": s.sync_replicas,
+            "sync_degrade": s.sync_degrade,
+            "sync_timeout_s": s.sync_timeout_s,
+            "replication_backlog_bytes": s.replication_backlog_bytes,
+            "advertise": s.advertise,
+            "replica_ca": str(ca) if ca is not None else None,
+            "replication_token": creds.token(Role.REPLICATION) if creds is not None else None,
+            "admin_token": creds.token(Role.ADMIN) if creds is not None else None,
+            "data_dir": str(s.data_dir),
+        }
+
+    def replication_state(self) -> dict[str, Any]:
+        """INFO's replication section, from the core."""
+        if self._core is None:
+            return {"role": "primary", "epoch": 0, "seq": 0}
+        state: dict[str, Any] = json.loads(self._core.replication_state())
+        return state
 
     def enable_config_reload(
         self, flags: dict[str, Any], config_file: Path | None, stamp: FileStamp | None = None
@@ -285,7 +311,7 @@ class NativeServer:
     # -- what the core is told and asked -----------------------------------------
 
     def push_info_sections(self) -> None:
-        """INFO's config and replication sections come from the shell."""
+        """INFO's config section comes from the shell (replication's from the core)."""
         if self._core is None:
             return
         s = self._settings
@@ -294,8 +320,7 @@ class NativeServer:
             if self.config_reloader is not None
             else {"log_level": s.log_level, "max_connections": s.max_connections, "appendfsync": s.appendfsync}
         )
-        replication = {"role": "primary", "epoch": 0, "seq": 0, "mode": s.replication_mode, "replicas_connected": 0}
-        self._core.set_info_sections(json.dumps({"config": config, "replication": replication}))
+        self._core.set_info_sections(json.dumps({"config": config}))
 
     def refresh_stats(self, stats: Stats) -> None:
         """Copy the core's counters into the Stats the collector renders."""
@@ -338,11 +363,36 @@ class NativeServer:
         return g
 
     def metric_families(self) -> Iterator[Any]:
+        r = self.replication_state()
+        primary = r.get("role") == "primary"
         role = GaugeMetricFamily("velocity_replication_role", "1 for the role this node has now.", labels=["role"])
-        role.add_metric(["primary"], 1.0)
-        role.add_metric(["replica"], 0.0)
+        role.add_metric(["primary"], 1.0 if primary else 0.0)
+        role.add_metric(["replica"], 0.0 if primary else 1.0)
         yield role
-        yield GaugeMetricFamily("velocity_replicas_connected", "Replicas streaming from this primary.", value=0)
+        yield GaugeMetricFamily(
+            "velocity_replication_lag_records",
+            "Batches a replica is behind its primary (on a primary: the slowest replica's).",
+            value=r.get("lag_records", 0),
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_lag_seconds",
+            "Seconds a replica is behind its primary (on a primary: the slowest replica's).",
+            value=r.get("lag_seconds", 0.0),
+        )
+        yield GaugeMetricFamily(
+            "velocity_replicas_connected", "Replicas streaming from this primary.", value=r.get("replicas_connected", 0)
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_backlog_bytes",
+            "Bytes held in the replication backlog.",
+            value=r.get("backlog", {}).get("bytes", 0),
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_epoch", "The highest epoch this node has seen.", value=r.get("epoch", 0)
+        )
+        yield GaugeMetricFamily(
+            "velocity_replication_sequence", "Sequence number of the last batch applied.", value=r.get("seq", 0)
+        )
         if self.config_reloader is not None:
             yield from self.config_reloader.metric_families()
         snaps = self._stats.get("snapshots")

@@ -48,8 +48,6 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01, wh
         time.sleep(interval)
 
 
-# `python_only` reason of engines that serve the replication and admin opcodes (REPL_*, PROMOTE, REPLICA_OF).
-REPLICATION_NOT_NATIVE = "replication is not native yet"
 
 
 class EngineProcess:
@@ -89,14 +87,15 @@ class EngineProcess:
 
     def data_plane_args(self) -> list[str]:
         """VELOCITY_TEST_DATA_PLANE=native: run this engine on the native data plane (issue 13)
-        with the storage it would have on Python (LSM by default), unless it needs what the core
-        cannot do yet: replication (`python_only`); those engines keep the Python data plane."""
+        with the storage it would have on Python (LSM by default), replicated or not, unless it
+        needs what the core cannot do yet: Lease election (`python_only`); those engines keep
+        the Python data plane."""
         if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native" or self.python_only:
             return []
         args, env = self.extra_args, {**os.environ, **self.env}
-        if {"--replica-of", "--lease-name", "--data-plane"} & set(args):
+        if {"--lease-name", "--data-plane"} & set(args):
             return []
-        if any(env.get(k) for k in ("VELOCITY_REPLICA_OF", "VELOCITY_LEASE_NAME", "VELOCITY_DATA_PLANE")):
+        if any(env.get(k) for k in ("VELOCITY_LEASE_NAME", "VELOCITY_DATA_PLANE")):
             return []
         return ["--data-plane", "native"]
 

@@ -40,6 +40,7 @@ use crate::dispatch::{push_error, Dispatcher};
 use crate::error::VError;
 use crate::server::Shared;
 use crate::stats::WorkerStats;
+use crate::store::StoreError;
 
 /// Largest frame body accepted before a successful HELLO: a HELLO is a few hundred bytes.
 pub const PRE_AUTH_MAX_BODY: u64 = 4096;
@@ -65,6 +66,8 @@ enum Step {
     Close,
     /// A wrong token: answer late, then close.
     AuthFailed(VError),
+    /// REPL_SYNC was answered: the connection becomes a replication feed.
+    Feed(crate::replication::feed::Plan),
 }
 
 enum Wake {
@@ -130,6 +133,19 @@ impl<S> Drop for Conn<S> {
             c.release_slot();
         }
     }
+}
+
+/// The frames in an output buffer (complete frames only, as the dispatcher writes them).
+fn count_frames(out: &[u8]) -> usize {
+    let mut n = 0;
+    let mut pos = 0;
+    while pos + HEADER_LEN <= out.len() {
+        let mut lenb = [0u8; 8];
+        lenb.copy_from_slice(&out[pos + 6..pos + HEADER_LEN]);
+        pos += HEADER_LEN + u64::from_le_bytes(lenb) as usize + TRAILER_LEN;
+        n += 1;
+    }
+    n
 }
 
 /// How long, and for how many bytes, a closing connection reads and drops input.
@@ -201,6 +217,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Step::AuthFailed(e) => {
                     self.auth_failed(e).await;
+                    return;
+                }
+                Step::Feed(plan) => {
+                    let leftover = self.rbuf[self.rpos..].to_vec();
+                    let (shared, drain) = (self.w.shared.clone(), self.drain.clone());
+                    crate::replication::feed::run(&mut self.stream, leftover, plan, shared, drain).await;
                     return;
                 }
                 Step::Read => {}
@@ -310,6 +332,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if result.as_ref().is_err_and(|e| e.fatal) {
                 return Step::Close;
             }
+            if let Some(plan) = self.d.feed.take() {
+                return Step::Feed(plan);
+            }
             if !self.slot && self.d.session.authed && !self.take_slot() {
                 // The HELLO that ended probation found no client slot: BUSY instead of its reply.
                 let busy = self.out.split_off(before);
@@ -353,13 +378,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Writes the queued replies (after the durability they depend on).
     async fn flush(&mut self) -> bool {
         if let Some(wait) = self.d.pending.take() {
-            if wait.await.is_err() {
-                // The log could not be made durable: never acknowledge those writes.
-                eprintln!(
-                    "velocity-core: closing {}: replies withheld because the log sync failed",
-                    self.peer
-                );
-                return false;
+            match wait.await {
+                Ok(()) => {}
+                Err(StoreError::NotAcknowledged(why)) => {
+                    // Sync replication, not acknowledged in time: each reply held becomes
+                    // the error (the client cannot know whether its writes happened), as
+                    // the Python engine does; the connection stays usable.
+                    let e = VError::new(ErrorCode::NotEnoughReplicas, why);
+                    let held = count_frames(&self.out);
+                    self.out.clear();
+                    for _ in 0..held {
+                        self.w.stats.error(e.code.as_u16());
+                        push_error(&mut self.out, &e);
+                    }
+                }
+                Err(_) => {
+                    // The log could not be made durable: never acknowledge those writes.
+                    eprintln!(
+                        "velocity-core: closing {}: replies withheld because the log sync failed",
+                        self.peer
+                    );
+                    return false;
+                }
             }
         }
         if self.out.is_empty() {

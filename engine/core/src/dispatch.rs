@@ -139,6 +139,8 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     /// Durability the replies written since the last flush depend on.
     pub pending: Pending,
+    /// Set by REPL_SYNC: the connection becomes a replication feed after its reply.
+    pub feed: Option<crate::replication::feed::Plan>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     scratch: Vec<u8>,
@@ -151,6 +153,7 @@ impl Dispatcher {
             session: Session::new(insecure),
             shared,
             pending: Pending::default(),
+            feed: None,
             compressor: None,
             decompressor: None,
             scratch: Vec::new(),
@@ -173,6 +176,8 @@ impl Dispatcher {
         if !self.session.allowed[opcode as usize] {
             return Err(self.refuse(opcode));
         }
+        // The role check: REDIRECT on a replica, NOT_ENOUGH_REPLICAS in sync mode.
+        self.shared.repl.check(opcode, flags)?;
         let start = begin_frame(out);
         let result = if flags & FLAG_ZSTD != 0 {
             // Only after the role check, and never before login: a small
@@ -393,6 +398,22 @@ impl Dispatcher {
                 let json = crate::info::render(shared, section)?;
                 codec::info_response(&json, out);
             }
+            Opcode::REPL_SYNC => {
+                let req = crate::replication::stream::decode_sync_request(body)?;
+                let (reply, plan) = shared.repl.sync(&req, shared)?;
+                out.extend_from_slice(&reply);
+                self.feed = Some(plan);
+            }
+            Opcode::REPL_ACK | Opcode::REPL_HEARTBEAT => {
+                return Err(VError::invalid(format!(
+                    "{} belongs on a replication stream (after REPL_SYNC)",
+                    opcode_name(opcode)
+                )))
+            }
+            Opcode::PROMOTE | Opcode::REPLICA_OF => {
+                let reply = shared.repl.admin(opcode, body, &self.shared)?;
+                out.extend_from_slice(&reply);
+            }
             other => {
                 return Err(VError::new(
                     ErrorCode::UnknownOpcode,
@@ -460,7 +481,8 @@ impl Dispatcher {
             &codec::HelloReply {
                 server_version: &s.version,
                 node_id: &s.node_id,
-                role: 0,
+                // The role this node has now (protocol conformance: a replica says 1).
+                role: u8::from(!self.shared.repl.is_primary()),
                 max_frame_bytes: s.max_frame_bytes,
                 max_key_bytes: s.max_key_bytes,
                 max_value_bytes: s.max_value_bytes,

@@ -92,7 +92,7 @@ pub fn document(shared: &Shared) -> Map<String, Value> {
             "node_id": s.node_id,
             "pid": std::process::id(),
             "uptime_s": round3(shared.started.elapsed().as_secs_f64()),
-            "role": "primary",
+            "role": if shared.repl.is_primary() { "primary" } else { "replica" },
             "tls": s.tls.is_some(),
             "auth": shared.credentials.is_some(),
             "port": shared.port,
@@ -131,13 +131,7 @@ pub fn document(shared: &Shared) -> Map<String, Value> {
     let (storage, persistence) = storage_sections(&st, shared.keyspace.store().engine_stats().as_ref());
     doc.insert("storage".into(), storage);
     doc.insert("persistence".into(), persistence);
-    doc.insert(
-        "replication".into(),
-        extra
-            .get("replication")
-            .cloned()
-            .unwrap_or_else(|| json!({"role": "primary"})),
-    );
+    doc.insert("replication".into(), shared.repl.info(shared));
     doc.insert(
         "config".into(),
         extra

@@ -23,7 +23,7 @@
 //! (their commits are acknowledged at once), so reads never wait.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use velocity_proto::ErrorCode;
 
@@ -67,6 +67,9 @@ pub fn wall_ms() -> i64 {
 pub struct Pending {
     seq: u64,
     wait: Option<DurabilityWait>,
+    /// Sync replication: the newest batch the replies wait to see acknowledged.
+    ack_seq: u64,
+    ack: Option<DurabilityWait>,
 }
 
 impl Pending {
@@ -81,12 +84,28 @@ impl Pending {
     /// The wait to complete before the queued replies go out (and forget it).
     pub fn take(&mut self) -> Option<DurabilityWait> {
         self.seq = 0;
-        self.wait.take()
+        self.ack_seq = 0;
+        match (self.wait.take(), self.ack.take()) {
+            (Some(d), Some(a)) => Some(Box::pin(async move {
+                d.await?;
+                a.await
+            })),
+            (d, a) => d.or(a),
+        }
     }
 
-    /// Whether some reply waits for durability.
+    /// Replies now also wait for replication's acknowledgement of batch `seq`
+    /// (sync mode); acknowledgements come in order, so the newest covers the rest.
+    pub fn need_ack(&mut self, seq: u64, wait: DurabilityWait) {
+        if self.ack.is_none() || seq > self.ack_seq {
+            self.ack_seq = seq;
+            self.ack = Some(wait);
+        }
+    }
+
+    /// Whether some reply waits for durability or an acknowledgement.
     pub fn is_waiting(&self) -> bool {
-        self.wait.is_some()
+        self.wait.is_some() || self.ack.is_some()
     }
 
     /// The batch the replies wait for (0: none).
@@ -113,13 +132,30 @@ pub struct Keyspace {
     epoch: AtomicU64,
     clock: Clock,
     expired_total: AtomicU64,
+    /// Replication's hook into the write path (set once at start; none in unit tests).
+    hook: OnceLock<Arc<dyn CommitHook>>,
+}
+
+/// What replication hooks into the write path (replication/mod.rs).
+pub trait CommitHook: Send + Sync {
+    /// The epoch new batches are written in.
+    fn epoch(&self) -> u64;
+    /// False on a replica: its data changes only by its stream (expiry deletions
+    /// come from the primary), so lazy and active expiry only hide expired keys.
+    fn writable(&self) -> bool;
+    /// After a commit: wake the feeds; a sync-mode reply waits for the quorum.
+    fn committed(&self, seq: u64, pending: &mut Pending);
 }
 
 fn store_error(e: StoreError) -> VError {
     match e {
         StoreError::WritesRefused(_) => VError::new(ErrorCode::WritesRefused, e.to_string()),
         StoreError::Corruption(_) => VError::new(ErrorCode::Internal, e.to_string()),
-        StoreError::Unsupported(_) | StoreError::InvalidSetting(_) => VError::new(ErrorCode::Internal, e.to_string()),
+        StoreError::NotAcknowledged(_) => VError::new(ErrorCode::NotEnoughReplicas, e.to_string()),
+        StoreError::Unsupported(_)
+        | StoreError::InvalidSetting(_)
+        | StoreError::Compacted { .. }
+        | StoreError::BadBatch(_) => VError::new(ErrorCode::Internal, e.to_string()),
     }
 }
 
@@ -211,7 +247,13 @@ impl Keyspace {
             stripe_seq: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             clock,
             expired_total: AtomicU64::new(0),
+            hook: OnceLock::new(),
         }
+    }
+
+    /// Installs replication's hook (once).
+    pub fn set_hook(&self, hook: Arc<dyn CommitHook>) {
+        let _ = self.hook.set(hook);
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -219,8 +261,10 @@ impl Keyspace {
     }
 
     /// The epoch writes are logged in.
+    /// Replication's epoch once its hook is installed (never below the log's newest).
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        let floor = self.epoch.load(Ordering::Acquire);
+        self.hook.get().map_or(floor, |h| h.epoch().max(floor))
     }
 
     /// Raises the epoch writes are logged in (never lowers it).
@@ -270,12 +314,21 @@ impl Keyspace {
     /// until its sequence is recorded, so a reader that sees the new value also
     /// sees that it must wait (its load of the slot follows its read of the value).
     fn commit(&self, stripes: &[usize], mutations: Vec<Mutation>, pending: &mut Pending) -> VResult<()> {
+        let seq = self.commit_tracked(stripes, mutations, pending)?;
+        if let Some(h) = self.hook.get() {
+            h.committed(seq, pending);
+        }
+        Ok(())
+    }
+
+    /// [`Self::commit`] without replication's hook: returns the batch's sequence.
+    fn commit_tracked(&self, stripes: &[usize], mutations: Vec<Mutation>, pending: &mut Pending) -> VResult<u64> {
         if !self.tracks_durability {
             let c = self.store.commit(self.epoch(), mutations).map_err(store_error)?;
             if let Some(w) = c.durable {
                 pending.need(c.seq, w);
             }
-            return Ok(());
+            return Ok(c.seq);
         }
         let mut prev = [0u64; 8];
         let many: Vec<u64>;
@@ -309,7 +362,7 @@ impl Keyspace {
         if let Some(w) = wait {
             pending.need(seq, w);
         }
-        Ok(())
+        Ok(seq)
     }
 
     /// A reply that shows `key`'s state waits for the durability of the newest
@@ -341,9 +394,15 @@ impl Keyspace {
             key: key.into(),
             record: None,
         };
+        if self.hook.get().is_some_and(|h| !h.writable()) {
+            return;
+        }
         // Not tracked for durability: an expired key reads as absent either way.
-        if self.store.commit(self.epoch(), vec![m]).is_ok() {
+        if let Ok(c) = self.store.commit(self.epoch(), vec![m]) {
             self.expired_total.fetch_add(1, Ordering::Relaxed);
+            if let Some(h) = self.hook.get() {
+                h.committed(c.seq, &mut Pending::default());
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use velocity_lsm::{Db, FsyncPolicy, Options};
 
-use crate::store::{Commit, Key, Mutation, Record, Store, StoreError, StoreStats};
+use crate::store::{Commit, FullCopy, Key, Mutation, Record, Store, StoreError, StoreStats};
 
 /// The directory under `--data-dir` that holds the storage engine's files
 /// (filenames.py `STORAGE_DIR`).
@@ -119,6 +119,23 @@ fn write_error(e: velocity_lsm::Error) -> StoreError {
     }
 }
 
+/// The replication log's errors: a replica too far behind needs a full copy.
+fn log_error(e: velocity_lsm::Error) -> StoreError {
+    match e {
+        velocity_lsm::Error::Compacted { requested, oldest } => StoreError::Compacted { requested, oldest },
+        other => read_error(other),
+    }
+}
+
+/// What a reply showing this commit waits for: nothing unless `appendfsync always`.
+fn durability(c: &velocity_lsm::Commit) -> Option<crate::store::DurabilityWait> {
+    if c.is_durable() {
+        return None;
+    }
+    let fut = c.durable();
+    Some(Box::pin(async move { fut.await.map_err(write_error) }))
+}
+
 fn to_core(r: velocity_lsm::Record) -> Record {
     Record {
         kind: r.kind,
@@ -160,13 +177,10 @@ impl Store for LsmStore {
             .db
             .commit(epoch, mutations.into_iter().map(to_lsm).collect())
             .map_err(write_error)?;
-        let durable: Option<crate::store::DurabilityWait> = if c.is_durable() {
-            None
-        } else {
-            let fut = c.durable();
-            Some(Box::pin(async move { fut.await.map_err(write_error) }))
-        };
-        Ok(Commit { seq: c.seq, durable })
+        Ok(Commit {
+            seq: c.seq,
+            durable: durability(&c),
+        })
     }
 
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Key, Record)>, StoreError> {
@@ -204,6 +218,73 @@ impl Store for LsmStore {
             // As the Python engine counts it (lsm.py `stats()`): memtables plus tables.
             data_bytes: st.memtable_bytes + st.sstable_bytes,
         }
+    }
+
+    // -- replication: velocity_lsm::Db's log is the replication log (stream v2) ----------
+
+    fn log_position(&self) -> (u64, u64) {
+        self.db.last_seq()
+    }
+
+    fn raw_batches_since(&self, seq: u64) -> Result<Vec<Bytes>, StoreError> {
+        if seq >= self.db.last_seq().1 {
+            return Ok(Vec::new());
+        }
+        let iter = self.db.batches_since(seq).map_err(log_error)?;
+        iter.map(|b| b.map_err(log_error)).collect()
+    }
+
+    fn apply_replicated(&self, raw: Bytes) -> Result<Commit, StoreError> {
+        let c = self.db.apply_replicated(raw).map_err(|e| match e {
+            velocity_lsm::Error::SeqGap { .. } | velocity_lsm::Error::InvalidArgument(_) => {
+                StoreError::BadBatch(e.to_string())
+            }
+            other => write_error(other),
+        })?;
+        Ok(Commit {
+            seq: c.seq,
+            durable: durability(&c),
+        })
+    }
+
+    fn full_copy(&self) -> Result<FullCopy, StoreError> {
+        // One sequence number: the snapshot's files stay readable while it is walked.
+        let snap = self.db.snapshot();
+        let position = (snap.epoch(), snap.seq());
+        let records = snap
+            .iter_from(b"")
+            .map(|r| r.map(|(k, rec)| (Key::from(&k[..]), to_core(rec))).map_err(read_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((position, records))
+    }
+
+    fn install_copy(&self, position: (u64, u64), mut records: Vec<(Key, Record)>) -> Result<(), StoreError> {
+        // velocity-lsm builds tables from keys in strictly increasing order; a memory
+        // primary sends its shards' keys unordered.
+        records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        records.dedup_by(|a, b| a.0 == b.0);
+        let entries = records.into_iter().map(|(k, r)| {
+            Ok((
+                Bytes::copy_from_slice(&k),
+                velocity_lsm::Record {
+                    kind: r.kind,
+                    value: Bytes::copy_from_slice(&r.value),
+                    expire_at_ms: r.expire_at_ms,
+                },
+            ))
+        });
+        self.db
+            .install_copy(position.0, position.1, entries)
+            .map_err(write_error)
+    }
+
+    fn needs_full_copy(&self) -> bool {
+        self.db.needs_full_copy()
+    }
+
+    fn backlog_span(&self) -> (u64, u64, u64) {
+        let st = self.db.stats();
+        (st.backlog_bytes, st.backlog_first_seq, st.last_seq)
     }
 
     fn durable_seq(&self) -> u64 {
@@ -457,6 +538,78 @@ mod tests {
         assert_eq!(&*ks.lookup(b"before", &mut p).unwrap().unwrap().value, b"ok");
         let st = ks.store().engine_stats().unwrap();
         assert!(st.writes_refused && !st.write_error.is_empty());
+    }
+
+    /// Replication through the Store contract (issue 13): a replica applies the
+    /// primary's raw batches (its log position follows, in the WAL, not in a user
+    /// key), a full copy from a snapshot installs at the primary's position, a
+    /// replica under `always` is handed the fdatasync to wait for before its ACK,
+    /// and a primary whose backlog moved on answers `Compacted`.
+    #[test]
+    fn lsm_stores_replicate_batches_and_full_copies() {
+        let (dp, dr, dc) = (TempDir::new("repl-p"), TempDir::new("repl-r"), TempDir::new("repl-c"));
+        let mut ps = LsmSettings::new(&dp.0);
+        ps.backlog_bytes = 1;
+        let primary = Keyspace::new(Box::new(LsmStore::open(&ps).unwrap()));
+        let p = &mut Pending::default();
+        primary.set(b"a", 1, b"1", 0, 0, p).unwrap();
+        primary.set(b"b", 1, b"2", 60_000, 0, p).unwrap();
+        primary.delete(b"a", p).unwrap();
+        assert_eq!(primary.store().log_position(), (1, 3));
+
+        let replica = lsm(&dr.0, "always");
+        let mut wait = None;
+        for seq in 0..2 {
+            // A backlog of one byte keeps the newest batch only: earlier ones are gone.
+            let e = primary.store().raw_batches_since(seq).unwrap_err();
+            assert!(matches!(e, StoreError::Compacted { oldest: 3, .. }), "{e}");
+        }
+        let copy = primary.store().full_copy().unwrap();
+        assert_eq!(copy.0, (1, 3));
+        assert_eq!(copy.1.len(), 1);
+        replica.install_copy(copy.0, copy.1).unwrap();
+        assert_eq!(replica.log_position(), (1, 3));
+        primary.set(b"c", 1, b"3", 0, 0, p).unwrap();
+        for raw in primary.store().raw_batches_since(3).unwrap() {
+            let c = replica.apply_replicated(raw).unwrap();
+            wait = c.durable;
+        }
+        assert!(primary.store().raw_batches_since(4).unwrap().is_empty());
+        assert_eq!(replica.log_position(), (1, 4));
+        block_on(wait.expect("an always replica waits for its fdatasync before acknowledging")).unwrap();
+        assert!(replica.durable_seq() >= 4);
+        assert_eq!(&*replica.get(b"c").unwrap().unwrap().value, b"3");
+        assert_eq!(replica.get(b"b").unwrap().unwrap().expire_at_ms, {
+            let r = primary.lookup(b"b", p).unwrap().unwrap();
+            r.expire_at_ms
+        });
+        assert!(replica.get(b"a").unwrap().is_none());
+        // A batch that does not continue the log is refused.
+        let again = primary.store().raw_batches_since(3).unwrap().remove(0);
+        assert!(matches!(replica.apply_replicated(again), Err(StoreError::BadBatch(_))));
+        replica.close().unwrap();
+        drop(replica);
+        let replica = lsm(&dr.0, "everysec");
+        assert_eq!(replica.log_position(), (1, 4), "the position survives a restart");
+
+        // A memory primary's copy comes unordered: the LSM replica sorts it.
+        let mem = crate::memory::MemoryStore::new();
+        let muts = (0..50)
+            .map(|i| Mutation {
+                key: format!("m{i:02}").as_bytes().into(),
+                record: Some(Record {
+                    kind: 0,
+                    value: Arc::from(&b"v"[..]),
+                    expire_at_ms: 0,
+                }),
+            })
+            .collect();
+        mem.commit(2, muts).unwrap();
+        let (pos, recs) = mem.full_copy().unwrap();
+        let other = lsm(&dc.0, "everysec");
+        other.install_copy(pos, recs).unwrap();
+        assert_eq!(other.log_position(), (2, 1));
+        assert_eq!(other.scan_from(b"", 100).unwrap().len(), 50);
     }
 
     /// libc's EIO on Linux (the core does not depend on libc).

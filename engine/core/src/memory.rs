@@ -16,12 +16,12 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 
-use crate::store::{key_hash, Commit, Key, Mutation, Record, Store, StoreError, StoreStats};
+use crate::memlog::MemLog;
+use crate::store::{key_hash, Commit, FullCopy, Key, Mutation, Record, Store, StoreError, StoreStats};
 
 /// Shards of the key space (a power of two).
 pub const SHARDS: usize = 64;
@@ -89,7 +89,8 @@ impl Shard {
 /// Volatile storage shared by every worker thread.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    seq: AtomicU64,
+    /// Sequence numbers and the replication backlog (memlog.rs).
+    log: MemLog,
     /// Active expiry's place: (shard, last key visited in it).
     expiry_cursor: Mutex<(usize, Option<Key>)>,
 }
@@ -110,9 +111,14 @@ fn shard_of(hash: u64) -> usize {
 
 impl MemoryStore {
     pub fn new() -> Self {
+        Self::with_backlog(crate::memlog::DEFAULT_BACKLOG_BYTES)
+    }
+
+    /// A store whose replication backlog holds about `backlog_bytes` of batches.
+    pub fn with_backlog(backlog_bytes: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            seq: AtomicU64::new(0),
+            log: MemLog::new(backlog_bytes),
             expiry_cursor: Mutex::new((0, None)),
         }
     }
@@ -155,25 +161,108 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn commit(&self, _epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError> {
+    fn commit(&self, epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError> {
+        // Encoded before any lock once the log is retained; numbered while the
+        // touched shards are held; the rare commit that meets the switch to
+        // retained encodes under its locks (memlog.rs).
+        let mut encoded = match self.log.retained() {
+            true => Some(MemLog::encode(epoch, &mutations)?),
+            false => None,
+        };
+        let mut mutations = mutations;
         if mutations.len() == 1 {
-            for m in mutations {
+            if let Some(m) = mutations.pop() {
                 let h = key_hash(&m.key);
                 let mut shard = self.lock(shard_of(h));
+                if encoded.is_none() && self.log.retained() {
+                    encoded = Some(MemLog::encode(epoch, std::slice::from_ref(&m))?);
+                }
                 shard.apply(h, m);
+                let seq = self.log.append(epoch, encoded);
+                return Ok(Commit { seq, durable: None });
             }
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            return Ok(Commit { seq, durable: None });
         }
         let hashes: Vec<u64> = mutations.iter().map(|m| key_hash(&m.key)).collect();
         let order = sorted_distinct(hashes.iter().map(|&h| shard_of(h)).collect());
         let mut guards = self.lock_all(&order);
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if encoded.is_none() && self.log.retained() {
+            encoded = Some(MemLog::encode(epoch, &mutations)?);
+        }
+        let seq = self.log.append(epoch, encoded);
         for (m, h) in mutations.into_iter().zip(hashes) {
             let pos = order.binary_search(&shard_of(h)).unwrap_or_default();
             guards[pos].apply(h, m);
         }
         Ok(Commit { seq, durable: None })
+    }
+
+    fn log_position(&self) -> (u64, u64) {
+        self.log.position()
+    }
+
+    fn raw_batches_since(&self, seq: u64) -> Result<Vec<bytes::Bytes>, StoreError> {
+        self.log.since(seq)
+    }
+
+    fn retain_log(&self) {
+        self.log.retain();
+    }
+
+    fn apply_replicated(&self, raw: bytes::Bytes) -> Result<Commit, StoreError> {
+        let parsed = velocity_lsm::batch::parse(&raw).map_err(StoreError::BadBatch)?;
+        let mutations: Vec<Mutation> = parsed
+            .entries
+            .iter()
+            .map(|e| Mutation {
+                key: raw[e.key.clone()].into(),
+                record: e.put.as_ref().map(|(kind, at, v)| Record {
+                    kind: *kind,
+                    value: raw[v.clone()].into(),
+                    expire_at_ms: *at,
+                }),
+            })
+            .collect();
+        let hashes: Vec<u64> = mutations.iter().map(|m| key_hash(&m.key)).collect();
+        let order = sorted_distinct(hashes.iter().map(|&h| shard_of(h)).collect());
+        let mut guards = self.lock_all(&order);
+        let (epoch, seq) = self.log.check_next(&raw)?;
+        for (m, h) in mutations.into_iter().zip(hashes) {
+            let pos = order.binary_search(&shard_of(h)).unwrap_or_default();
+            guards[pos].apply(h, m);
+        }
+        self.log.append_raw(epoch, seq, raw);
+        Ok(Commit { seq, durable: None })
+    }
+
+    fn full_copy(&self) -> Result<FullCopy, StoreError> {
+        let all: Vec<usize> = (0..SHARDS).collect();
+        let guards = self.lock_all(&all);
+        // Under every shard lock: no batch is half applied, and the log position is
+        // exactly the one the records reflect (batches are numbered under shard locks).
+        let position = self.log.position();
+        let mut records = Vec::new();
+        for g in &guards {
+            records.extend(g.table.iter().map(|e| (e.key.clone(), e.rec.clone())));
+        }
+        Ok((position, records))
+    }
+
+    fn install_copy(&self, position: (u64, u64), records: Vec<(Key, Record)>) -> Result<(), StoreError> {
+        let all: Vec<usize> = (0..SHARDS).collect();
+        let mut guards = self.lock_all(&all);
+        for g in guards.iter_mut() {
+            **g = Shard::default();
+        }
+        for (key, rec) in records {
+            let h = key_hash(&key);
+            guards[shard_of(h)].apply(h, Mutation { key, record: Some(rec) });
+        }
+        self.log.reset(position);
+        Ok(())
+    }
+
+    fn backlog_span(&self) -> (u64, u64, u64) {
+        self.log.span()
     }
 
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Key, Record)>, StoreError> {
@@ -321,6 +410,32 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 300);
+    }
+
+    #[test]
+    fn the_log_keeps_bytes_from_the_first_replica_on() {
+        let s = MemoryStore::new();
+        s.commit(1, vec![put("a", "1", 0)]).unwrap();
+        s.commit(1, vec![put("b", "2", 0), del("a")]).unwrap();
+        assert!(s.raw_batches_since(0).is_err(), "nothing retained before a replica");
+        s.retain_log();
+        let ((epoch, at), records) = s.full_copy().unwrap();
+        assert_eq!((epoch, at, records.len()), (1, 2, 1));
+        s.commit(2, vec![put("c", "3", 5)]).unwrap();
+        let raw = s.raw_batches_since(at).unwrap();
+        assert_eq!(raw.len(), 1);
+        // A replica that installs the copy and applies the batch holds the same state.
+        let r = MemoryStore::new();
+        r.install_copy((epoch, at), records).unwrap();
+        r.apply_replicated(raw[0].clone()).unwrap();
+        assert_eq!(r.log_position(), (2, 3));
+        assert_eq!(r.scan_from(b"", 10), s.scan_from(b"", 10));
+        assert!(r.apply_replicated(raw[0].clone()).is_err(), "batch 3 twice");
+        assert_eq!(
+            r.raw_batches_since(2).unwrap(),
+            raw,
+            "the replica logs the bytes as received"
+        );
     }
 
     #[test]

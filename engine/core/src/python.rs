@@ -12,7 +12,9 @@
 //!   (its `snapshots` entry: the SNAPSHOT_BEGIN/READ figures);
 //!   `Core.set_live_settings(dict)` (`max_connections`, `appendfsync`);
 //!   `Core.set_info_sections(json)`;
-//!   `Core.info(section) -> str` (the INFO JSON);
+//!   `Core.info(section) -> str` (the INFO JSON); replication:
+//!   `Core.promote(min_epoch) -> (epoch, seq)`, `Core.replica_of(primary,
+//!   epoch) -> epoch`, `Core.replication_state() -> str` (JSON);
 //! - `check_dir(storage_dir, repair) -> (ok, lines)`: `velocity-engine check`
 //!   of a directory the native engine wrote (velocity-lsm's checker);
 //! - `restore_snapshot(snapshot, storage_dir) -> int | None`: `--restore-from`.
@@ -167,7 +169,41 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
         }
         Some(other) => return Err(PyValueError::new_err(format!("unknown storage {other:?}"))),
     };
+    repl_settings_from(d, &mut s.repl)?;
     Ok(s)
+}
+
+/// The replication settings (config.py's names; see replication/mod.rs).
+fn repl_settings_from(d: &Bound<'_, PyDict>, r: &mut crate::replication::ReplSettings) -> PyResult<()> {
+    r.replica_of = get::<String>(d, "replica_of")?.filter(|p| !p.is_empty());
+    if let Some(mode) = get::<String>(d, "replication_mode")? {
+        r.sync = match mode.as_str() {
+            "sync" => true,
+            "async" => false,
+            other => return Err(PyValueError::new_err(format!("replication_mode {other:?}"))),
+        };
+    }
+    if let Some(v) = get::<usize>(d, "sync_replicas")? {
+        r.sync_replicas = v.max(1);
+    }
+    if let Some(v) = get::<bool>(d, "sync_degrade")? {
+        r.sync_degrade = v;
+    }
+    if let Some(v) = get::<f64>(d, "sync_timeout_s")? {
+        r.sync_timeout = Duration::try_from_secs_f64(v)
+            .map_err(|_| PyValueError::new_err(format!("setting sync_timeout_s: {v}")))?;
+    }
+    if let Some(v) = get::<usize>(d, "replication_backlog_bytes")? {
+        r.backlog_bytes = v;
+    }
+    if let Some(v) = get::<String>(d, "advertise")? {
+        r.advertise = v;
+    }
+    r.replica_ca = get::<String>(d, "replica_ca")?.map(Into::into);
+    r.replication_token = get::<String>(d, "replication_token")?;
+    r.admin_token = get::<String>(d, "admin_token")?;
+    r.data_dir = get::<String>(d, "data_dir")?.map(Into::into);
+    Ok(())
 }
 
 /// The storage engine's figures for /metrics (exported_metrics.py's sources).
@@ -358,6 +394,28 @@ impl Core {
             return Err(PyValueError::new_err("a JSON object is expected"));
         };
         self.with(|s| s.set_info_sections(map))
+    }
+
+    /// PROMOTE (what the admin opcode does): the primary of a new epoch above
+    /// `min_epoch`; returns (epoch, seq). ValueError with the reason when refused.
+    fn promote(&self, py: Python<'_>, min_epoch: u64) -> PyResult<(u64, u64)> {
+        let shared = self.with(|s| s.shared().clone())?;
+        // Stopping the follower joins its thread: not under the GIL.
+        py.detach(move || shared.repl.promote(min_epoch, &shared))
+            .map_err(|e| PyValueError::new_err(format!("{}: {}", e.code.name(), e.message)))
+    }
+
+    /// REPLICA_OF (what the admin opcode does): follow `primary` (empty: fence);
+    /// `epoch` 0 when not given. Returns the node's epoch after.
+    fn replica_of(&self, py: Python<'_>, primary: String, epoch: u64) -> PyResult<u64> {
+        let shared = self.with(|s| s.shared().clone())?;
+        py.detach(move || shared.repl.replica_of(&primary, epoch, &shared))
+            .map_err(|e| PyValueError::new_err(format!("{}: {}", e.code.name(), e.message)))
+    }
+
+    /// The replication state as INFO reports it (a JSON object).
+    fn replication_state(&self) -> PyResult<String> {
+        self.with(|s| s.shared().repl.info(s.shared()).to_string())
     }
 
     /// The INFO document (JSON), or one section of it.

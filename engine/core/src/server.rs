@@ -147,6 +147,8 @@ pub struct Shared {
     info_sections: RwLock<Map<String, Value>>,
     /// SNAPSHOT_BEGIN/READ (None: no data directory to write them to).
     pub snapshots: Option<crate::snapshot::Exporter>,
+    /// Role, epoch, feeds and follower (replication/mod.rs).
+    pub repl: Arc<crate::replication::Replication>,
 }
 
 impl Shared {
@@ -167,11 +169,17 @@ impl Shared {
             None => None,
         };
         let credentials = (!settings.insecure).then(|| Credentials::new(settings.tokens.clone()));
+        let repl = Arc::new(
+            crate::replication::Replication::new(settings.repl.clone())
+                .map_err(|e| StartError::Runtime(std::io::Error::other(e)))?,
+        );
         let keyspace = Keyspace::new(store);
         keyspace.raise_epoch(settings.epoch);
+        keyspace.set_hook(repl.clone());
         Ok(Self {
             max_connections: AtomicUsize::new(settings.max_connections),
             keyspace,
+            repl,
             credentials,
             throttle: AuthThrottle::default(),
             tls,
@@ -222,9 +230,9 @@ pub enum StartError {
 }
 
 /// Opens the configured storage (recovery happens here, before the port opens).
-pub fn open_store(s: &StorageSettings) -> Result<Box<dyn Store>, StartError> {
+pub fn open_store(s: &StorageSettings, backlog_bytes: usize) -> Result<Box<dyn Store>, StartError> {
     Ok(match s {
-        StorageSettings::Memory => Box::new(MemoryStore::new()),
+        StorageSettings::Memory => Box::new(MemoryStore::with_backlog(backlog_bytes)),
         StorageSettings::Lsm(lsm) => Box::new(LsmStore::open(lsm)?),
     })
 }
@@ -271,7 +279,7 @@ impl Server {
     /// Opens the storage, binds the listener and starts the workers; returns once
     /// requests are served (the Python engine's order: storage, then listeners).
     pub fn start(settings: Settings) -> Result<Self, StartError> {
-        let store = open_store(&settings.storage)?;
+        let store = open_store(&settings.storage, settings.repl.backlog_bytes)?;
         let n = settings.worker_threads();
         // Worker 0's runtime is built here so that the listener binds (and fails) synchronously.
         let rt0 = tokio::runtime::Builder::new_current_thread()
@@ -288,6 +296,7 @@ impl Server {
         };
         let port = listener.local_addr().map_err(StartError::Runtime)?.port();
         let shared = Arc::new(Shared::new(settings, store, port, n)?);
+        shared.repl.start(&shared);
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut senders = Vec::with_capacity(n);
@@ -361,6 +370,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(5));
         }
         let cut = self.shared.counters.live();
+        self.shared.repl.shutdown();
         let _ = self.stop_tx.send(true);
         for t in self.threads.drain(..) {
             let _ = t.join();

@@ -61,6 +61,8 @@ pub struct Settings {
     /// The node's epoch (its replication state file's, 1 for a new node); writes
     /// are logged in the larger of it and the log's newest epoch.
     pub epoch: u64,
+    /// Replication (role at start, sync mode, peers' credentials).
+    pub repl: crate::replication::ReplSettings,
 }
 
 impl Default for Settings {
@@ -89,6 +91,7 @@ impl Default for Settings {
             data_dir: None,
             snapshot: SnapshotLimits::default(),
             epoch: 1,
+            repl: crate::replication::ReplSettings::default(),
         }
     }
 }

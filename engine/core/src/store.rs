@@ -53,14 +53,6 @@ pub struct Commit {
     pub durable: Option<DurabilityWait>,
 }
 
-/// A batch of the commit log as a replica receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub epoch: u64,
-    pub seq: u64,
-    pub mutations: Vec<Mutation>,
-}
-
 /// Storage failures. A store that cannot make a write durable refuses writes
 /// from then on (answered with `WRITES_REFUSED`; reads still work).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,7 +67,20 @@ pub enum StoreError {
     /// A setting the store cannot take (e.g. an unknown `appendfsync` policy).
     #[error("invalid storage setting: {0}")]
     InvalidSetting(String),
+    /// The log no longer holds batch `requested` (the oldest held is `oldest`): full copy.
+    #[error("batch {requested} has left the backlog (oldest held: {oldest})")]
+    Compacted { requested: u64, oldest: u64 },
+    /// Sync replication: not acknowledged by enough replicas in time (or the node
+    /// stepped down). The write is in the log; its outcome is unknown to the client.
+    #[error("{0}")]
+    NotAcknowledged(String),
+    /// A replicated batch that does not continue the log, or does not parse.
+    #[error("bad replicated batch: {0}")]
+    BadBatch(String),
 }
+
+/// A consistent copy of a store: its log position (epoch, seq) and every record.
+pub type FullCopy = ((u64, u64), Vec<(Key, Record)>);
 
 /// Figures for INFO and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,9 +112,51 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` records with key >= `start`, in byte order, from one consistent state.
     fn scan_from(&self, start: &[u8], limit: usize) -> Result<Vec<(Key, Record)>, StoreError>;
 
-    /// The batches after `seq`, for a replica that resumes (replication, not yet native).
-    fn batches_since(&self, _seq: u64) -> Result<Vec<Batch>, StoreError> {
-        Err(StoreError::Unsupported("batches_since"))
+    // -- replication (docs/formats/replication.md, stream version 2) -----------------
+    // The log's own bytes are what a primary ships and a replica logs: a store
+    // encodes a batch once (velocity_lsm::batch) and keeps the newest in a backlog.
+
+    /// The log position: (epoch, seq) of the newest batch, (0, 0) for none.
+    fn log_position(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// Keep encoded batches from now on: a replica connected (a store that
+    /// always logs, like velocity-lsm's, ignores it).
+    fn retain_log(&self) {}
+
+    /// The encoded batches after `seq` up to the newest, oldest first;
+    /// `Compacted` when the backlog no longer holds batch `seq + 1`.
+    fn raw_batches_since(&self, _seq: u64) -> Result<Vec<bytes::Bytes>, StoreError> {
+        Err(StoreError::Unsupported("raw_batches_since"))
+    }
+
+    /// Applies a batch received from the primary (it must be the next one) and
+    /// logs its bytes as received.
+    fn apply_replicated(&self, _raw: bytes::Bytes) -> Result<Commit, StoreError> {
+        Err(StoreError::Unsupported("apply_replicated"))
+    }
+
+    /// A consistent copy: every record and the log position it reflects.
+    fn full_copy(&self) -> Result<FullCopy, StoreError> {
+        Err(StoreError::Unsupported("full_copy"))
+    }
+
+    /// Replaces the whole content with `records` at log position `position` (a
+    /// replica that cannot resume); the backlog restarts after it.
+    fn install_copy(&self, _position: (u64, u64), _records: Vec<(Key, Record)>) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported("install_copy"))
+    }
+
+    /// Whether the content is a partial copy (an interrupted full copy the Python
+    /// engine left): the node must take a full copy before it serves reads.
+    fn needs_full_copy(&self) -> bool {
+        false
+    }
+
+    /// Backlog figures for INFO: (bytes held, first seq held, last seq).
+    fn backlog_span(&self) -> (u64, u64, u64) {
+        (0, 0, 0)
     }
 
     /// Up to `n` (key, expire_at_ms) pairs of keys with a TTL; successive calls

@@ -25,12 +25,22 @@ fn key(prefix: &str, i: u64) -> Vec<u8> {
 #[ignore = "a measurement: run with --release -- --ignored --nocapture"]
 fn service_time_of_set_get_incr() {
     for keys in [1_000, 100_000] {
-        measure(keys);
+        measure(keys, false);
     }
+    // Once a replica connected, each write is also encoded into the replication log.
+    measure(1_000, true);
 }
 
-fn measure(keys: u64) {
+fn measure(keys: u64, replicated: bool) {
     let shared = Arc::new(Shared::new(Settings::default(), Box::new(MemoryStore::new()), 0, 1).unwrap());
+    if replicated {
+        shared.keyspace.store().retain_log();
+    }
+    let what = if replicated {
+        ", log retained (a replica connected)"
+    } else {
+        ""
+    };
     let mut d = Dispatcher::new(shared);
     let value = vec![b'x'; 64];
     // Requests encoded up front: the loop measures the server side only.
@@ -59,6 +69,6 @@ fn measure(keys: u64) {
             }
         }
         let ns = t0.elapsed().as_nanos() as f64 / N as f64;
-        println!("{name}: {ns:.0} ns per request (decode, command, encode, CRC), {keys} keys");
+        println!("{name}: {ns:.0} ns per request (decode, command, encode, CRC), {keys} keys{what}");
     }
 }

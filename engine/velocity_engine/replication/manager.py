@@ -54,6 +54,7 @@ from vproto.errors import (
     NotEnoughReplicasError,
     RedirectError,
     StaleEpochError,
+    UnsupportedVersionError,
     VelocityError,
 )
 from vproto.frame import RESPONSE_BIT, Consistency, Opcode, encode_frame
@@ -89,6 +90,7 @@ FENCE_RETRY_S = 0.5
 SHUTDOWN_HANDOVER_S = 8.0
 REDIRECT_LINGER_S = 1.0
 PROMOTION_GRACE_S = 1.0  # sync mode: a new primary answers "retry" while its replicas connect
+STREAM_VERSION = 1  # docs/formats/replication.md; the native data plane speaks 2
 
 
 class Replication:
@@ -426,6 +428,13 @@ class Replication:
         check_epoch(req.epoch, "REPL_SYNC epoch")
         check_epoch(req.node_epoch, "REPL_SYNC node_epoch")
         check_seq(req.seq, "REPL_SYNC seq")
+        if req.stream_version > STREAM_VERSION:
+            # A replica of the native data plane (stream version 2): the two encodings
+            # differ (docs/formats/replication.md, "Version negotiation"), refuse clearly.
+            raise UnsupportedVersionError(
+                f"replica {req.node_id} ({req.endpoint}) speaks replication stream version "
+                f"{req.stream_version}; this primary (Python data plane) speaks version {STREAM_VERSION} only"
+            )
         conn = session.conn
         if conn is None or conn.transport is None:
             raise InvalidArgumentError("REPL_SYNC needs a connection")

@@ -473,6 +473,7 @@ class ReplSyncRequest(Message):
     seq: int = 0
     full: bool = False
     node_epoch: int = 0
+    stream_version: int = 0  # 0 (absent) means version 1, what the Python engine speaks
     SPEC = (
         ("node_id", 0, "str", ""),
         ("endpoint", 1, "str", ""),
@@ -480,6 +481,7 @@ class ReplSyncRequest(Message):
         ("seq", 3, "u64", 0),
         ("full", 4, "bool", False),
         ("node_epoch", 5, "u64", 0),
+        ("stream_version", 6, "u16", 0),
     )
 
 
@@ -492,12 +494,14 @@ class ReplSyncResponse(Message):
     seq: int = 0
     history: list[EpochStart] = field(default_factory=list)
     node_id: str = ""
+    stream_version: int = 0
     SPEC = (
         ("full", 0, "bool", False),
         ("epoch", 1, "u64", 0),
         ("seq", 2, "u64", 0),
         ("history", 3, EpochStart, None),
         ("node_id", 4, "str", ""),
+        ("stream_version", 5, "u16", 0),
     )
 
 

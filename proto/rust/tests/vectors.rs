@@ -144,7 +144,8 @@ fn fields(message: &str, b: &[u8]) -> Value {
         "ReplSyncRequest" => {
             let m = d::<fbs::ReplSyncRequest>(b).unwrap();
             json!({"node_id": st(m.node_id()), "endpoint": st(m.endpoint()), "epoch": n64(m.epoch().into()),
-                   "seq": n64(m.seq().into()), "full": m.full(), "node_epoch": n64(m.node_epoch().into())})
+                   "seq": n64(m.seq().into()), "full": m.full(), "node_epoch": n64(m.node_epoch().into()),
+                   "stream_version": m.stream_version()})
         }
         "ReplSyncResponse" => {
             let m = d::<fbs::ReplSyncResponse>(b).unwrap();
@@ -155,7 +156,7 @@ fn fields(message: &str, b: &[u8]) -> Value {
                 .map(|e| json!({"epoch": n64(e.epoch().into()), "start_seq": n64(e.start_seq().into())}))
                 .collect();
             json!({"full": m.full(), "epoch": n64(m.epoch().into()), "seq": n64(m.seq().into()),
-                   "history": h, "node_id": st(m.node_id())})
+                   "history": h, "node_id": st(m.node_id()), "stream_version": m.stream_version()})
         }
         "ReplSnapshot" => {
             let m = d::<fbs::ReplSnapshot>(b).unwrap();

@@ -69,8 +69,8 @@ def test_info_and_metrics_come_from_the_core(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--storage", "memory", "--replica-of", "vdb://127.0.0.1:1"], ["--lease-name", "velocity"]],
-    ids=["replica", "lease"],
+    [["--lease-name", "velocity"]],
+    ids=["lease"],
 )
 def test_what_the_native_plane_cannot_do_yet_is_refused_at_start(tmp_path: Path, args: list[str]) -> None:
     r = subprocess.run(

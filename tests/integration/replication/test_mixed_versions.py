@@ -65,6 +65,9 @@ class OldNode(Node):
         env["VDB_ADMIN_TOKEN_FILE"] = str(self.token_file)  # the old engine's only token
         return env
 
+    def data_plane_args(self) -> list[str]:
+        return []  # the old engine has one data plane and no --data-plane flag
+
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:

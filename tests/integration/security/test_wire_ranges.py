@@ -18,7 +18,7 @@ from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 from vproto.values import ValueKind
 
-from tests.support.engine_proc import REPLICATION_NOT_NATIVE, EngineProcess
+from tests.support.engine_proc import EngineProcess
 from tests.support.raw import RawConnection
 
 U64_MAX = 2**64 - 1
@@ -32,7 +32,7 @@ def eng(tmp_path: Path) -> Iterator[EngineProcess]:
 
 @pytest.fixture
 def repl_eng(tmp_path: Path) -> Iterator[EngineProcess]:
-    with EngineProcess(tmp_path / "e", python_only=REPLICATION_NOT_NATIVE) as e:
+    with EngineProcess(tmp_path / "e") as e:
         yield e
 
 

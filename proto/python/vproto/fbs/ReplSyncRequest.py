@@ -69,8 +69,15 @@ class ReplSyncRequest(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # ReplSyncRequest
+    def StreamVersion(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint16Flags, o + self._tab.Pos)
+        return 0
+
 def ReplSyncRequestStart(builder: flatbuffers.Builder):
-    builder.StartObject(6)
+    builder.StartObject(7)
 
 def Start(builder: flatbuffers.Builder):
     ReplSyncRequestStart(builder)
@@ -110,6 +117,12 @@ def ReplSyncRequestAddNodeEpoch(builder: flatbuffers.Builder, nodeEpoch: int):
 
 def AddNodeEpoch(builder: flatbuffers.Builder, nodeEpoch: int):
     ReplSyncRequestAddNodeEpoch(builder, nodeEpoch)
+
+def ReplSyncRequestAddStreamVersion(builder: flatbuffers.Builder, streamVersion: int):
+    builder.PrependUint16Slot(6, streamVersion, 0)
+
+def AddStreamVersion(builder: flatbuffers.Builder, streamVersion: int):
+    ReplSyncRequestAddStreamVersion(builder, streamVersion)
 
 def ReplSyncRequestEnd(builder: flatbuffers.Builder) -> int:
     return builder.EndObject()

@@ -79,8 +79,15 @@ class ReplSyncResponse(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+    # ReplSyncResponse
+    def StreamVersion(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint16Flags, o + self._tab.Pos)
+        return 0
+
 def ReplSyncResponseStart(builder: flatbuffers.Builder):
-    builder.StartObject(5)
+    builder.StartObject(6)
 
 def Start(builder: flatbuffers.Builder):
     ReplSyncResponseStart(builder)
@@ -120,6 +127,12 @@ def ReplSyncResponseAddNodeId(builder: flatbuffers.Builder, nodeId: int):
 
 def AddNodeId(builder: flatbuffers.Builder, nodeId: int):
     ReplSyncResponseAddNodeId(builder, nodeId)
+
+def ReplSyncResponseAddStreamVersion(builder: flatbuffers.Builder, streamVersion: int):
+    builder.PrependUint16Slot(5, streamVersion, 0)
+
+def AddStreamVersion(builder: flatbuffers.Builder, streamVersion: int):
+    ReplSyncResponseAddStreamVersion(builder, streamVersion)
 
 def ReplSyncResponseEnd(builder: flatbuffers.Builder) -> int:
     return builder.EndObject()

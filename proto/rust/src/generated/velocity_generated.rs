@@ -3899,6 +3899,7 @@ impl<'a> ReplSyncRequest<'a> {
   pub const VT_SEQ: ::flatbuffers::VOffsetT = 10;
   pub const VT_FULL: ::flatbuffers::VOffsetT = 12;
   pub const VT_NODE_EPOCH: ::flatbuffers::VOffsetT = 14;
+  pub const VT_STREAM_VERSION: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3915,6 +3916,7 @@ impl<'a> ReplSyncRequest<'a> {
     builder.add_epoch(args.epoch);
     if let Some(x) = args.endpoint { builder.add_endpoint(x); }
     if let Some(x) = args.node_id { builder.add_node_id(x); }
+    builder.add_stream_version(args.stream_version);
     builder.add_full(args.full);
     builder.finish()
   }
@@ -3962,6 +3964,13 @@ impl<'a> ReplSyncRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ReplSyncRequest::VT_NODE_EPOCH, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn stream_version(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ReplSyncRequest::VT_STREAM_VERSION, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReplSyncRequest<'_> {
@@ -3976,6 +3985,7 @@ impl ::flatbuffers::Verifiable for ReplSyncRequest<'_> {
      .visit_field::<u64>("seq", Self::VT_SEQ, false)?
      .visit_field::<bool>("full", Self::VT_FULL, false)?
      .visit_field::<u64>("node_epoch", Self::VT_NODE_EPOCH, false)?
+     .visit_field::<u16>("stream_version", Self::VT_STREAM_VERSION, false)?
      .finish();
     Ok(())
   }
@@ -3987,6 +3997,7 @@ pub struct ReplSyncRequestArgs<'a> {
     pub seq: u64,
     pub full: bool,
     pub node_epoch: u64,
+    pub stream_version: u16,
 }
 impl<'a> Default for ReplSyncRequestArgs<'a> {
   #[inline]
@@ -3998,6 +4009,7 @@ impl<'a> Default for ReplSyncRequestArgs<'a> {
       seq: 0,
       full: false,
       node_epoch: 0,
+      stream_version: 0,
     }
   }
 }
@@ -4032,6 +4044,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplSyncRequestBuilder<'a, 'b
     self.fbb_.push_slot::<u64>(ReplSyncRequest::VT_NODE_EPOCH, node_epoch, 0);
   }
   #[inline]
+  pub fn add_stream_version(&mut self, stream_version: u16) {
+    self.fbb_.push_slot::<u16>(ReplSyncRequest::VT_STREAM_VERSION, stream_version, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplSyncRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReplSyncRequestBuilder {
@@ -4055,6 +4071,7 @@ impl ::core::fmt::Debug for ReplSyncRequest<'_> {
       ds.field("seq", &self.seq());
       ds.field("full", &self.full());
       ds.field("node_epoch", &self.node_epoch());
+      ds.field("stream_version", &self.stream_version());
       ds.finish()
   }
 }
@@ -4079,6 +4096,7 @@ impl<'a> ReplSyncResponse<'a> {
   pub const VT_SEQ: ::flatbuffers::VOffsetT = 8;
   pub const VT_HISTORY: ::flatbuffers::VOffsetT = 10;
   pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 12;
+  pub const VT_STREAM_VERSION: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4094,6 +4112,7 @@ impl<'a> ReplSyncResponse<'a> {
     builder.add_epoch(args.epoch);
     if let Some(x) = args.node_id { builder.add_node_id(x); }
     if let Some(x) = args.history { builder.add_history(x); }
+    builder.add_stream_version(args.stream_version);
     builder.add_full(args.full);
     builder.finish()
   }
@@ -4134,6 +4153,13 @@ impl<'a> ReplSyncResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplSyncResponse::VT_NODE_ID, None)}
   }
+  #[inline]
+  pub fn stream_version(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ReplSyncResponse::VT_STREAM_VERSION, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReplSyncResponse<'_> {
@@ -4147,6 +4173,7 @@ impl ::flatbuffers::Verifiable for ReplSyncResponse<'_> {
      .visit_field::<u64>("seq", Self::VT_SEQ, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<EpochStart>>>>("history", Self::VT_HISTORY, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<u16>("stream_version", Self::VT_STREAM_VERSION, false)?
      .finish();
     Ok(())
   }
@@ -4157,6 +4184,7 @@ pub struct ReplSyncResponseArgs<'a> {
     pub seq: u64,
     pub history: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<EpochStart<'a>>>>>,
     pub node_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub stream_version: u16,
 }
 impl<'a> Default for ReplSyncResponseArgs<'a> {
   #[inline]
@@ -4167,6 +4195,7 @@ impl<'a> Default for ReplSyncResponseArgs<'a> {
       seq: 0,
       history: None,
       node_id: None,
+      stream_version: 0,
     }
   }
 }
@@ -4197,6 +4226,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplSyncResponseBuilder<'a, '
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplSyncResponse::VT_NODE_ID, node_id);
   }
   #[inline]
+  pub fn add_stream_version(&mut self, stream_version: u16) {
+    self.fbb_.push_slot::<u16>(ReplSyncResponse::VT_STREAM_VERSION, stream_version, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplSyncResponseBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReplSyncResponseBuilder {
@@ -4219,6 +4252,7 @@ impl ::core::fmt::Debug for ReplSyncResponse<'_> {
       ds.field("seq", &self.seq());
       ds.field("history", &self.history());
       ds.field("node_id", &self.node_id());
+      ds.field("stream_version", &self.stream_version());
       ds.finish()
   }
 }
