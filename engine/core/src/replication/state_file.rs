@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -75,7 +76,12 @@ pub fn load(data_dir: &Path) -> Result<Option<Saved>, String> {
 pub fn save(data_dir: &Path, s: &Saved) -> std::io::Result<()> {
     let p = path(data_dir);
     let dir = p.parent().unwrap_or(data_dir);
-    fs::create_dir_all(dir)?;
+    // Private whatever the umask (the Python engine's rule for every data file), and
+    // the new directory's entry made durable before a file is published in it.
+    if !dir.is_dir() {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        File::open(dir.parent().unwrap_or(data_dir))?.sync_all()?;
+    }
     let doc = json!({
         "version": VERSION,
         "epoch": s.epoch,
@@ -86,7 +92,12 @@ pub fn save(data_dir: &Path, s: &Saved) -> std::io::Result<()> {
     });
     let tmp = p.with_extension("json.tmp");
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(format!("{doc}\n").as_bytes())?;
         f.sync_all()?;
     }
