@@ -45,8 +45,10 @@ impl Role {
 pub type Permissions = [bool; 256];
 
 const ANY: &[Opcode] = &[Opcode::HELLO, Opcode::PING, Opcode::INFO];
-const READS: &[Opcode] = &[Opcode::GET, Opcode::EXISTS, Opcode::TTL, Opcode::MGET, Opcode::SCAN];
-const WRITES: &[Opcode] = &[
+/// The data reads (also what a replica redirects unless STALE_OK: manager.py's READ_OPS).
+pub(crate) const READS: &[Opcode] = &[Opcode::GET, Opcode::EXISTS, Opcode::TTL, Opcode::MGET, Opcode::SCAN];
+/// The data writes (also manager.py's WRITE_OPS, what a replica redirects).
+pub(crate) const WRITES: &[Opcode] = &[
     Opcode::SET,
     Opcode::DEL,
     Opcode::INCR,

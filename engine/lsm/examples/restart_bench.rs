@@ -17,11 +17,14 @@
 //! a disk read-ahead cache below the VM may still answer). `replay` keeps everything
 //! in the WAL (memtable bound above the data); `tables` flushes and compacts first.
 
+mod support;
+
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
+use support::{cpu_seconds, median};
 use velocity_lsm::{Db, FsyncPolicy, Mutation, Options, Record};
 
 fn opts(dir: &Path, replay: bool) -> Options {
@@ -68,25 +71,6 @@ fn drop_cache(dir: &Path) {
         // SAFETY: a valid open descriptor; posix_fadvise takes no pointers.
         unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
-}
-
-/// CPU seconds (user + system) of this process so far: less noisy than wall time on a
-/// shared machine (a busy neighbour delays the open, but does not add to its CPU).
-#[allow(unsafe_code)]
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -9,27 +9,18 @@
 //! CPU per commit and commits per sync; every run reopens the store with `RealFs`
 //! and checks that every committed batch is there.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use support::{cpu_seconds, median};
 use velocity_lsm::fs::{FileSystem, RealFs};
 use velocity_lsm::fs_uring::UringSyncFs;
 use velocity_lsm::{Db, FsyncPolicy, Mutation, Options, Record};
-
-#[allow(unsafe_code)]
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
 
 struct Cell {
     ops: f64,
@@ -94,11 +85,6 @@ fn run(dir: &Path, fs: Arc<dyn FileSystem>, threads: usize, secs: f64) -> Cell {
         cpu_us: cpu * 1e6 / n as f64,
         per_sync: n as f64 / syncs as f64,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -27,23 +27,14 @@ use crate::error::{VError, VResult};
 use crate::keyspace::Pending;
 use crate::store::StoreError;
 
-/// Opcodes that write (manager.py's WRITE_OPS).
+/// Opcodes that write (manager.py's WRITE_OPS; the client role's write table).
 pub fn is_write(op: u8) -> bool {
-    [
-        Opcode::SET,
-        Opcode::DEL,
-        Opcode::INCR,
-        Opcode::EXPIRE,
-        Opcode::PERSIST,
-        Opcode::CAS,
-        Opcode::MSET,
-    ]
-    .contains(&Opcode(op))
+    crate::auth::WRITES.contains(&Opcode(op))
 }
 
 /// Reads a replica redirects unless STALE_OK (manager.py's READ_OPS).
 pub fn is_read(op: u8) -> bool {
-    [Opcode::GET, Opcode::EXISTS, Opcode::TTL, Opcode::MGET, Opcode::SCAN].contains(&Opcode(op))
+    crate::auth::READS.contains(&Opcode(op))
 }
 
 const STALE_OK: u8 = 1;
