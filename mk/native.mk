@@ -62,3 +62,12 @@ TEST_TARGETS += test-native
 test-native: native ## clippy of the PyO3 binding, then the engine integration tests against the native core
 	$(NATIVE_ENV) $(CARGO) clippy --locked -p velocity-core --all-targets --features python -- -D warnings
 	$(PY) -m pytest tests/integration/native $(PYTEST_ARGS)
+
+# The whole engine integration suite with every engine it starts on the native data plane
+# (tests/support/engine_proc.py; engines with --lease-name stay Python). About 10 minutes
+# on 2 cores, so not in make test (whose budget is 60); run it before merging core work.
+.PHONY: test-native-all
+test-native-all: native ## The engine integration suites (engine, security, storage, cli, replication, linearizability, native) on the native data plane
+	VELOCITY_TEST_DATA_PLANE=native $(PY) -m pytest tests/integration/engine tests/integration/security \
+		tests/integration/storage tests/integration/cli tests/integration/replication \
+		tests/integration/linearizability tests/integration/native $(PYTEST_ARGS)
