@@ -5,12 +5,11 @@
 //! epoch when it moves between data planes. Written atomically (temp, fsync,
 //! rename, fsync of the directory) and only when it changes.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use velocity_lsm::fs::{make_dirs, publish, RealFs};
 
 const VERSION: u64 = 1;
 
@@ -75,13 +74,6 @@ pub fn load(data_dir: &Path) -> Result<Option<Saved>, String> {
 
 pub fn save(data_dir: &Path, s: &Saved) -> std::io::Result<()> {
     let p = path(data_dir);
-    let dir = p.parent().unwrap_or(data_dir);
-    // Private whatever the umask (the Python engine's rule for every data file), and
-    // the new directory's entry made durable before a file is published in it.
-    if !dir.is_dir() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        File::open(dir.parent().unwrap_or(data_dir))?.sync_all()?;
-    }
     let doc = json!({
         "version": VERSION,
         "epoch": s.epoch,
@@ -90,19 +82,11 @@ pub fn save(data_dir: &Path, s: &Saved) -> std::io::Result<()> {
         "primary": s.primary,
         "replicas": s.replicas,
     });
-    let tmp = p.with_extension("json.tmp");
-    {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(format!("{doc}\n").as_bytes())?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, &p)?;
-    File::open(dir)?.sync_all()
+    // velocity-lsm's file layer: private modes whatever the umask, a new directory's
+    // entry synced, then temp + fsync + rename + fsync of the directory.
+    let fs = RealFs;
+    make_dirs(&fs, p.parent().unwrap_or(data_dir))?;
+    publish(&fs, &p, format!("{doc}\n").as_bytes())
 }
 
 #[cfg(test)]
