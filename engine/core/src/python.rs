@@ -54,14 +54,18 @@ fn get<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyR
     }
 }
 
+/// Overwrites `slot` with `key`'s value when the dict has one (the default stays otherwise).
+fn set<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str, slot: &mut T) -> PyResult<()> {
+    if let Some(v) = get::<T>(d, key)? {
+        *slot = v;
+    }
+    Ok(())
+}
+
 fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
     let mut s = Settings::default();
-    if let Some(v) = get::<String>(d, "host")? {
-        s.host = v;
-    }
-    if let Some(v) = get::<u16>(d, "port")? {
-        s.port = v;
-    }
+    set(d, "host", &mut s.host)?;
+    set(d, "port", &mut s.port)?;
     let cert = get::<String>(d, "tls_cert")?;
     let key = get::<String>(d, "tls_key")?;
     s.tls = match (cert, key) {
@@ -86,27 +90,13 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
     if !s.insecure && s.tokens.is_empty() {
         return Err(PyValueError::new_err("auth is on but no token was given"));
     }
-    if let Some(v) = get::<String>(d, "node_id")? {
-        s.node_id = v;
-    }
-    if let Some(v) = get::<String>(d, "version")? {
-        s.version = v;
-    }
-    if let Some(v) = get::<u64>(d, "max_frame_bytes")? {
-        s.max_frame_bytes = v;
-    }
-    if let Some(v) = get::<u32>(d, "max_key_bytes")? {
-        s.max_key_bytes = v;
-    }
-    if let Some(v) = get::<u32>(d, "max_value_bytes")? {
-        s.max_value_bytes = v;
-    }
-    if let Some(v) = get::<usize>(d, "max_connections")? {
-        s.max_connections = v;
-    }
-    if let Some(v) = get::<usize>(d, "max_unauthenticated")? {
-        s.max_unauthenticated = v;
-    }
+    set(d, "node_id", &mut s.node_id)?;
+    set(d, "version", &mut s.version)?;
+    set(d, "max_frame_bytes", &mut s.max_frame_bytes)?;
+    set(d, "max_key_bytes", &mut s.max_key_bytes)?;
+    set(d, "max_value_bytes", &mut s.max_value_bytes)?;
+    set(d, "max_connections", &mut s.max_connections)?;
+    set(d, "max_unauthenticated", &mut s.max_unauthenticated)?;
     let secs = |v: f64, name: &str| {
         Duration::try_from_secs_f64(v).map_err(|_| PyValueError::new_err(format!("setting {name}: {v}")))
     };
@@ -116,31 +106,17 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
     if let Some(v) = get::<f64>(d, "handshake_timeout_s")? {
         s.handshake_timeout = secs(v, "handshake_timeout_s")?;
     }
-    if let Some(v) = get::<usize>(d, "write_buffer_high_bytes")? {
-        s.write_buffer_high_bytes = v;
-    }
-    if let Some(v) = get::<f64>(d, "active_expiry_hz")? {
-        s.active_expiry_hz = v;
-    }
+    set(d, "write_buffer_high_bytes", &mut s.write_buffer_high_bytes)?;
+    set(d, "active_expiry_hz", &mut s.active_expiry_hz)?;
     if let Some(v) = get::<f64>(d, "active_expiry_budget_ms")? {
         s.active_expiry_budget = secs(v / 1000.0, "active_expiry_budget_ms")?;
     }
-    if let Some(v) = get::<usize>(d, "threads")? {
-        s.threads = v;
-    }
-    if let Some(v) = get::<u64>(d, "epoch")? {
-        s.epoch = v;
-    }
+    set(d, "threads", &mut s.threads)?;
+    set(d, "epoch", &mut s.epoch)?;
     s.data_dir = get::<std::path::PathBuf>(d, "data_dir")?;
-    if let Some(v) = get::<usize>(d, "snapshot_max_files")? {
-        s.snapshot.max_files = v;
-    }
-    if let Some(v) = get::<u64>(d, "snapshot_max_bytes")? {
-        s.snapshot.max_bytes = v;
-    }
-    if let Some(v) = get::<u64>(d, "snapshot_min_free_bytes")? {
-        s.snapshot.min_free_bytes = v;
-    }
+    set(d, "snapshot_max_files", &mut s.snapshot.max_files)?;
+    set(d, "snapshot_max_bytes", &mut s.snapshot.max_bytes)?;
+    set(d, "snapshot_min_free_bytes", &mut s.snapshot.min_free_bytes)?;
     if let Some(v) = get::<f64>(d, "snapshot_idle_s")? {
         s.snapshot.idle = secs(v, "snapshot_idle_s")?;
     }
@@ -150,21 +126,11 @@ fn settings_from(d: &Bound<'_, PyDict>) -> PyResult<Settings> {
             let data_dir = get::<std::path::PathBuf>(d, "data_dir")?
                 .ok_or_else(|| PyValueError::new_err("storage lsm needs data_dir"))?;
             let mut l = LsmSettings::new(&data_dir);
-            if let Some(v) = get::<String>(d, "appendfsync")? {
-                l.appendfsync = v;
-            }
-            if let Some(v) = get::<usize>(d, "memtable_bytes")? {
-                l.memtable_bytes = v;
-            }
-            if let Some(v) = get::<usize>(d, "block_cache_bytes")? {
-                l.block_cache_bytes = v;
-            }
-            if let Some(v) = get::<u64>(d, "compaction_rate_bytes")? {
-                l.compaction_rate_bytes = v;
-            }
-            if let Some(v) = get::<usize>(d, "replication_backlog_bytes")? {
-                l.backlog_bytes = v;
-            }
+            set(d, "appendfsync", &mut l.appendfsync)?;
+            set(d, "memtable_bytes", &mut l.memtable_bytes)?;
+            set(d, "block_cache_bytes", &mut l.block_cache_bytes)?;
+            set(d, "compaction_rate_bytes", &mut l.compaction_rate_bytes)?;
+            set(d, "replication_backlog_bytes", &mut l.backlog_bytes)?;
             StorageSettings::Lsm(l)
         }
         Some(other) => return Err(PyValueError::new_err(format!("unknown storage {other:?}"))),
@@ -186,19 +152,13 @@ fn repl_settings_from(d: &Bound<'_, PyDict>, r: &mut crate::replication::ReplSet
     if let Some(v) = get::<usize>(d, "sync_replicas")? {
         r.sync_replicas = v.max(1);
     }
-    if let Some(v) = get::<bool>(d, "sync_degrade")? {
-        r.sync_degrade = v;
-    }
+    set(d, "sync_degrade", &mut r.sync_degrade)?;
     if let Some(v) = get::<f64>(d, "sync_timeout_s")? {
         r.sync_timeout = Duration::try_from_secs_f64(v)
             .map_err(|_| PyValueError::new_err(format!("setting sync_timeout_s: {v}")))?;
     }
-    if let Some(v) = get::<usize>(d, "replication_backlog_bytes")? {
-        r.backlog_bytes = v;
-    }
-    if let Some(v) = get::<String>(d, "advertise")? {
-        r.advertise = v;
-    }
+    set(d, "replication_backlog_bytes", &mut r.backlog_bytes)?;
+    set(d, "advertise", &mut r.advertise)?;
     r.replica_ca = get::<String>(d, "replica_ca")?.map(Into::into);
     r.replication_token = get::<String>(d, "replication_token")?;
     r.admin_token = get::<String>(d, "admin_token")?;
