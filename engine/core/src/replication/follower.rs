@@ -1,7 +1,8 @@
 //! The replica's side (follower.py's counterpart): a thread with its own
 //! current-thread tokio runtime that connects to the primary (TLS 1.3 with the
 //! replica CA unless `--insecure`), says HELLO with the replication token,
-//! sends REPL_SYNC with its log position and stream version 2, then applies
+//! sends REPL_SYNC with its log position and stream version 2 (version 1 when
+//! the primary is a Python node: stream_v1.rs, the upgrade path), then applies
 //! what comes: the full copy (installed atomically at its end), batches (logged
 //! as received), heartbeats (echoed at once). After the frames of one read it
 //! acknowledges its position once its storage made it durable (LSM storage under
@@ -13,7 +14,7 @@
 
 use std::net::ToSocketAddrs;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -56,6 +57,8 @@ struct Progress {
     caught_up_ms: AtomicU64,
     link_up: AtomicBool,
     syncing: AtomicBool,
+    /// The stream version of the current (or last) session: 2, or 1 from a Python primary.
+    stream_version: AtomicU16,
     full_copies: AtomicU64,
     primary: Mutex<String>,
     last_error: Mutex<String>,
@@ -98,6 +101,11 @@ impl Handle {
         (n, since(p.caught_up_ms.load(Ordering::Acquire)))
     }
 
+    /// The stream version spoken with the primary (0 before the first session).
+    pub fn stream_version(&self) -> u16 {
+        self.progress.stream_version.load(Ordering::Acquire)
+    }
+
     /// When this follower last heard from its primary.
     pub fn last_contact(&self) -> Option<Instant> {
         *self.progress.last_contact.lock().unwrap_or_else(|e| e.into_inner())
@@ -112,6 +120,7 @@ impl Handle {
             "primary": *p.primary.lock().unwrap_or_else(|e| e.into_inner()),
             "link_up": p.link_up.load(Ordering::Acquire),
             "full_copy_in_progress": p.syncing.load(Ordering::Acquire),
+            "stream_version": p.stream_version.load(Ordering::Acquire),
             "full_copies": p.full_copies.load(Ordering::Acquire),
             "last_contact_s_ago": if contact == 0 {
                 serde_json::Value::Null
@@ -162,6 +171,9 @@ enum End {
     Stopped,
     Redirect(String),
     Failed(String),
+    /// The primary refused the stream version offered (UNSUPPORTED_VERSION): the
+    /// message, and the other version is tried at once.
+    OtherVersion(String),
 }
 
 async fn follow(
@@ -182,15 +194,39 @@ async fn follow(
         }
     }
     let mut last_error = String::new();
+    // Version 2 first; a Python primary refuses it and the next session offers 1. Each
+    // version is offered once in a row without waiting; two refusals in a row wait RETRY.
+    let mut version = stream::STREAM_VERSION;
+    let mut refused_before = false;
     loop {
         if *stop.borrow() {
             return;
         }
         *progress.primary.lock().unwrap_or_else(|e| e.into_inner()) = primary.clone();
         let end = tokio::select! {
-            e = session(&shared, &primary, &progress) => e,
+            e = session(&shared, &primary, &progress, version) => e,
             _ = stop.wait_for(|s| *s) => End::Stopped,
         };
+        let refused = matches!(end, End::OtherVersion(_));
+        let end = match end {
+            End::OtherVersion(why) => {
+                version = if version == stream::STREAM_VERSION {
+                    stream::LEGACY_VERSION
+                } else {
+                    stream::STREAM_VERSION
+                };
+                if !refused_before {
+                    refused_before = true;
+                    eprintln!(
+                        "velocity-core: {primary} refused the stream version offered; offering version {version}"
+                    );
+                    continue;
+                }
+                End::Failed(why)
+            }
+            other => other,
+        };
+        refused_before = refused;
         progress.link_up.store(false, Ordering::Release);
         progress.syncing.store(false, Ordering::Release);
         match end {
@@ -199,9 +235,10 @@ async fn follow(
                 eprintln!("velocity-core: {primary} redirects to {p}: following it");
                 shared.repl.redirected(&p);
                 primary = p;
+                version = stream::STREAM_VERSION;
                 continue;
             }
-            End::Redirect(_) => {}
+            End::Redirect(_) | End::OtherVersion(_) => {}
             End::Failed(why) => {
                 // Log a repeated failure once, not every retry.
                 if why != last_error {
@@ -338,13 +375,13 @@ async fn fill(conn: &mut Conn, rbuf: &mut Vec<u8>) -> Result<(), String> {
     }
 }
 
-async fn session(shared: &Arc<Shared>, primary: &str, progress: &Progress) -> End {
-    match session_inner(shared, primary, progress).await {
+async fn session(shared: &Arc<Shared>, primary: &str, progress: &Progress, version: u16) -> End {
+    match session_inner(shared, primary, progress, version).await {
         Ok(end) | Err(end) => end,
     }
 }
 
-async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress) -> Result<End, End> {
+async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress, version: u16) -> Result<End, End> {
     let fail = End::Failed;
     let repl = &shared.repl;
     let store = shared.keyspace.store();
@@ -358,7 +395,9 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         seq,
         full: repl.incomplete.load(Ordering::Acquire),
         node_epoch: repl.epoch(),
-        stream_version: stream::STREAM_VERSION,
+        // A version-1 primary from before the field ignores it; one that knows it
+        // refuses 2. Version 1 is offered as the absent field, as a Python replica sends it.
+        stream_version: if version == stream::STREAM_VERSION { version } else { 0 },
     };
     write_frame(&mut conn, Opcode::REPL_SYNC, &stream::sync_request(&req))
         .await
@@ -368,6 +407,9 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         let (code, msg, p, _) = stream::decode_error(&b);
         return Err(match code {
             ErrorCode::Redirect => End::Redirect(p),
+            ErrorCode::UnsupportedVersion => {
+                End::OtherVersion(format!("{primary} refused REPL_SYNC: {} {msg}", code.name()))
+            }
             _ => End::Failed(format!("{primary} refused REPL_SYNC: {} {msg}", code.name())),
         });
     }
@@ -375,7 +417,10 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
         return Err(fail(format!("unexpected reply 0x{:02x} to REPL_SYNC", op.0)));
     }
     let resp = stream::decode_sync_response(&b).map_err(|e| fail(e.message))?;
-    stream::accept(resp.stream_version, primary).map_err(fail)?;
+    let v1 = stream::accept(resp.stream_version, primary).map_err(fail)? == stream::LEGACY_VERSION;
+    progress
+        .stream_version
+        .store(stream::announced(resp.stream_version), Ordering::Release);
     if resp.epoch < repl.epoch() {
         return Err(fail(format!(
             "{primary} is in epoch {}, below this node's {}: not following a deposed primary",
@@ -421,7 +466,11 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
                     let Some(records) = copy.as_mut() else {
                         return Err(fail("REPL_SNAPSHOT outside a full copy".into()));
                     };
-                    let (recs, last) = stream::decode_snapshot(&b).map_err(|e| fail(e.message))?;
+                    let (recs, last) = if v1 {
+                        stream::decode_snapshot_v1(&b).map_err(|e| fail(e.message))?
+                    } else {
+                        stream::decode_snapshot(&b).map_err(|e| fail(e.message))?
+                    };
                     records.extend(recs);
                     if last {
                         let records = copy.take().unwrap_or_default();
@@ -437,7 +486,12 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress)
                     if copy.is_some() {
                         return Err(fail("REPL_BATCHES before the full copy ended".into()));
                     }
-                    for raw in stream::decode_batches(&b).map_err(|e| fail(e.message))? {
+                    let raws = if v1 {
+                        stream::decode_batches_v1(&b)
+                    } else {
+                        stream::decode_batches(&b)
+                    };
+                    for raw in raws.map_err(|e| fail(e.message))? {
                         let c = store.apply_replicated(raw).map_err(|e| fail(e.to_string()))?;
                         // Batches become durable in order: the newest wait covers the rest.
                         if c.durable.is_some() {

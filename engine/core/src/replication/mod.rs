@@ -13,6 +13,7 @@ pub mod feed;
 pub mod follower;
 pub mod state_file;
 pub mod stream;
+pub mod stream_v1;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -806,6 +807,11 @@ impl Replication {
         } else {
             lock(&self.follower).as_ref().map_or((0, 0.0), |h| h.lag(seq))
         };
+        // A replica following a Python primary speaks version 1 (the upgrade path).
+        let stream_version = match lock(&self.follower).as_ref().map(|h| h.stream_version()) {
+            Some(v) if !st.primary_role && v != 0 => v,
+            _ => stream::STREAM_VERSION,
+        };
         let mut d = json!({
             "role": if st.primary_role { "primary" } else { "replica" },
             "epoch": st.epoch,
@@ -825,7 +831,7 @@ impl Replication {
             "handover": "",
             "confirmed": self.confirmed.load(Ordering::Acquire),
             "switchover": Value::Null,
-            "stream_version": stream::STREAM_VERSION,
+            "stream_version": stream_version,
         });
         if st.primary_role {
             d["replicas_connected"] = json!(feeds.iter().filter(|f| f.streaming.load(Ordering::Acquire)).count());

@@ -18,6 +18,7 @@ use flatbuffers::FlatBufferBuilder;
 use velocity_lsm::entry_codec;
 use velocity_proto::{body, fbs, ErrorCode};
 
+use super::stream_v1;
 use crate::error::{VError, VResult};
 use crate::store::{Key, Record};
 
@@ -51,15 +52,16 @@ pub fn negotiate(replica_v: u16, replica: &str) -> VResult<u16> {
     ))
 }
 
-/// Replica side: whether the primary's answer is a stream this node can follow.
-pub fn accept(primary_v: u16, primary: &str) -> Result<(), String> {
+/// Replica side: the version of the stream that follows, if this node can follow it:
+/// its own, or version 1 (a Python primary: the upgrade path, stream_v1.rs).
+pub fn accept(primary_v: u16, primary: &str) -> Result<u16, String> {
     let v = announced(primary_v);
-    if v == STREAM_VERSION {
-        return Ok(());
+    if v == STREAM_VERSION || v == LEGACY_VERSION {
+        return Ok(v);
     }
     Err(format!(
-        "primary {primary} streams replication version {v}; this replica (native data plane) speaks \
-         version {STREAM_VERSION} only: run both on the same data plane"
+        "primary {primary} streams replication version {v}; this replica (native data plane) follows \
+         versions {LEGACY_VERSION} and {STREAM_VERSION} only"
     ))
 }
 
@@ -253,6 +255,19 @@ pub fn decode_batches(b: &[u8]) -> VResult<Vec<Bytes>> {
     unpack_batches(r.batches().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)
 }
 
+/// A version-1 REPL_BATCHES body, as the version-2 batches this node logs.
+pub fn decode_batches_v1(b: &[u8]) -> VResult<Vec<Bytes>> {
+    let r = body::decode::<fbs::ReplBatches>(b).map_err(|e| body_error("REPL_BATCHES", e))?;
+    stream_v1::batches(r.batches().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)
+}
+
+/// A version-1 REPL_SNAPSHOT chunk.
+pub fn decode_snapshot_v1(b: &[u8]) -> VResult<(Vec<(Key, Record)>, bool)> {
+    let r = body::decode::<fbs::ReplSnapshot>(b).map_err(|e| body_error("REPL_SNAPSHOT", e))?;
+    let recs = stream_v1::records(r.records().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)?;
+    Ok((recs, r.last()))
+}
+
 pub fn snapshot_body(records: &[u8], last: bool) -> Vec<u8> {
     let mut fbb = FlatBufferBuilder::with_capacity(records.len() + 64);
     let records = Some(fbb.create_vector(records));
@@ -426,10 +441,12 @@ mod tests {
             "{}",
             e.message
         );
-        assert!(accept(2, "p").is_ok());
-        let m = accept(0, "vdb://p:1").unwrap_err();
-        assert!(m.contains("version 1") && m.contains("version 2"), "{m}");
-        assert!(accept(3, "p").unwrap_err().contains("version 3"));
+        assert_eq!(accept(2, "p"), Ok(2));
+        // A Python primary (the field absent, or 1): followed through stream_v1.rs.
+        assert_eq!(accept(0, "vdb://p:1"), Ok(1));
+        assert_eq!(accept(1, "vdb://p:1"), Ok(1));
+        let m = accept(3, "p").unwrap_err();
+        assert!(m.contains("version 3") && m.contains("versions 1 and 2"), "{m}");
     }
 
     #[test]
