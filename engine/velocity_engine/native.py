@@ -269,6 +269,7 @@ class NativeServer:
             "replica_ca": str(ca) if ca is not None else None,
             "replication_token": creds.token(Role.REPLICATION) if creds is not None else None,
             "admin_token": creds.token(Role.ADMIN) if creds is not None else None,
+            "legacy_token": creds.token(Role.CLIENT) if creds is not None else None,
             "data_dir": str(s.data_dir),
         }
 

@@ -162,6 +162,7 @@ fn repl_settings_from(d: &Bound<'_, PyDict>, r: &mut crate::replication::ReplSet
     r.replica_ca = get::<String>(d, "replica_ca")?.map(Into::into);
     r.replication_token = get::<String>(d, "replication_token")?;
     r.admin_token = get::<String>(d, "admin_token")?;
+    r.legacy_token = get::<String>(d, "legacy_token")?;
     r.data_dir = get::<String>(d, "data_dir")?.map(Into::into);
     Ok(())
 }

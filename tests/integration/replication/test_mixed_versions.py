@@ -85,9 +85,10 @@ def test_a_new_replica_follows_an_old_primary(cluster: Cluster, old_source: Path
     cluster.nodes.append(old)
     old.start()
     _write(old, "before")
-    # The fallback to the client token is the Python plane's: a native replica speaks stream
-    # version 2, which an old primary refuses (test_native_mixed.py checks that refusal).
-    new = cluster.node("new", "--replica-of", old.endpoint, python_only="stream version 1 and the legacy token")
+    # Under VELOCITY_TEST_DATA_PLANE=native the new replica is native: it falls back to the
+    # client token as the Python follower does, and follows the old primary in stream version 1
+    # (that primary ignores the version field and answers as version 1).
+    new = cluster.node("new", "--replica-of", old.endpoint)
     cluster.wait_caught_up(old, new, timeout=30)
     _write(old, "after")
     cluster.wait_caught_up(old, new, timeout=30)

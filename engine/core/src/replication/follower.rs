@@ -290,8 +290,61 @@ fn client_tls(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String
     Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
 
-/// Connects to another node and says HELLO with `token` (None: `--insecure`).
+/// Connects to another node and says HELLO with the token of `role` (none under
+/// `--insecure`). A primary that refuses the replication token with AUTH_FAILED
+/// may be an engine from before token roles: the client token is presented
+/// instead, on a new connection (follower.py does the same).
 async fn connect(shared: &Shared, endpoint: &str, role: Role) -> Result<(Conn, Vec<u8>), String> {
+    let s = &shared.settings;
+    let token = match role {
+        Role::Admin => s.repl.admin_token.clone(),
+        _ => s.repl.replication_token.clone(),
+    };
+    if s.insecure {
+        return connect_with(shared, endpoint, None).await.map_err(Refused::message);
+    }
+    let token = token.ok_or_else(|| format!("no {} token to present to {endpoint}", role.name()))?;
+    match connect_with(shared, endpoint, Some(&token)).await {
+        Err(Refused::Auth(why)) if role == Role::Replication => match s.repl.legacy_token.as_deref() {
+            Some(legacy) => connect_with(shared, endpoint, Some(legacy)).await.map_err(|e| {
+                format!(
+                    "{why}; the client token (a primary from before token roles) too: {}",
+                    e.message()
+                )
+            }),
+            None => Err(why),
+        },
+        other => other.map_err(Refused::message),
+    }
+}
+
+/// Why [`connect_with`] failed: the token was refused, or anything else.
+enum Refused {
+    Auth(String),
+    Other(String),
+}
+
+impl Refused {
+    fn message(self) -> String {
+        match self {
+            Refused::Auth(m) | Refused::Other(m) => m,
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(m: String) -> Self {
+        Refused::Other(m)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(m: &str) -> Self {
+        Refused::Other(m.to_string())
+    }
+}
+
+async fn connect_with(shared: &Shared, endpoint: &str, token: Option<&str>) -> Result<(Conn, Vec<u8>), Refused> {
     let (host, port) = parse_endpoint(endpoint)?;
     let addr = (host.as_str(), port)
         .to_socket_addrs()
@@ -322,18 +375,18 @@ async fn connect(shared: &Shared, endpoint: &str, role: Role) -> Result<(Conn, V
         Box::pin(tcp)
     };
     let mut rbuf = Vec::new();
-    if !s.insecure {
-        let token = match role {
-            Role::Admin => s.repl.admin_token.clone(),
-            _ => s.repl.replication_token.clone(),
-        }
-        .ok_or_else(|| format!("no {} token to present to {endpoint}", role.name()))?;
-        let hello = body::hello_request(&token, &format!("replica {}", s.node_id), 0);
+    if let Some(token) = token {
+        let hello = body::hello_request(token, &format!("replica {}", s.node_id), 0);
         write_frame(&mut conn, Opcode::HELLO, &hello).await?;
         let (op, b) = read_frame(&mut conn, &mut rbuf, s.max_frame_bytes).await?;
         if op == Opcode::ERROR {
             let (code, msg, _, _) = stream::decode_error(&b);
-            return Err(format!("{endpoint} refused HELLO: {} {msg}", code.name()));
+            let why = format!("{endpoint} refused HELLO: {} {msg}", code.name());
+            return Err(if code == ErrorCode::AuthFailed {
+                Refused::Auth(why)
+            } else {
+                Refused::Other(why)
+            });
         }
     }
     Ok((conn, rbuf))

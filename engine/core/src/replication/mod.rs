@@ -68,6 +68,9 @@ pub struct ReplSettings {
     /// deposed primary it fences (admin role).
     pub replication_token: Option<String>,
     pub admin_token: Option<String>,
+    /// The client token, presented to a primary that refuses the replication token
+    /// (AUTH_FAILED): an engine from before token roles knew one token for everything.
+    pub legacy_token: Option<String>,
     /// Where state.json lives (None: nothing persists, as in unit tests).
     pub data_dir: Option<std::path::PathBuf>,
 }
@@ -85,6 +88,7 @@ impl Default for ReplSettings {
             replica_ca: None,
             replication_token: None,
             admin_token: None,
+            legacy_token: None,
             data_dir: None,
         }
     }
