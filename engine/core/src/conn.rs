@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use velocity_proto::frame::{HEADER_LEN, MAGIC, TRAILER_LEN};
+use velocity_proto::frame::{self, HEADER_LEN, MAGIC, TRAILER_LEN};
 use velocity_proto::ErrorCode;
 
 use crate::dispatch::{push_error, Dispatcher};
@@ -304,7 +304,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let mut crcb = [0u8; 4];
             crcb.copy_from_slice(trailer);
             let opcode = avail[4];
-            if crc32fast::hash(covered) != u32::from_le_bytes(crcb) {
+            if frame::crc32(covered) != u32::from_le_bytes(crcb) {
                 return self.fatal(VError::new(
                     ErrorCode::BadCrc,
                     format!("CRC mismatch in frame with opcode 0x{opcode:02x}"),

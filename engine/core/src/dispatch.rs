@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use velocity_proto::frame::{check_flags, HEADER_LEN, MAGIC};
+use velocity_proto::frame::{self, check_flags, HEADER_LEN};
 use velocity_proto::{ErrorCode, Opcode, FEATURE_ZSTD, PROTOCOL_VERSION};
 
 use crate::auth::{permissions, Permissions, Role, EVERYTHING, UNAUTHENTICATED};
@@ -101,25 +101,18 @@ impl Session {
     }
 }
 
-/// Appends one frame's header placeholder; [`end_frame`] fills it in.
+/// Appends one frame's header placeholder; [`end_frame`] fills it in
+/// (`velocity_proto::frame::begin`).
 #[inline]
 pub fn begin_frame(out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER_LEN]);
-    start
+    frame::begin(out)
 }
 
-/// Completes the frame begun at `start`: header, then the CRC of header and body.
+/// Completes the frame begun at `start`: header, then the CRC of header and body
+/// (`velocity_proto::frame::end`).
 #[inline]
 pub fn end_frame(out: &mut Vec<u8>, start: usize, opcode: u8, flags: u8) {
-    let body_len = (out.len() - start - HEADER_LEN) as u64;
-    let head = &mut out[start..start + HEADER_LEN];
-    head[..4].copy_from_slice(&MAGIC);
-    head[4] = opcode;
-    head[5] = flags;
-    head[6..].copy_from_slice(&body_len.to_le_bytes());
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
+    frame::end(out, start, Opcode(opcode), flags);
 }
 
 /// Appends an ERROR frame for `e` (the message cut to 1024 characters).

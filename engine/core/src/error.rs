@@ -6,7 +6,7 @@
 //! *body* (`PROTOCOL`) is not fatal while a broken *frame* is: the framing is
 //! intact in the first case (vproto/errors.py draws the same line).
 
-use velocity_proto::ErrorCode;
+use velocity_proto::{BodyError, ErrorCode};
 
 /// An error reply. `primary` and `retry_after_ms` travel in the ErrorResponse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +61,14 @@ impl VError {
     pub fn retry_after(mut self, ms: u32) -> Self {
         self.retry_after_ms = ms;
         self
+    }
+}
+
+/// A body the codec refused: `PROTOCOL`, not fatal, and the message is the
+/// reader's reason alone (the words the Python engine answers with).
+impl From<BodyError> for VError {
+    fn from(e: BodyError) -> Self {
+        Self::body(e.reason)
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`conn`]: one connection (framing, probation, timers, backpressure);
 //! - [`dispatch`]: the checks every request passes and the opcode handlers;
 //! - [`codec`] and [`fb`]: request bodies in (zero-copy), reply bodies out;
+//!   re-exports of `velocity_proto::server` and `velocity_proto::reader`, where
+//!   the codec lives beside the client direction (one Rust codec);
 //! - [`keyspace`]: command semantics (TTL, NX/XX, INCR, CAS, MGET/MSET, SCAN, expiry);
 //! - [`store`], [`memory`] and [`lsm_store`]: the storage contract, the in-memory
 //!   store and the durable one (velocity-lsm);

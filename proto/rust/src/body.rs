@@ -44,11 +44,13 @@ fn short_name<T>() -> &'static str {
     base.rsplit("::").next().unwrap_or(base)
 }
 
-fn bytes<'b>(fbb: &mut FlatBufferBuilder<'b>, b: &[u8]) -> Option<WIPOffset<flatbuffers::Vector<'b, u8>>> {
+/// A byte vector, omitted (None) when empty, as the canonical encoding wants.
+pub(crate) fn bytes<'b>(fbb: &mut FlatBufferBuilder<'b>, b: &[u8]) -> Option<WIPOffset<flatbuffers::Vector<'b, u8>>> {
     (!b.is_empty()).then(|| fbb.create_vector(b))
 }
 
-fn string<'b>(fbb: &mut FlatBufferBuilder<'b>, s: &str) -> Option<WIPOffset<&'b str>> {
+/// A string, omitted (None) when empty.
+pub(crate) fn string<'b>(fbb: &mut FlatBufferBuilder<'b>, s: &str) -> Option<WIPOffset<&'b str>> {
     (!s.is_empty()).then(|| fbb.create_string(s))
 }
 
@@ -57,7 +59,8 @@ fn finish<T>(mut fbb: FlatBufferBuilder<'_>, root: WIPOffset<T>) -> Vec<u8> {
     fbb.finished_data().to_vec()
 }
 
-fn builder(payload: usize) -> FlatBufferBuilder<'static> {
+/// A builder sized for a body of about `payload` bytes of keys and values.
+pub(crate) fn builder(payload: usize) -> FlatBufferBuilder<'static> {
     FlatBufferBuilder::with_capacity(64 + payload)
 }
 
@@ -251,18 +254,10 @@ pub fn scan_request(prefix: &[u8], cursor: &[u8], count: u32) -> Vec<u8> {
 }
 
 /// An ERROR reply body (servers; also handy for client tests).
+///
+/// The same bytes as [`crate::server::error_response`], in a `Vec` of its own.
 pub fn error_response(code: crate::ErrorCode, message: &str, primary: &str, retry_after_ms: u32) -> Vec<u8> {
-    let mut fbb = builder(message.len() + primary.len());
-    let message = string(&mut fbb, message);
-    let primary = string(&mut fbb, primary);
-    let root = fbs::ErrorResponse::create(
-        &mut fbb,
-        &fbs::ErrorResponseArgs {
-            code: code.as_u16(),
-            message,
-            primary,
-            retry_after_ms,
-        },
-    );
-    finish(fbb, root)
+    let mut out = Vec::new();
+    crate::server::error_response(code.as_u16(), message, primary, retry_after_ms, &mut out);
+    out
 }

@@ -60,6 +60,18 @@ pub struct BodyError {
 }
 
 impl BodyError {
+    /// The same error, naming the table that was expected (the reader does not know it).
+    ///
+    /// ```
+    /// use velocity_proto::reader::Table;
+    /// let e = Table::root(&[1]).unwrap_err().in_table("KeyRequest");
+    /// assert_eq!(e.to_string(), "malformed KeyRequest body: body of 1 bytes is too short for a FlatBuffer");
+    /// ```
+    #[must_use]
+    pub fn in_table(self, table: &'static str) -> Self {
+        Self { table, ..self }
+    }
+
     /// Always [`ErrorCode::Protocol`].
     pub fn code(&self) -> ErrorCode {
         ErrorCode::Protocol

@@ -170,14 +170,46 @@ pub fn decode(buf: &[u8], max_body: u64) -> Result<Option<(Frame<'_>, usize)>, F
 /// assert_eq!(out.len(), frame::HEADER_LEN + frame::TRAILER_LEN);
 /// ```
 pub fn encode(opcode: Opcode, flags: u8, body: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
     out.reserve(HEADER_LEN + body.len() + TRAILER_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.push(opcode.0);
-    out.push(flags);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    let start = begin(out);
     out.extend_from_slice(body);
+    end(out, start, opcode, flags);
+    debug_assert_eq!(out.len() - start, HEADER_LEN + body.len() + TRAILER_LEN);
+}
+
+/// Starts a frame in place: appends a header placeholder and returns where the
+/// frame starts. Write the body after it, then call [`end`].
+///
+/// A server writes its reply bodies straight into the connection's output
+/// buffer this way, with no body copy.
+///
+/// ```
+/// use velocity_proto::{frame, Opcode};
+/// let mut out = Vec::new();
+/// let start = frame::begin(&mut out);
+/// out.extend_from_slice(b"body");
+/// frame::end(&mut out, start, Opcode::PING.response(), 0);
+/// let mut same = Vec::new();
+/// frame::encode(Opcode::PING.response(), 0, b"body", &mut same);
+/// assert_eq!(out, same);
+/// ```
+#[inline]
+pub fn begin(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    start
+}
+
+/// Completes the frame [`begin`] started at `start`: everything after its header
+/// is the body. Fills in the header, then appends the CRC-32 of header and body.
+#[inline]
+pub fn end(out: &mut Vec<u8>, start: usize, opcode: Opcode, flags: u8) {
+    let body_len = (out.len() - start - HEADER_LEN) as u64;
+    let head = &mut out[start..start + HEADER_LEN];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4] = opcode.0;
+    head[5] = flags;
+    head[6..].copy_from_slice(&body_len.to_le_bytes());
     let crc = crc32(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(out.len() - start, HEADER_LEN + body.len() + TRAILER_LEN);
 }

@@ -1,8 +1,9 @@
 //! Property tests: mutated vector frames and random bytes never panic the
-//! frame decoder or the body verifier, and what decodes re-encodes identically.
+//! frame decoder, the body verifier (client direction) or the server's
+//! decoders, and what decodes re-encodes identically.
 
 use proptest::prelude::*;
-use velocity_proto::{body, fbs, frame};
+use velocity_proto::{body, fbs, frame, server};
 
 fn vector_frames() -> Vec<Vec<u8>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors/frames.json");
@@ -53,6 +54,19 @@ fn read_all(b: &[u8]) {
         fbs::InfoResponse,
         fbs::ReplSyncResponse
     );
+    let _ = server::hello_request(b);
+    let _ = server::ping_request(b);
+    let _ = server::info_request(b);
+    let _ = server::key_request(b);
+    let _ = server::set_request(b);
+    let _ = server::incr_request(b);
+    let _ = server::expire_request(b);
+    let _ = server::cas_request(b);
+    let _ = server::mget_request(b);
+    let _ = server::mset_request(b);
+    let _ = server::scan_request(b);
+    let _ = server::snapshot_begin_request(b);
+    let _ = server::snapshot_read_request(b);
 }
 
 #[derive(Debug, Clone)]
