@@ -114,12 +114,14 @@ class NativeLeaseHost:
         try:
             reply = await self._run_admin(opcode, body)
         except VelocityError as exc:
+            self._show()  # INFO names the switchover's outcome before its caller hears of it
             self.core.admin_fail(request_id, int(exc.code), exc.message, exc.primary, exc.retry_after_ms)
             return
         except Exception as exc:  # reported to the caller, who would otherwise wait for nothing
             log.exception("opcode 0x%02x failed", opcode)
             self.core.admin_fail(request_id, int(ErrorCode.INTERNAL), f"internal error: {exc!r}")
             return
+        self._show()
         self.core.admin_reply(request_id, reply)
 
     async def _run_admin(self, opcode: int, body: bytes) -> bytes:
