@@ -64,7 +64,7 @@ test-native: native ## clippy of the PyO3 binding, then the engine integration t
 	$(PY) -m pytest tests/integration/native $(PYTEST_ARGS)
 
 # The whole engine integration suite with every engine it starts on the native data plane
-# (tests/support/engine_proc.py; engines with --lease-name stay Python). About 10 minutes
+# (tests/support/engine_proc.py; Lease election included). About 10 minutes
 # on 2 cores, so not in make test (whose budget is 60); run it before merging core work.
 .PHONY: test-native-all
 test-native-all: native ## The engine integration suites (engine, security, storage, cli, replication, linearizability, native) on the native data plane

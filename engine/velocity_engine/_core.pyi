@@ -46,6 +46,35 @@ class Core:
     def replication_state(self) -> str:
         """INFO's replication section as JSON (role, epoch, seq, history, replicas, ...)."""
 
+    def role(self) -> tuple[bool, str, int, int, bool, bool]:
+        """(is_primary, primary followed, epoch, seq, incomplete, a sync write awaits acks)."""
+
+    def replica_links(self) -> list[tuple[int, str, bool, int]]:
+        """The connected replicas: (connection id, endpoint, streaming, acknowledged seq)."""
+
+    def fence(self, reason: str, keep_feeds: bool) -> None:
+        """A primary stops serving (keep_feeds: still streams); a fenced node closes kept feeds."""
+
+    # Lease mode (start() with `lease_name`); RuntimeError otherwise.
+
+    def admin_next(self, timeout_s: float) -> tuple[int, int, bytes] | None:
+        """The next PROMOTE/REPLICA_OF a client sent: (id, opcode, body); None after timeout_s."""
+
+    def admin_reply(self, id: int, body: bytes) -> bool:
+        """Answer request id with a response body; False if nobody waits for it any more."""
+
+    def admin_fail(self, id: int, code: int, message: str, primary: str = "", retry_after_ms: int = 0) -> bool:
+        """Answer request id with an error (protocol code); False if nobody waits for it."""
+
+    def lease_renewed(self, remaining_s: float) -> None:
+        """The Lease is surely this node's for remaining_s more: it may read and write until then."""
+
+    def set_handover(self, target: str) -> None:
+        """Writes answer REDIRECT (retry in 20 ms) while a switchover to target runs; "" ends it."""
+
+    def set_lease_info(self, json: str) -> None:
+        """INFO replication fields only the shell knows: {"holder": ..., "switchover": ...}."""
+
 def check_dir(storage_dir: str, repair: bool = False) -> tuple[bool, list[str]]:
     """velocity-lsm's checker (WAL versions 1 and 2): (start-up would succeed, findings)."""
 

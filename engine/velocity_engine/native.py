@@ -13,8 +13,11 @@ where the Python engine keeps its data; a directory it wrote is migrated at star
 or `--storage memory`; SNAPSHOT_BEGIN/READ are served by the core (engine/core/src/
 snapshot.rs). Replication (stream version 2: docs/formats/replication.md) runs in the
 core too: --replica-of, sync mode, PROMOTE and REPLICA_OF; the shell hands it the
-settings and tokens. No Lease election yet, which the engine refuses at start
-(`unsupported`). `--restore-from` works: the shell restores the snapshot file into
+settings and tokens. Lease election (`--lease-name`) runs the Python plane's Lease
+agent and switchover over the core (native_lease.py): the core checks the Lease's
+validity and the handover fence on its request path and hands PROMOTE and
+REPLICA_OF to the shell, whose answers change meaning under a Lease; SIGTERM hands
+the Lease over (or releases it) before the core stops. `--restore-from` works: the shell restores the snapshot file into
 DATA_DIR before the core opens it (cli.py).
 """
 
@@ -37,6 +40,8 @@ from velocity_engine.config_reload import ConfigReloader, FileStamp, Result
 from velocity_engine.fsutil import make_private_dirs
 from velocity_engine.httpd import AdminHttp
 from velocity_engine.metrics import EngineCollector, Stats, make_registry, render, rss_bytes
+from velocity_engine.native_lease import NativeLeaseHost
+from velocity_engine.replication.lease_metrics import lease_metric_families
 from velocity_engine.storage.compaction import DURATION_BUCKETS
 from velocity_engine.storage.errors import CorruptionError, RestoreError
 from velocity_engine.storage.exported_metrics import _histogram, snapshot_metric_families
@@ -53,10 +58,8 @@ log = logging.getLogger(__name__)
 
 def unsupported(settings: EngineSettings) -> list[str]:
     """Why these settings cannot run on the native data plane yet (empty: they can)."""
-    s = settings
-    problems = []
-    if s.lease_name:
-        problems.append("--lease-name (Lease election is not native yet)")
+    del settings  # everything the Python plane runs, the native one does too (issue 13)
+    problems: list[str] = []
     return problems
 
 
@@ -131,6 +134,7 @@ class NativeServer:
         self._stats: dict[str, Any] = {}
         self._http: AdminHttp | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.lease_host: NativeLeaseHost | None = None  # --lease-name
 
     # -- settings (the reloader assigns `settings`; live ones go to the core) ------
 
@@ -174,6 +178,9 @@ class NativeServer:
         assert core is not None
         self.port = core.port
         self._log_recovery(core.stats().get("lsm"))
+        if s.lease_name:
+            self.lease_host = NativeLeaseHost(core, s, self.node_id, self.credentials, self._peer_ca())
+            self.lease_host.start()
         self.push_info_sections()
         registry = make_registry(_NativeCollector(self))
         self._http = AdminHttp(lambda: render(registry), self._readiness)
@@ -253,10 +260,15 @@ class NativeServer:
         state = load_state(self._settings.data_dir)
         return (state if state is not None else NodeState()).epoch
 
+    def _peer_ca(self) -> Path | None:
+        """The CA this node trusts for the other nodes of its cluster."""
+        s = self._settings
+        return s.replica_ca if s.replica_ca is not None else (self.tls.ca if self.tls is not None else None)
+
     def _replication_settings(self) -> dict[str, Any]:
         """What the core's replication needs: role at start, sync mode, peers' trust and tokens."""
         s = self._settings
-        ca = s.replica_ca if s.replica_ca is not None else (self.tls.ca if self.tls is not None else None)
+        ca = self._peer_ca()
         creds = self.credentials
         return {
             "replica_of": s.replica_of,
@@ -271,6 +283,7 @@ class NativeServer:
             "admin_token": creds.token(Role.ADMIN) if creds is not None else None,
             "legacy_token": creds.token(Role.CLIENT) if creds is not None else None,
             "data_dir": str(s.data_dir),
+            "lease_name": s.lease_name,
         }
 
     def replication_state(self) -> dict[str, Any]:
@@ -297,6 +310,10 @@ class NativeServer:
         self.shutting_down = True
         self.ready = False
         core = self._core
+        if self.lease_host is not None:
+            # Before the connections close: the replicas' streams are among them, and
+            # clients mid-write get REDIRECT to the successor instead of a closed socket.
+            await self.lease_host.hand_over_for_shutdown()
         if core is not None:
             log.info("shutting down: draining the native data plane")
             cut = await asyncio.to_thread(core.stop, self._settings.shutdown_grace_s)
@@ -305,6 +322,8 @@ class NativeServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.lease_host is not None:
+            await self.lease_host.stop()
         if self._http is not None:
             await self._http.close()
         log.info("stopped")
@@ -404,6 +423,7 @@ class NativeServer:
         lsm = self._stats.get("lsm")
         if lsm is not None:
             yield from lsm_metric_families(lsm)
+        yield from lease_metric_families(self.lease_host.lease if self.lease_host is not None else None)
 
     def _readiness(self) -> tuple[bool, str]:
         if self.shutting_down:

@@ -87,15 +87,15 @@ class EngineProcess:
 
     def data_plane_args(self) -> list[str]:
         """VELOCITY_TEST_DATA_PLANE=native: run this engine on the native data plane (issue 13)
-        with the storage it would have on Python (LSM by default), replicated or not, unless it
-        needs what the core cannot do yet: Lease election (`python_only`); those engines keep
-        the Python data plane."""
+        with the storage it would have on Python (LSM by default), replicated or elected by a
+        Lease, unless it needs what the core cannot do yet (`python_only`); those engines
+        keep the Python data plane."""
         if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native" or self.python_only:
             return []
         args, env = self.extra_args, {**os.environ, **self.env}
-        if {"--lease-name", "--data-plane"} & set(args):
+        if "--data-plane" in args:
             return []
-        if any(env.get(k) for k in ("VELOCITY_LEASE_NAME", "VELOCITY_DATA_PLANE")):
+        if env.get("VELOCITY_DATA_PLANE"):
             return []
         return ["--data-plane", "native"]
 

@@ -68,6 +68,8 @@ enum Step {
     AuthFailed(VError),
     /// REPL_SYNC was answered: the connection becomes a replication feed.
     Feed(crate::replication::feed::Plan),
+    /// An admin request went to the shell (lease mode): wait for its reply.
+    Parked,
 }
 
 enum Wake {
@@ -225,6 +227,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     crate::replication::feed::run(&mut self.stream, leftover, plan, shared, drain).await;
                     return;
                 }
+                Step::Parked => {
+                    self.await_admin_reply().await;
+                    continue;
+                }
                 Step::Read => {}
             }
             match self.read().await {
@@ -335,6 +341,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if let Some(plan) = self.d.feed.take() {
                 return Step::Feed(plan);
             }
+            if self.d.parked.is_some() {
+                return Step::Parked;
+            }
             if !self.slot && self.d.session.authed && !self.take_slot() {
                 // The HELLO that ended probation found no client slot: BUSY instead of its reply.
                 let busy = self.out.split_off(before);
@@ -348,6 +357,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             if self.out.len() >= high {
                 return Step::Flush;
+            }
+        }
+    }
+
+    /// Waits for the shell's reply to the parked admin request and queues it
+    /// (the replies before it were written; the requests after it run next).
+    async fn await_admin_reply(&mut self) {
+        let Some((opcode, rx)) = self.d.parked.take() else {
+            return;
+        };
+        let reply = tokio::select! {
+            r = rx => r.unwrap_or_else(|_| Err(VError::new(ErrorCode::Internal, "the engine dropped the request"))),
+            _ = self.drain.wait_for(|d| *d) => Err(VError::new(ErrorCode::ShuttingDown, "server is shutting down")),
+        };
+        match reply {
+            Ok(body) => {
+                let start = crate::dispatch::begin_frame(&mut self.out);
+                self.out.extend_from_slice(&body);
+                crate::dispatch::end_frame(&mut self.out, start, opcode | velocity_proto::Opcode::RESPONSE_BIT, 0);
+            }
+            Err(e) => {
+                self.w.stats.error(e.code.as_u16());
+                push_error(&mut self.out, &e);
             }
         }
     }

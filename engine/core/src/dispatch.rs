@@ -134,6 +134,9 @@ pub struct Dispatcher {
     pub pending: Pending,
     /// Set by REPL_SYNC: the connection becomes a replication feed after its reply.
     pub feed: Option<crate::replication::feed::Plan>,
+    /// Lease mode: an admin request handed to the shell; the connection answers
+    /// nothing else until its reply (replication/lease.rs).
+    pub parked: Option<crate::replication::lease::Parked>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     scratch: Vec<u8>,
@@ -147,6 +150,7 @@ impl Dispatcher {
             shared,
             pending: Pending::default(),
             feed: None,
+            parked: None,
             compressor: None,
             decompressor: None,
             scratch: Vec::new(),
@@ -198,6 +202,11 @@ impl Dispatcher {
         if let Err(e) = result {
             out.truncate(start);
             return Err(e);
+        }
+        if self.parked.is_some() {
+            // The reply comes from the shell (conn.rs frames it when it arrives).
+            out.truncate(start);
+            return Ok(());
         }
         let mut reply_flags = 0;
         if self.session.zstd && out.len() - start - HEADER_LEN > COMPRESSION_THRESHOLD {
@@ -402,6 +411,17 @@ impl Dispatcher {
                     "{} belongs on a replication stream (after REPL_SYNC)",
                     opcode_name(opcode)
                 )))
+            }
+            Opcode::PROMOTE | Opcode::REPLICA_OF if shared.repl.lease.is_some() => {
+                // Under a Lease these change meaning (manager.py): the shell decides.
+                // Checked here first, so that a malformed body never reaches Python.
+                if opcode == Opcode::PROMOTE.0 {
+                    crate::replication::stream::decode_promote(body)?;
+                } else {
+                    crate::replication::stream::decode_replica_of(body)?;
+                }
+                let lease = shared.repl.lease.as_ref().expect("lease mode");
+                self.parked = Some((opcode, lease.admin.submit(opcode, body.to_vec())));
             }
             Opcode::PROMOTE | Opcode::REPLICA_OF => {
                 let reply = shared.repl.admin(opcode, body, &self.shared)?;

@@ -14,7 +14,11 @@
 //!   `Core.set_info_sections(json)`;
 //!   `Core.info(section) -> str` (the INFO JSON); replication:
 //!   `Core.promote(min_epoch) -> (epoch, seq)`, `Core.replica_of(primary,
-//!   epoch) -> epoch`, `Core.replication_state() -> str` (JSON);
+//!   epoch) -> epoch`, `Core.replication_state() -> str` (JSON),
+//!   `Core.role()`, `Core.replica_links()`; lease mode (`lease_name` set):
+//!   `Core.admin_next(timeout_s)` / `admin_reply` / `admin_fail` (PROMOTE and
+//!   REPLICA_OF answered by the shell), `Core.lease_renewed(remaining_s)`,
+//!   `Core.set_handover(target)`, `Core.set_lease_info(json)`, `Core.fence`;
 //! - `check_dir(storage_dir, repair) -> (ok, lines)`: `velocity-engine check`
 //!   of a directory the native engine wrote (velocity-lsm's checker);
 //! - `restore_snapshot(snapshot, storage_dir) -> int | None`: `--restore-from`.
@@ -164,6 +168,7 @@ fn repl_settings_from(d: &Bound<'_, PyDict>, r: &mut crate::replication::ReplSet
     r.admin_token = get::<String>(d, "admin_token")?;
     r.legacy_token = get::<String>(d, "legacy_token")?;
     r.data_dir = get::<String>(d, "data_dir")?.map(Into::into);
+    r.lease_name = get::<String>(d, "lease_name")?.filter(|n| !n.is_empty());
     Ok(())
 }
 
@@ -379,12 +384,91 @@ impl Core {
         self.with(|s| s.shared().repl.info(s.shared()).to_string())
     }
 
+    /// Lease mode: the next PROMOTE or REPLICA_OF a client sent, waiting up to
+    /// `timeout_s` (None: none came): (id, opcode, body). Releases the GIL.
+    fn admin_next(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<(u64, u8, Vec<u8>)>> {
+        let shared = self.with(|s| s.shared().clone())?;
+        let timeout = Duration::try_from_secs_f64(timeout_s.max(0.0)).unwrap_or(Duration::ZERO);
+        Ok(py.detach(move || shared.repl.lease.as_ref().and_then(|l| l.admin.next(timeout))))
+    }
+
+    /// Answers admin request `id` with a response body; False if nobody waits for it.
+    fn admin_reply(&self, id: u64, body: Vec<u8>) -> PyResult<bool> {
+        self.with(|s| lease_of(s).map(|l| l.admin.reply(id, Ok(body))))?
+    }
+
+    /// Answers admin request `id` with an error (a protocol code, a message, and for
+    /// REDIRECT the primary and a retry hint); False if nobody waits for it.
+    #[pyo3(signature = (id, code, message, primary = String::new(), retry_after_ms = 0))]
+    fn admin_fail(&self, id: u64, code: u16, message: String, primary: String, retry_after_ms: u32) -> PyResult<bool> {
+        let mut e =
+            crate::error::VError::new(velocity_proto::ErrorCode::from_u16(code), message).retry_after(retry_after_ms);
+        e.primary = primary;
+        self.with(|s| lease_of(s).map(|l| l.admin.reply(id, Err(e))))?
+    }
+
+    /// Lease mode: the Lease is surely this node's for `remaining_s` more (after a renewal).
+    fn lease_renewed(&self, remaining_s: f64) -> PyResult<()> {
+        let d = Duration::try_from_secs_f64(remaining_s.max(0.0)).unwrap_or(Duration::ZERO);
+        self.with(|s| lease_of(s).map(|l| l.renewed(d)))?
+    }
+
+    /// Lease mode: fence writes for a switchover to `target` (REDIRECT, retry); "" unfences.
+    fn set_handover(&self, target: &str) -> PyResult<()> {
+        self.with(|s| lease_of(s).map(|l| l.set_handover(target)))?
+    }
+
+    /// Lease mode: INFO's fields only the shell knows (JSON: `holder`, `switchover`).
+    fn set_lease_info(&self, json: &str) -> PyResult<()> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.with(|s| lease_of(s).map(|l| l.show(v)))?
+    }
+
+    /// The Lease agent's fence: a primary stops serving (keep_feeds: still streams);
+    /// a node already fenced closes the feeds it kept unless keep_feeds.
+    fn fence(&self, py: Python<'_>, reason: String, keep_feeds: bool) -> PyResult<()> {
+        let shared = self.with(|s| s.shared().clone())?;
+        py.detach(move || shared.repl.lease_fence(&reason, keep_feeds));
+        Ok(())
+    }
+
+    /// (is_primary, primary followed, epoch, seq, incomplete, sync write waiting):
+    /// what the Lease agent reads each round, without INFO's JSON.
+    fn role(&self) -> PyResult<(bool, String, u64, u64, bool, bool)> {
+        self.with(|s| {
+            let sh = s.shared();
+            let r = &sh.repl;
+            let (_, seq) = sh.keyspace.store().log_position();
+            (
+                r.is_primary(),
+                r.primary_endpoint(),
+                r.epoch(),
+                seq,
+                r.incomplete.load(std::sync::atomic::Ordering::Acquire),
+                r.sync_pending(seq),
+            )
+        })
+    }
+
+    /// The connected replicas: (id, endpoint, streaming, acknowledged seq).
+    fn replica_links(&self) -> PyResult<Vec<(u64, String, bool, u64)>> {
+        self.with(|s| s.shared().repl.links())
+    }
+
     /// The INFO document (JSON), or one section of it.
     #[pyo3(signature = (section = ""))]
     fn info(&self, section: &str) -> PyResult<String> {
         self.with(|s| crate::info::render(s.shared(), section))?
             .map_err(|e| PyValueError::new_err(e.message))
     }
+}
+
+fn lease_of(s: &Server) -> PyResult<&crate::replication::lease::LeaseMode> {
+    s.shared()
+        .repl
+        .lease
+        .as_ref()
+        .ok_or_else(|| PyRuntimeError::new_err("the core was not started in lease mode (lease_name)"))
 }
 
 /// `velocity-engine check [--repair]` for a storage directory (DATA_DIR/storage)

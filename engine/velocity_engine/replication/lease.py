@@ -58,7 +58,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from velocity_engine.replication.errors import LeaseConflict, LeaseNotHeld, LeaseOutcomeUnknown
 
 if TYPE_CHECKING:
-    from velocity_engine.replication.manager import Replication
+    from velocity_engine.replication.lease_host import LeaseHost
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _age_s(t: Any) -> float:
 
 
 class LeaseAgent:
-    def __init__(self, repl: Replication, cfg: LeaseConfig) -> None:
+    def __init__(self, repl: LeaseHost, cfg: LeaseConfig) -> None:
         self.repl = repl
         self.cfg = cfg
         self.identity = ""
@@ -140,7 +140,17 @@ class LeaseAgent:
 
     def writes_allowed(self) -> bool:
         """A primary may take writes only while its lease is surely still its own."""
-        return time.monotonic() - self.last_renewed < self.cfg.duration_s - 2 * self.cfg.renew_s
+        return time.monotonic() < self._writes_until()
+
+    def _writes_until(self) -> float:
+        return self.last_renewed + self.cfg.duration_s - 2 * self.cfg.renew_s
+
+    def _renewed(self, t0: float) -> None:
+        """A renewal or acquisition sent at monotonic time t0 succeeded (measured from before
+        the request: conservative); the host learns until when it may serve."""
+        self.last_renewed = t0
+        self.last_renew_wall = time.time()
+        self.repl.lease_renewed(self._writes_until())
 
     async def run(self) -> None:
         self.identity = self.repl.endpoint
@@ -179,10 +189,10 @@ class LeaseAgent:
     # -- one round -----------------------------------------------------------------------
 
     async def _publish_member(self) -> None:
-        name = f"{self.cfg.name}-member-{self.repl.server.node_id}"
+        name = f"{self.cfg.name}-member-{self.repl.node_id}"
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(
-                name=name, labels={GROUP: self.cfg.name}, annotations={SEQ: str(self.repl.storage.seq)}
+                name=name, labels={GROUP: self.cfg.name}, annotations={SEQ: str(self.repl.seq)}
             ),
             spec=client.V1LeaseSpec(
                 holder_identity=self.identity, lease_duration_seconds=self.declared_duration_s(),
@@ -222,7 +232,7 @@ class LeaseAgent:
             if self.repl.is_primary:
                 await self._renew(lease)
             elif time.monotonic() - self._seen_at < self.cfg.duration_s - 2 * self.cfg.renew_s:
-                if epoch > self.repl.state.epoch:
+                if epoch > self.repl.epoch:
                     # A primary handed it to us (switchover) and its PROMOTE has not arrived
                     # (yet): take the role in the epoch it chose, which nobody has used.
                     await self._confirm(lease)
@@ -236,7 +246,7 @@ class LeaseAgent:
                 await self._acquire(lease)
             return
         # Someone else holds a live lease: it is the primary.
-        if self.repl.is_primary or self.repl.state.primary != holder:
+        if self.repl.is_primary or self.repl.current_primary != holder:
             self.repl.follow_lease_holder(holder, epoch)
 
     async def _renew(self, lease: Any) -> None:
@@ -244,14 +254,13 @@ class LeaseAgent:
         lease.spec.lease_duration_seconds = self.declared_duration_s()
         t0 = time.monotonic()
         self._mine = await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease))
-        self.last_renewed = t0  # measured from before the request: conservative
+        self._renewed(t0)
         self.renewals += 1
-        self.last_renew_wall = time.time()
 
     async def _acquire(self, lease: Any) -> None:
-        if self.repl.storage.incomplete:
+        if self.repl.incomplete:
             return
-        epoch = max(self.repl.state.epoch, int(((lease.metadata.annotations or {}) if lease else {}).get(EPOCH, "0")))
+        epoch = max(self.repl.epoch, int(((lease.metadata.annotations or {}) if lease else {}).get(EPOCH, "0")))
         new_epoch = epoch + 1
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.cfg.name, annotations={EPOCH: str(new_epoch)}),
@@ -272,16 +281,15 @@ class LeaseAgent:
             if exc.status in (409, 422):
                 return  # someone else won the race
             raise
-        self.last_renewed = t0
+        self._renewed(t0)
         self.acquisitions += 1
-        self.last_renew_wall = time.time()
         self.holder = self.identity
         self.repl.promote_for_lease(new_epoch - 1)
         log.warning("acquired lease %s/%s: primary of epoch %d", self.cfg.namespace, self.cfg.name, new_epoch)
 
     async def _best_candidate(self) -> bool:
         """Whether this node has the highest position among the live members (ties: lowest node id)."""
-        if self.repl.storage.incomplete:
+        if self.repl.incomplete:
             return False
         members = await self._api.list_namespaced_lease(self.cfg.namespace, label_selector=f"{GROUP}={self.cfg.name}")
         best: tuple[int, str] | None = None
@@ -293,7 +301,7 @@ class LeaseAgent:
             key = (-seq, node)
             if best is None or key < best:
                 best = key
-        return best is not None and best[1] == self.repl.server.node_id
+        return best is not None and best[1] == self.repl.node_id
 
 
     # -- planned changes of holder (the caller holds `lock`) ------------------------------
@@ -356,7 +364,7 @@ class LeaseAgent:
         await self._ensure_api()
         lease = await self._read()
         epoch = self._take(lease)
-        if not self.repl.is_primary or self.repl.state.epoch < epoch:
+        if not self.repl.is_primary or self.repl.epoch < epoch:
             await self._confirm(lease)
         return epoch
 
@@ -371,17 +379,16 @@ class LeaseAgent:
         """Renew a Lease handed to this node (a compare-and-swap, as every write), then promote
         to its epoch: writes start only under a renewal of our own."""
         epoch = int((lease.metadata.annotations or {}).get(EPOCH, "0"))
-        if self.repl.storage.incomplete:
+        if self.repl.incomplete:
             raise LeaseNotHeld("this node's first full copy has not finished: it cannot take the Lease")
         lease.spec.renew_time = _now()
         lease.spec.lease_duration_seconds = self.declared_duration_s()
         t0 = time.monotonic()
         await self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, _writable(lease),
                                                  _request_timeout=API_TIMEOUT_S)
-        self.last_renewed = t0
+        self._renewed(t0)
         self.acquisitions += 1
         self.renewals += 1
-        self.last_renew_wall = time.time()
         self.holder = self.identity
         self.repl.promote_for_lease(epoch - 1)
         log.warning("took over lease %s/%s handed to this node: primary of epoch %d",
@@ -407,7 +414,7 @@ class LeaseAgent:
         Role grants no delete (operator builders/engine_rbac.py), and the node republishes
         it when it starts again."""
         await self._ensure_api()
-        name = f"{self.cfg.name}-member-{self.repl.server.node_id}"
+        name = f"{self.cfg.name}-member-{self.repl.node_id}"
         try:
             member = await self._api.read_namespaced_lease(name, self.cfg.namespace, _request_timeout=API_TIMEOUT_S)
         except ApiException as exc:

@@ -41,6 +41,7 @@ an operator PROMOTEs it; a deposed one is fenced by its successor meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -61,16 +62,17 @@ from vproto.frame import RESPONSE_BIT, Consistency, Opcode, encode_frame
 
 from velocity_engine.auth import Role
 from velocity_engine.replication.admin_call import admin_call
-from velocity_engine.replication.errors import LeaseNotHeld, ReplicationError, SwitchoverError
 from velocity_engine.replication.feed import ReplicaFeed
 from velocity_engine.replication.follower import Follower, FollowerConfig
 from velocity_engine.replication.lease import LeaseAgent, LeaseConfig
+from velocity_engine.replication.lease_admin import promote_by_lease, switch_over_to
+from velocity_engine.replication.lease_host import ReplicaLink
 from velocity_engine.replication.lease_metrics import lease_metric_families
 from velocity_engine.replication.position import EpochHistory, Position
 from velocity_engine.replication.read_proof import REPLICA_PROMISE_S, confirmations_needed, read_deadline
 from velocity_engine.replication.replicated_storage import ReplicatedStorage, wall_ms
 from velocity_engine.replication.state_file import NodeState, load_state, save_state
-from velocity_engine.replication.switchover import SwitchoverReport, release_on_shutdown, switch_over
+from velocity_engine.replication.switchover import SwitchoverReport, hand_over_for_shutdown
 from velocity_engine.replication.wire_checks import MAX_EPOCH, check_epoch, check_seq
 from velocity_engine.storage.base import Mutation, Storage
 from velocity_engine.tls import client_context
@@ -85,10 +87,6 @@ WRITE_OPS = frozenset({Opcode.SET, Opcode.DEL, Opcode.INCR, Opcode.EXPIRE, Opcod
 READ_OPS = frozenset({Opcode.GET, Opcode.EXISTS, Opcode.TTL, Opcode.MGET, Opcode.SCAN})
 HOUSEKEEPING_S = 0.05
 FENCE_RETRY_S = 0.5
-# SIGTERM of a Lease primary: the whole hand-over (or release) fits well inside the
-# StatefulSet's terminationGracePeriodSeconds (30) with the connection drain after it.
-SHUTDOWN_HANDOVER_S = 8.0
-REDIRECT_LINGER_S = 1.0
 PROMOTION_GRACE_S = 1.0  # sync mode: a new primary answers "retry" while its replicas connect
 STREAM_VERSION = 1  # docs/formats/replication.md; the native data plane speaks 2
 
@@ -183,60 +181,9 @@ class Replication:
                         "reconnect, or PROMOTE", self.state.epoch, self._need())
 
     async def hand_over_for_shutdown(self) -> None:
-        """SIGTERM of the Lease holder: switch over to the most up-to-date streaming replica
-        (no acknowledged write lost, async mode included), else release the Lease so that
-        the others need not wait for it to expire. Bounded by SHUTDOWN_HANDOVER_S."""
-        lease = self.lease
-        if lease is None:
-            return
-        try:
-            await asyncio.wait_for(self._hand_over_or_release(lease), SHUTDOWN_HANDOVER_S)
-        except (TimeoutError, ReplicationError, VelocityError, OSError) as exc:
-            log.error("shutting down: no clean hand-over (%s); the Lease expires on its own", exc)
-            self.fence_for_lease("shutting down")
-        except Exception:
-            log.exception("shutting down: hand-over failed; the Lease expires on its own")
-            self.fence_for_lease("shutting down")
-        lease.retired = True
-        try:
-            await asyncio.wait_for(self._withdraw(lease), 3.0)  # the lock too: a round may hang on the API
-        except Exception as exc:  # best effort: the member Lease ages out after one lease duration
-            log.warning("shutting down: could not withdraw this node's member Lease: %s", exc)
-
-    @staticmethod
-    async def _withdraw(lease: LeaseAgent) -> None:
-        async with lease.lock:
-            await lease.withdraw()
-
-    async def _hand_over_or_release(self, lease: LeaseAgent) -> None:
-        if not (self.is_primary and lease.holds()):
-            return
-        best = sorted((f for f in self.feeds.values() if f.streaming), key=lambda f: -f.acked_seq)
-        for feed in best[:2]:  # the most up-to-date first; a second chance if it cannot take over
-            try:
-                await switch_over(self, feed.endpoint)
-                await self._linger_for_redirects()
-                return
-            except SwitchoverError as exc:
-                log.error("shutting down: switchover to %s failed: %s", feed.endpoint, exc)
-                if not self.is_primary:
-                    return  # the Lease was handed over; the target takes it at its next round
-        await release_on_shutdown(self)
-
-    async def _linger_for_redirects(self) -> None:
-        """After a hand-over, keep the client connections open until clients stop sending
-        requests here: each gets REDIRECT naming the new primary (the SDK follows it)
-        instead of a closed connection. Ends once no REDIRECT went out for 100 ms, or after
-        REDIRECT_LINGER_S (a client that never follows redirects must not hold us up)."""
-        stats = self.server.stats
-        deadline = time.monotonic() + REDIRECT_LINGER_S
-        seen = -1
-        while time.monotonic() < deadline:
-            now = stats.errors[ErrorCode.REDIRECT]
-            if now == seen:
-                return
-            seen = now
-            await asyncio.sleep(0.1)  # the window in which a following client would have asked again
+        """SIGTERM of the Lease holder: hand over or release (switchover.py, shared with
+        the native data plane)."""
+        await hand_over_for_shutdown(self)
 
     async def stop(self) -> None:
         if self.lease is not None:
@@ -503,21 +450,11 @@ class Replication:
 
     async def _promote_by_lease(self) -> bytes:
         """PROMOTE under Lease election: only once a primary handed the Lease to this node."""
-        lease = self.lease
-        assert lease is not None
-        async with lease.lock:
-            try:
-                await lease.take_over()
-            except LeaseNotHeld as exc:
-                raise InvalidArgumentError(f"PROMOTE refused: {exc} (run the switchover on the primary)") from exc
-        return m.PromoteResponse(self.state.epoch, self.storage.seq).encode()
+        epoch, seq = await promote_by_lease(self)
+        return m.PromoteResponse(epoch, seq).encode()
 
     async def _switch_over(self, target: str) -> bytes:
-        try:
-            report = await switch_over(self, target)
-        except SwitchoverError as exc:
-            raise InvalidArgumentError(f"switchover to {target} failed: {exc}") from exc
-        return m.ReplicaOfResponse(report.epoch).encode()
+        return m.ReplicaOfResponse(await switch_over_to(self, target)).encode()
 
     def _reply_later(self, session: Session, opcode: int, work: Any) -> None:
         """Run `work` (a coroutine returning the reply body) and send its reply, or its error,
@@ -544,6 +481,53 @@ class Replication:
 
         self._spawn(run())
         return None
+
+    # -- LeaseHost (lease_host.py): what lease.py and switchover.py use ---------------
+
+    @property
+    def node_id(self) -> str:
+        return self.server.node_id
+
+    @property
+    def seq(self) -> int:
+        return self.storage.seq
+
+    @property
+    def incomplete(self) -> bool:
+        return self.storage.incomplete
+
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @property
+    def current_primary(self) -> str:
+        return self.state.primary
+
+    def links(self) -> list[ReplicaLink]:
+        return [ReplicaLink(k, f.endpoint, f.streaming, f.acked_seq) for k, f in self.feeds.items()]
+
+    async def wait_for_ack(self, timeout: float) -> None:
+        self.acked.clear()
+        with contextlib.suppress(TimeoutError):  # woken by every REPL_ACK
+            await asyncio.wait_for(self.acked.wait(), timeout)
+
+    def sync_pending(self) -> bool:
+        return self.quorum is not None and len(self.quorum) > 0
+
+    def lease_renewed(self, writes_until: float) -> None:
+        """Nothing to do: the write gate and the read check ask the agent (writes_allowed)."""
+
+    def cut_replica_streams(self) -> None:
+        for f in list(self.feeds.values()):
+            if f.conn.transport is not None:
+                f.conn.transport.abort()
+
+    def redirects_sent(self) -> int:
+        return int(self.server.stats.errors[ErrorCode.REDIRECT])
+
+    def admin_token(self) -> str | None:
+        return self.server.peer_token(Role.ADMIN)
 
     def promote_for_lease(self, min_epoch: int) -> None:
         self.promote(min_epoch)

@@ -13,16 +13,14 @@ import asyncio
 import json
 import re
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from vproto import messages as m
 from vproto.errors import ErrorCode
 from vproto.frame import Opcode
 
-from tests.support.engine_proc import ENGINE, EngineProcess, wait_until
+from tests.support.engine_proc import EngineProcess, wait_until
 from tests.support.raw import RawConnection
 
 try:  # a missing core is a failure, not a skip: `make test-native` builds it first
@@ -67,30 +65,36 @@ def test_info_and_metrics_come_from_the_core(tmp_path: Path) -> None:
         assert metric(eng, "velocity_connections_accepted_total") >= 1
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["--lease-name", "velocity"]],
-    ids=["lease"],
-)
-def test_what_the_native_plane_cannot_do_yet_is_refused_at_start(tmp_path: Path, args: list[str]) -> None:
-    r = subprocess.run(
-        [
-            ENGINE,
-            "--data-dir",
-            str(tmp_path / "d"),
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--data-plane",
-            "native",
-            *args,
-        ],
-        capture_output=True,
-        timeout=30,
-    )
-    assert r.returncode == 2, r
-    assert b"--data-plane native does not support" in r.stderr
+# An API server nobody listens on: the Lease agent's rounds fail, the node never holds the Lease.
+UNREACHABLE_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: x, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: x, context: {cluster: x, user: u}}]
+current-context: x
+users: [{name: u, user: {token: t}}]
+"""
+
+
+def test_a_lease_node_takes_no_writes_until_it_holds_the_lease(tmp_path: Path) -> None:
+    """--lease-name on the native plane (the elections themselves: test_native_lease.py, which
+    needs the Kubernetes tier): a fresh node starts as a replica following nobody, writes
+    are redirected (retry), and INFO and /metrics carry the Lease fields."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    args = [*NATIVE, "--lease-name", "velocity", "--lease-kubeconfig", str(kubeconfig)]
+    with EngineProcess(tmp_path / "e", extra_args=args) as eng:
+        with RawConnection(eng.port, eng.ca) as c:
+            c.hello(eng.token)
+            c.request(Opcode.SET, m.SetRequest(key=b"k", value=b"v").encode())
+            err = c.read_error()
+            assert err.code == ErrorCode.REDIRECT and err.retry_after_ms > 0 and not err.primary, err
+        r = info(eng)["replication"]
+        assert r["role"] == "replica" and r["primary"] == ""
+        assert r["lease"] == {"name": "velocity", "holder": "", "writes_allowed": False}
+        assert r["handover"] == "" and r["switchover"] is None
+        wait_until(lambda: metric(eng, "velocity_lease_renew_errors_total") >= 1,
+                   what="a failed Lease round to be counted")
+        assert metric(eng, "velocity_lease_holder") == 0.0
 
 
 def test_max_connections_changes_live(tmp_path: Path) -> None:

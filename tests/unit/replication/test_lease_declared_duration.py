@@ -22,31 +22,19 @@ HOLDER = "vdb://alpha-0.alpha-headless.prod.svc:2005"
 
 
 @dataclass
-class _State:
-    epoch: int = 3
-    primary: str = HOLDER
-
-
-@dataclass
-class _Storage:
-    seq: int = 100
-    incomplete: bool = False
-
-
-@dataclass
-class _Server:
-    node_id: str = "1"
-
-
-@dataclass
 class _Repl:
+    """The LeaseHost calls one round makes (lease_host.py)."""
+
     endpoint: str = ME
     is_primary: bool = False
-    state: _State = field(default_factory=_State)
-    storage: _Storage = field(default_factory=_Storage)
-    server: _Server = field(default_factory=_Server)
+    epoch: int = 3
+    current_primary: str = HOLDER
+    seq: int = 100
+    incomplete: bool = False
+    node_id: str = "1"
     promoted: list[int] = field(default_factory=list)
     followed: list[str] = field(default_factory=list)
+    renewed_until: list[float] = field(default_factory=list)
 
     def follow_lease_holder(self, holder: str, epoch: int) -> None:
         self.followed.append(holder)
@@ -54,6 +42,9 @@ class _Repl:
     def promote_for_lease(self, epoch: int) -> None:
         self.promoted.append(epoch)
         self.is_primary = True
+
+    def lease_renewed(self, writes_until: float) -> None:
+        self.renewed_until.append(writes_until)
 
 
 def _lease(holder: str, duration: int) -> client.V1Lease:

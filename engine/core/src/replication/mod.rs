@@ -2,8 +2,9 @@
 //! version 2): the node's role and epoch, the feeds of connected replicas
 //! (primary, feed.rs), the follower (replica, follower.rs), the sync quorum,
 //! and the role switches PROMOTE and REPLICA_OF. The native counterpart of
-//! engine/velocity_engine/replication/manager.py, without the Lease agent,
-//! the switchover and the state file (still Python-only; see docs/engine.md).
+//! engine/velocity_engine/replication/manager.py. Under `--lease-name` the Lease
+//! agent and the switchover stay in Python (native_lease.py drives lease.py and
+//! switchover.py over the `Core`); lease.rs holds what the request path checks.
 //!
 //! Hot path cost: a request checks the role with one atomic load; a commit
 //! wakes the feeds only when some exist, and waits for the quorum only in
@@ -11,6 +12,7 @@
 
 pub mod feed;
 pub mod follower;
+pub mod lease;
 pub mod state_file;
 pub mod stream;
 pub mod stream_v1;
@@ -73,6 +75,8 @@ pub struct ReplSettings {
     pub legacy_token: Option<String>,
     /// Where state.json lives (None: nothing persists, as in unit tests).
     pub data_dir: Option<std::path::PathBuf>,
+    /// `--lease-name`: the shell's Lease agent decides the role (lease.rs).
+    pub lease_name: Option<String>,
 }
 
 impl Default for ReplSettings {
@@ -90,6 +94,7 @@ impl Default for ReplSettings {
             admin_token: None,
             legacy_token: None,
             data_dir: None,
+            lease_name: None,
         }
     }
 }
@@ -177,9 +182,11 @@ pub struct Replication {
     /// Writes (a new primary) and following (a replica) wait for the promise to end.
     writes_not_before: Mutex<Option<Instant>>,
     promoted_at: Mutex<Option<Instant>>,
+    /// Lease mode: the Lease's validity, the handover fence, the admin queue.
+    pub lease: Option<lease::LeaseMode>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -213,7 +220,13 @@ impl Replication {
             state.primary_role = false;
             state.primary = p.clone();
         }
-        let read_proof = settings.sync && !settings.sync_degrade;
+        if settings.lease_name.is_some() && state.primary_role {
+            // Only the Lease makes a primary: wait to hold it before taking writes.
+            state.primary_role = false;
+            state.primary.clear();
+        }
+        // Under a Lease, the Lease proves reads (lease.rs), not contact with the quorum.
+        let read_proof = settings.sync && !settings.sync_degrade && settings.lease_name.is_none();
         let need = confirmations_needed(&settings, state.replicas.len());
         let confirmed = !(state.primary_role && !fresh && need > 0);
         let me = Self {
@@ -234,6 +247,7 @@ impl Replication {
             quorum_tx: watch::channel(0).0,
             generation: watch::channel(0).0,
             follower: Mutex::new(None),
+            lease: settings.lease_name.clone().map(lease::LeaseMode::new),
             settings,
         };
         if fresh || me.settings.replica_of.is_some() {
@@ -373,6 +387,9 @@ impl Replication {
                 .retry_after(100));
             }
             if read {
+                if let Some(l) = &self.lease {
+                    return l.check_read();
+                }
                 if let Some(until) = self.reads_provable_until() {
                     if Instant::now() >= until {
                         return Err(VError::new(
@@ -402,6 +419,9 @@ impl Replication {
                     )
                     .retry_after((wait.as_millis() as u32).max(1)));
                 }
+            }
+            if let Some(l) = &self.lease {
+                l.check_write()?;
             }
             // A DEL stores nothing: refusing it would not protect an acknowledged write.
             if self.settings.sync && !self.settings.sync_degrade && opcode != Opcode::DEL.0 {
@@ -669,7 +689,8 @@ impl Replication {
         self.quorum_tx.send_replace(seq);
         drop(st);
         eprintln!("velocity-core: promoted to primary of epoch {epoch} at seq {seq}");
-        if !old_primary.is_empty() {
+        // With a Lease, a deposed primary fences itself (its agent sees the new holder).
+        if !old_primary.is_empty() && self.lease.is_none() {
             follower::spawn_fencer(shared.clone(), old_primary, epoch);
         }
         Ok((epoch, seq))
@@ -734,6 +755,44 @@ impl Replication {
             self.generation.send_modify(|g| *g += 1);
         }
         eprintln!("velocity-core: fenced: {reason}; writes are refused until a primary is set (REPLICA_OF)");
+    }
+
+    /// The Lease agent's fence (manager.py's `fence_for_lease`): a primary stops
+    /// taking writes and reads; `keep_feeds` keeps streaming to the replicas (a
+    /// switchover's target catches up). A node already fenced that keeps no feeds
+    /// closes the ones it kept (a switchover that ends, a shutdown).
+    pub fn lease_fence(&self, reason: &str, keep_feeds: bool) {
+        if self.is_primary() {
+            self.fence(self.epoch(), reason, keep_feeds);
+        } else if !keep_feeds {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// The connected replicas for the switchover: (id, endpoint, streaming, acked seq).
+    pub fn links(&self) -> Vec<(u64, String, bool, u64)> {
+        let mut v: Vec<_> = lock(&self.feeds)
+            .iter()
+            .map(|(id, f)| {
+                (
+                    *id,
+                    f.endpoint.clone(),
+                    f.streaming.load(Ordering::Acquire),
+                    f.acked.load(Ordering::Acquire),
+                )
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether a sync-mode write waits for replicas' acknowledgements (switchover.py's
+    /// `settle_quorum`): the quorum position is behind the log.
+    pub fn sync_pending(&self, seq: u64) -> bool {
+        self.settings.sync
+            && self.is_primary()
+            && !(self.settings.sync_degrade && self.live() < self.settings.sync_replicas)
+            && *self.quorum_tx.borrow() < seq
     }
 
     /// A node that learned of a newer epoch steps down (the fencer).
@@ -837,6 +896,12 @@ impl Replication {
             "switchover": Value::Null,
             "stream_version": stream_version,
         });
+        if let Some(l) = &self.lease {
+            let (lease, switchover) = l.info(st.primary_role);
+            d["lease"] = lease;
+            d["handover"] = json!(l.handover());
+            d["switchover"] = switchover;
+        }
         if st.primary_role {
             d["replicas_connected"] = json!(feeds.iter().filter(|f| f.streaming.load(Ordering::Acquire)).count());
             d["reads_provable_s"] = json!(self.reads_provable_until().map_or(-1.0, |t| {
