@@ -45,7 +45,7 @@ log = logging.getLogger("velocity_engine")
 @click.option("--storage", type=click.Choice(["lsm", "memory"]), help="lsm: durable (default); memory: volatile.")
 @click.option(
     "--data-plane", type=click.Choice(["python", "native"]),
-    help="Experimental: native serves requests from the Rust core (`make native`; no replication yet) [python].",
+    help="native: the Rust core serves every request (storage, replication, snapshots, Lease election) [python].",
 )
 @click.option(
     "--appendfsync", type=click.Choice(["always", "everysec", "no"]),

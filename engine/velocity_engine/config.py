@@ -88,8 +88,8 @@ class EngineSettings(BaseSettings):
     )
     data_plane: Literal["python", "native"] = Field(
         "python",
-        description="Experimental (issue 13): native serves requests from the Rust core "
-        "(velocity_engine._core, built by `make native`); no replication nor SNAPSHOT_BEGIN/READ yet.",
+        description="native: the Rust core (velocity_engine._core, built by `make install`) serves every "
+        "request: storage, replication, snapshots, Lease election (issue 13; not yet the default).",
     )
     appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec",
