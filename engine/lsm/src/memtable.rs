@@ -138,7 +138,7 @@ impl Memtable {
             // Not newer than the newest (a key written twice in one batch, or out of
             // order): keep the versions sorted, replacing one with the same seq.
             let mut all = std::mem::take(&mut v.older);
-            all.push(std::mem::replace(&mut v.newest, (0, None)));
+            all.push(std::mem::take(&mut v.newest));
             let below = all.iter().rev().find(|x| x.0 < seq).map(|x| x.1.is_some());
             match all.binary_search_by_key(&seq, |x| x.0) {
                 Ok(i) => all[i] = (seq, rec),
