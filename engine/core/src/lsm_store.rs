@@ -144,18 +144,15 @@ fn to_core(r: velocity_lsm::Record) -> Record {
     }
 }
 
-fn to_lsm(m: Mutation) -> velocity_lsm::Mutation {
-    let key = Bytes::copy_from_slice(&m.key);
-    match m.record {
-        Some(r) => velocity_lsm::Mutation::Put {
-            key,
-            record: velocity_lsm::Record {
-                kind: r.kind,
-                value: Bytes::copy_from_slice(&r.value),
-                expire_at_ms: r.expire_at_ms,
-            },
-        },
-        None => velocity_lsm::Mutation::Delete { key },
+/// A core mutation, borrowed for `Db::commit_refs` (its bytes are copied once, into the batch).
+fn as_lsm_ref(m: &Mutation) -> velocity_lsm::MutationRef<'_> {
+    velocity_lsm::MutationRef {
+        key: &m.key,
+        put: m.record.as_ref().map(|r| velocity_lsm::PutRef {
+            kind: r.kind,
+            value: &r.value,
+            expire_at_ms: r.expire_at_ms,
+        }),
     }
 }
 
@@ -173,10 +170,13 @@ impl Store for LsmStore {
     }
 
     fn commit(&self, epoch: u64, mutations: Vec<Mutation>) -> Result<Commit, StoreError> {
-        let c = self
-            .db
-            .commit(epoch, mutations.into_iter().map(to_lsm).collect())
-            .map_err(write_error)?;
+        let c = match &mutations[..] {
+            [m] => self.db.commit_refs(epoch, &[as_lsm_ref(m)]),
+            many => self
+                .db
+                .commit_refs(epoch, &many.iter().map(as_lsm_ref).collect::<Vec<_>>()),
+        }
+        .map_err(write_error)?;
         Ok(Commit {
             seq: c.seq,
             durable: durability(&c),

@@ -7,6 +7,15 @@
 //! longer needs (WAL segments, replaced tables, the old manifest). A failure
 //! leaves the data where it was (the WAL, the old tables) and is retried.
 //! Compaction writes through the rate limiter.
+//!
+//! Both threads run [`BACKGROUND_NICE`] nice levels below the process: where
+//! they share a CPU with the workers (a server pinned with taskset: threads
+//! inherit its mask, and the engine does not widen it), the scheduler gives the
+//! workers' requests precedence and the flush takes the idle time. Both still
+//! progress under full load (a nice-10 thread keeps about a tenth of a busy
+//! CPU); if a flush falls behind, the memtable grows past its size
+//! ([`crate::db::MAX_IMMUTABLE`]) rather than stalling commits. The WAL sync
+//! thread keeps the process's priority: under `always` replies wait for it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -71,8 +80,28 @@ fn remove_manifest(inner: &Inner, n: u64) {
     }
 }
 
+/// How many nice levels the flush and compaction threads run below the process.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lower the calling thread's priority by [`BACKGROUND_NICE`] (Linux: a nice
+/// value is per thread). Best effort: a failure leaves the thread as it was.
+#[allow(unsafe_code)]
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and get/setpriority take plain integers and touch no memory
+        // of ours; `which = PRIO_PROCESS` with a thread id addresses this thread only.
+        unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + BACKGROUND_NICE).min(19));
+        }
+    }
+}
+
 /// The flush thread: frozen memtables to tier-0 tables, oldest first.
 pub(crate) fn flush_loop(inner: Arc<Inner>) {
+    lower_priority();
     loop {
         let frozen = {
             let mut bg = lock(&inner.bg);
@@ -211,6 +240,7 @@ fn flush_one(inner: &Inner, frozen: &Arc<Frozen>) -> Result<()> {
 
 /// The compaction thread.
 pub(crate) fn compaction_loop(inner: Arc<Inner>) {
+    lower_priority();
     loop {
         {
             let mut bg = lock(&inner.bg);

@@ -9,9 +9,9 @@
 
 use bytes::Bytes;
 
-use crate::entry_codec::{decode_entry, encode_entry, RawEntry};
+use crate::entry_codec::{decode_entry, encode_entry_ref, encoded_size_ref, RawEntry};
 use crate::error::{Error, Result};
-use crate::record::Mutation;
+use crate::record::{Mutation, MutationRef};
 
 /// Size of the batch header (epoch, seq, count).
 pub const HEADER_SIZE: usize = 20;
@@ -80,41 +80,41 @@ pub struct Encoded {
 
 /// Encode mutations as a batch of `epoch` (seq 0 until [`Encoded::set_seq`]).
 pub fn encode(reserve: usize, epoch: u64, mutations: &[Mutation]) -> Result<Encoded> {
+    encode_refs(reserve, epoch, mutations.iter().map(Mutation::as_ref))
+}
+
+/// [`encode`] of borrowed mutations (walked twice: sizes, then bytes).
+pub fn encode_refs<'a, I>(reserve: usize, epoch: u64, mutations: I) -> Result<Encoded>
+where
+    I: Iterator<Item = MutationRef<'a>> + Clone,
+{
     let mut size = reserve + HEADER_SIZE;
-    for m in mutations {
-        let (key, rec) = match m {
-            Mutation::Put { key, record } => (key, Some(record)),
-            Mutation::Delete { key } => (key, None),
-        };
-        if key.len() > u32::MAX as usize || rec.is_some_and(|r| r.value.len() > u32::MAX as usize) {
+    let mut count = 0usize;
+    for m in mutations.clone() {
+        if m.key.len() > u32::MAX as usize || m.put.is_some_and(|r| r.value.len() > u32::MAX as usize) {
             return Err(Error::InvalidArgument("key or value longer than 4 GiB".into()));
         }
-        size += crate::entry_codec::encoded_size(key, rec);
+        size += encoded_size_ref(m.key, m.put);
+        count += 1;
     }
-    if mutations.len() > u32::MAX as usize {
+    if count > u32::MAX as usize {
         return Err(Error::InvalidArgument("too many mutations in one batch".into()));
     }
     let mut buf = Vec::with_capacity(size);
     buf.resize(reserve, 0);
     buf.extend_from_slice(&epoch.to_le_bytes());
     buf.extend_from_slice(&0u64.to_le_bytes());
-    buf.extend_from_slice(&(mutations.len() as u32).to_le_bytes());
-    let mut entries = Vec::with_capacity(mutations.len());
+    buf.extend_from_slice(&(count as u32).to_le_bytes());
+    let mut entries = Vec::with_capacity(count);
     for m in mutations {
         let start = buf.len() - reserve;
-        match m {
-            Mutation::Put { key, record } => encode_entry(&mut buf, key, Some(record)),
-            Mutation::Delete { key } => encode_entry(&mut buf, key, None),
-        }
+        encode_entry_ref(&mut buf, m.key, m.put);
         let kstart = start + crate::entry_codec::KEY_HEAD_SIZE;
-        let kend = kstart + m.key().len();
-        let put = match m {
-            Mutation::Put { record, .. } => {
-                let vstart = kend + crate::entry_codec::PUT_HEAD_SIZE;
-                Some((record.kind, record.expire_at_ms, vstart..vstart + record.value.len()))
-            }
-            Mutation::Delete { .. } => None,
-        };
+        let kend = kstart + m.key.len();
+        let put = m.put.map(|r| {
+            let vstart = kend + crate::entry_codec::PUT_HEAD_SIZE;
+            (r.kind, r.expire_at_ms, vstart..vstart + r.value.len())
+        });
         entries.push(RawEntry {
             key: kstart..kend,
             put,
@@ -164,5 +164,39 @@ mod tests {
         for cut in 0..raw.len() {
             assert!(parse(&raw[..cut]).is_err());
         }
+    }
+
+    /// Borrowed mutations (`Db::commit_refs`) encode to the very bytes of owned ones.
+    #[test]
+    fn borrowed_mutations_encode_alike() {
+        use crate::record::PutRef;
+        let muts = vec![
+            Mutation::put(
+                &b"key"[..],
+                Record {
+                    kind: 2,
+                    value: Bytes::from_static(b"17"),
+                    expire_at_ms: 99,
+                },
+            ),
+            Mutation::delete(&b"gone"[..]),
+        ];
+        let refs = [
+            MutationRef {
+                key: b"key",
+                put: Some(PutRef {
+                    kind: 2,
+                    value: b"17",
+                    expire_at_ms: 99,
+                }),
+            },
+            MutationRef {
+                key: b"gone",
+                put: None,
+            },
+        ];
+        let a = encode(7, 3, &muts).unwrap();
+        let b = encode_refs(7, 3, refs.iter().copied()).unwrap();
+        assert_eq!((a.buf, a.entries), (b.buf, b.entries));
     }
 }

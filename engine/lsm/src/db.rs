@@ -32,7 +32,7 @@ use crate::memtable::Memtable;
 use crate::merge::{MergeNewestFirst, Source};
 use crate::options::{FsyncPolicy, Options};
 use crate::rate_limiter::RateLimiter;
-use crate::record::{Mutation, Record};
+use crate::record::{Mutation, MutationRef, Record};
 use crate::recovery::RecoveryInfo;
 use crate::snapshot::{MemIter, Snapshot};
 use crate::sstable_reader::{BloomStats, Table};
@@ -403,7 +403,20 @@ impl Db {
     ///
     /// `epoch` must not be below the last batch's epoch.
     pub fn commit(&self, epoch: u64, mutations: Vec<Mutation>) -> Result<Commit> {
-        let mut enc = batch::encode(RECORD_HEADER_SIZE, epoch, &mutations)?;
+        self.commit_encoded(epoch, batch::encode(RECORD_HEADER_SIZE, epoch, &mutations)?)
+    }
+
+    /// [`Db::commit`] of borrowed mutations: the key and value bytes are copied
+    /// once, into the batch (a caller that keeps them in its own types saves a copy
+    /// and an allocation per key and value).
+    pub fn commit_refs(&self, epoch: u64, mutations: &[MutationRef<'_>]) -> Result<Commit> {
+        self.commit_encoded(
+            epoch,
+            batch::encode_refs(RECORD_HEADER_SIZE, epoch, mutations.iter().copied())?,
+        )
+    }
+
+    fn commit_encoded(&self, epoch: u64, mut enc: batch::Encoded) -> Result<Commit> {
         let inner = &self.inner;
         let mut w = lock(&inner.write);
         if inner.closed.load(Ordering::Acquire) {

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::record::Record;
+use crate::record::{PutRef, Record};
 
 /// Entry op of a tombstone.
 pub const OP_DELETE: u8 = 0;
@@ -28,13 +28,23 @@ pub struct EntryFormatError(pub String);
 
 /// Size of the encoding of (key, record-or-tombstone).
 pub fn encoded_size(key: &[u8], rec: Option<&Record>) -> usize {
-    KEY_HEAD_SIZE + key.len() + rec.map_or(0, |r| PUT_HEAD_SIZE + r.value.len())
+    encoded_size_ref(key, rec.map(PutRef::from))
+}
+
+/// [`encoded_size`] of a borrowed put.
+pub fn encoded_size_ref(key: &[u8], put: Option<PutRef<'_>>) -> usize {
+    KEY_HEAD_SIZE + key.len() + put.map_or(0, |r| PUT_HEAD_SIZE + r.value.len())
 }
 
 /// Append the encoding of (key, record); `None` is a tombstone.
 pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], rec: Option<&Record>) {
+    encode_entry_ref(out, key, rec.map(PutRef::from))
+}
+
+/// [`encode_entry`] of a borrowed put.
+pub fn encode_entry_ref(out: &mut Vec<u8>, key: &[u8], put: Option<PutRef<'_>>) {
     let start = out.len();
-    match rec {
+    match put {
         None => {
             out.push(OP_DELETE);
             out.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -47,10 +57,10 @@ pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], rec: Option<&Record>) {
             out.push(r.kind);
             out.extend_from_slice(&r.expire_at_ms.to_le_bytes());
             out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-            out.extend_from_slice(&r.value);
+            out.extend_from_slice(r.value);
         }
     }
-    debug_assert_eq!(out.len() - start, encoded_size(key, rec));
+    debug_assert_eq!(out.len() - start, encoded_size_ref(key, put));
 }
 
 /// A decoded entry as ranges into the buffer it came from.

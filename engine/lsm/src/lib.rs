@@ -100,7 +100,7 @@ pub use db::{Commit, Db, MAX_IMMUTABLE};
 pub use durability::DurableFuture;
 pub use error::{Error, Result};
 pub use options::{system_clock, Clock, FsyncPolicy, Options};
-pub use record::{Mutation, Record};
+pub use record::{Mutation, MutationRef, PutRef, Record};
 pub use recovery::{LegacyPosition, RecoveryInfo, LEGACY_POSITION_KEY};
 pub use snapshot::Snapshot;
 pub use stats::{Stats, COMPACTION_BUCKETS};

@@ -1,102 +1,92 @@
 //! The memtable: the newest writes, in RAM, until they are flushed to an SSTable.
 //!
-//! A lock-free skiplist (crossbeam) of *versions*: the key is (user key, seq),
-//! ordered by user key ascending and seq descending (LevelDB's internal key), so
-//! a reader at sequence S finds the newest version with seq <= S with one seek.
-//! Keeping versions is what makes a batch atomic to readers (a concurrent reader
-//! at S never sees half of batch S+1) and snapshots consistent without copying.
-//! Deletes are tombstones (`None`). Keys and values are usually slices of the
-//! batch buffer that wrote them, so a write is encoded once and never copied.
+//! Two structures over the same versions:
+//! - a hash index (hashbrown, in [`SHARDS`] read-write-locked shards) from user
+//!   key to its versions, newest first: point reads (GET, the read of INCR's
+//!   read-modify-write, the commit path's "did the key exist") cost one hash
+//!   probe instead of a skiplist search;
+//! - a lock-free skiplist (crossbeam) of the user keys only, for ordered
+//!   iteration (SCAN, snapshots, the flush). A key enters it once, when this
+//!   memtable first sees it; overwrites only touch the hash index.
+//!
+//! Versions are (seq, record): a reader at sequence S takes the newest version
+//! with seq <= S. Keeping versions is what makes a batch atomic to readers (a
+//! concurrent reader at S never sees half of batch S+1) and snapshots consistent
+//! without copying. Deletes are tombstones (`None`). Keys and values are usually
+//! slices of the batch buffer that wrote them, so a write is encoded once and
+//! never copied.
 //!
 //! Threads: one writer at a time (the commit path, under the engine's commit
-//! lock) and any number of concurrent readers. Once frozen, a memtable is only
-//! read (by the flush thread, readers and snapshots).
+//! lock) and any number of concurrent readers. The writer adds a new key to the
+//! skiplist before its version becomes visible in the index; an iterator that
+//! meets a key whose versions are all newer than its sequence skips it. Once
+//! frozen, a memtable is only read (by the flush thread, readers and snapshots).
 
-use std::borrow::Borrow;
-use std::cmp::Ordering as CmpOrdering;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
+use crossbeam_skiplist::SkipSet;
+use hashbrown::HashTable;
 
 use crate::record::Record;
 
-/// Rough bytes of skiplist node, key and record handles per version (on top of the batch bytes).
+/// Rough bytes of index entry, skiplist node and record handles per version (on top
+/// of the batch bytes).
 pub const ENTRY_OVERHEAD: usize = 112;
 
-/// A version's key: user key and the sequence of the batch that wrote it.
-#[derive(Debug, Clone)]
-pub struct InternalKey {
+/// Shards of the hash index (a power of two): a resize rehashes one shard only.
+pub const SHARDS: usize = 16;
+
+/// One version: the sequence of the batch that wrote it and the record (`None`: a tombstone).
+type Version = (u64, Option<Record>);
+
+/// A key's versions in this memtable: the newest inline (most keys have one),
+/// older ones in ascending seq order.
+struct Versions {
     key: Bytes,
-    seq: u64,
+    hash: u64,
+    newest: Version,
+    older: Vec<Version>,
 }
 
-/// What the skiplist is searched with (owned keys and borrowed probes alike).
-pub trait KeyView {
-    /// (user key, seq).
-    fn parts(&self) -> (&[u8], u64);
-}
-
-impl KeyView for InternalKey {
-    fn parts(&self) -> (&[u8], u64) {
-        (&self.key, self.seq)
-    }
-}
-
-impl KeyView for (&[u8], u64) {
-    fn parts(&self) -> (&[u8], u64) {
-        (self.0, self.1)
+impl Versions {
+    /// The newest version with seq <= `seq`.
+    fn at(&self, seq: u64) -> Option<&Version> {
+        if self.newest.0 <= seq {
+            return Some(&self.newest);
+        }
+        self.older.iter().rev().find(|v| v.0 <= seq)
     }
 }
 
-fn cmp_parts(a: (&[u8], u64), b: (&[u8], u64)) -> CmpOrdering {
-    a.0.cmp(b.0).then_with(|| b.1.cmp(&a.1))
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+/// The index hash of a key (multiply-rotate over 8-byte words, then a finalizer
+/// that spreads the bits hashbrown uses: the low ones pick the bucket, the top
+/// seven are the tag).
+fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut words = key.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
     }
-}
-impl Eq for dyn KeyView + '_ {}
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
     }
-}
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        cmp_parts(self.parts(), other.parts())
-    }
-}
-
-impl PartialEq for InternalKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-impl Eq for InternalKey {}
-impl PartialOrd for InternalKey {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for InternalKey {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        cmp_parts(self.parts(), other.parts())
-    }
-}
-
-impl<'a> Borrow<dyn KeyView + 'a> for InternalKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^ (h >> 29)
 }
 
 /// The memtable.
 pub struct Memtable {
-    map: SkipMap<InternalKey, Option<Record>>,
+    index: [RwLock<HashTable<Versions>>; SHARDS],
+    keys: SkipSet<Bytes>,
     bytes: AtomicUsize,
 }
 
@@ -110,61 +100,96 @@ impl Memtable {
     /// An empty memtable.
     pub fn new() -> Memtable {
         Memtable {
-            map: SkipMap::new(),
+            index: std::array::from_fn(|_| RwLock::new(HashTable::new())),
+            keys: SkipSet::new(),
             bytes: AtomicUsize::new(0),
         }
+    }
+
+    fn shard(&self, hash: u64) -> RwLockReadGuard<'_, HashTable<Versions>> {
+        // Shard by the high bits (the table itself uses the low ones and the tag).
+        let s = &self.index[(hash >> 40) as usize & (SHARDS - 1)];
+        s.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shard_mut(&self, hash: u64) -> RwLockWriteGuard<'_, HashTable<Versions>> {
+        let s = &self.index[(hash >> 40) as usize & (SHARDS - 1)];
+        s.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Add a version (commit path only). `charge`: bytes to account for it.
     ///
     /// Returns what this memtable held for the key below `seq`: `None` no older
-    /// version, `Some(true)` a value, `Some(false)` a tombstone. The new node's
-    /// successor in (key ascending, seq descending) order is that version, so the
-    /// answer costs no second search (the commit path and replay count live keys
-    /// with it). A version with the same (key, seq) is replaced and not reported:
-    /// callers whose batch writes a key twice must look it up first.
+    /// version, `Some(true)` a value, `Some(false)` a tombstone (found by the same
+    /// index probe that adds the version, so the commit path and replay count live
+    /// keys without a second search). A version with the same (key, seq) is
+    /// replaced: callers whose batch writes a key twice must look it up first.
     pub fn insert(&self, key: Bytes, seq: u64, rec: Option<Record>, charge: usize) -> Option<bool> {
-        let e = self.map.insert(InternalKey { key, seq }, rec);
+        let hash = key_hash(&key);
         self.bytes.fetch_add(charge + ENTRY_OVERHEAD, Ordering::Relaxed);
-        let older = e.next()?;
-        (older.key().key == e.key().key).then(|| older.value().is_some())
+        let mut shard = self.shard_mut(hash);
+        if let Some(v) = shard.find_mut(hash, |v| v.key == key) {
+            if seq > v.newest.0 {
+                let older = std::mem::replace(&mut v.newest, (seq, rec));
+                let live = older.1.is_some();
+                v.older.push(older);
+                return Some(live);
+            }
+            // Not newer than the newest (a key written twice in one batch, or out of
+            // order): keep the versions sorted, replacing one with the same seq.
+            let mut all = std::mem::take(&mut v.older);
+            all.push(std::mem::take(&mut v.newest));
+            let below = all.iter().rev().find(|x| x.0 < seq).map(|x| x.1.is_some());
+            match all.binary_search_by_key(&seq, |x| x.0) {
+                Ok(i) => all[i] = (seq, rec),
+                Err(i) => all.insert(i, (seq, rec)),
+            }
+            v.newest = all.pop().unwrap_or((0, None));
+            v.older = all;
+            return below;
+        }
+        // A new key: into the ordered set before its version can be read.
+        self.keys.insert(key.clone());
+        shard.insert_unique(
+            hash,
+            Versions {
+                key,
+                hash,
+                newest: (seq, rec),
+                older: Vec::new(),
+            },
+            |v| v.hash,
+        );
+        None
     }
 
     /// The newest version of `key` with seq <= `seq`: `None` = no version here,
     /// `Some(None)` = a tombstone.
     pub fn get(&self, key: &[u8], seq: u64) -> Option<Option<Record>> {
-        let probe = (key, seq);
-        let e = self.map.lower_bound(Bound::Included(&probe as &dyn KeyView))?;
-        (e.key().key.as_ref() == key).then(|| e.value().clone())
+        let hash = key_hash(key);
+        let shard = self.shard(hash);
+        let v = shard.find(hash, |v| v.key == key)?;
+        v.at(seq).map(|x| x.1.clone())
     }
 
     /// Up to `max` (key, newest version <= seq) pairs with key > `after` (or >= `from`
     /// when `after` is None), in key order. The unit of the owned iterators.
     pub fn chunk(&self, from: &[u8], after: Option<&[u8]>, seq: u64, max: usize) -> Vec<(Bytes, Option<Record>)> {
         let mut out = Vec::with_capacity(max.min(256));
-        let start = match after {
-            Some(k) => {
-                let probe = (k, 0u64);
-                self.map.lower_bound(Bound::Excluded(&probe as &dyn KeyView))
-            }
-            None => {
-                let probe = (from, u64::MAX);
-                self.map.lower_bound(Bound::Included(&probe as &dyn KeyView))
-            }
+        if max == 0 {
+            return out;
+        }
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included(from),
         };
-        let mut cur = start;
-        let mut last: Option<Bytes> = None;
-        while let Some(e) = cur {
-            let ik = e.key();
-            let fresh = last.as_ref().is_none_or(|l| *l != ik.key);
-            if fresh && ik.seq <= seq {
+        for e in self.keys.range::<[u8], _>((lower, Bound::Unbounded)) {
+            if let Some(r) = self.get(e.value(), seq) {
+                out.push((e.value().clone(), r));
                 if out.len() == max {
                     break;
                 }
-                out.push((ik.key.clone(), e.value().clone()));
-                last = Some(ik.key.clone());
             }
-            cur = e.next();
         }
         out
     }
@@ -174,14 +199,13 @@ impl Memtable {
         &self,
         mut f: impl FnMut(&Bytes, Option<&Record>) -> crate::Result<()>,
     ) -> crate::Result<()> {
-        let mut last: Option<Bytes> = None;
-        for e in self.map.iter() {
-            let ik = e.key();
-            if last.as_ref().is_some_and(|l| *l == ik.key) {
-                continue;
+        for e in self.keys.iter() {
+            let key = e.value();
+            let hash = key_hash(key);
+            let shard = self.shard(hash);
+            if let Some(v) = shard.find(hash, |v| v.key == *key) {
+                f(key, v.newest.1.as_ref())?;
             }
-            f(&ik.key, e.value().as_ref())?;
-            last = Some(ik.key.clone());
         }
         Ok(())
     }
@@ -193,7 +217,7 @@ impl Memtable {
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.keys.is_empty()
     }
 }
 
@@ -243,5 +267,121 @@ mod tests {
                 (Bytes::from_static(b"ka"), rec("ka"))
             ]
         );
+    }
+
+    /// Against a model (every version in a BTreeMap): point reads at every
+    /// sequence, chunks from every start, the flush walk; keys written twice in one
+    /// batch (same seq) keep the last write.
+    #[test]
+    fn matches_a_model_of_versions() {
+        use std::collections::BTreeMap;
+        let m = Memtable::new();
+        let mut model: BTreeMap<(Vec<u8>, u64), Option<Record>> = BTreeMap::new();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut seq = 0;
+        for _ in 0..3000 {
+            if next() % 4 != 0 {
+                seq += 1;
+            }
+            let key = format!("k{:02}", next() % 40).into_bytes();
+            let r = next();
+            let rec = (r % 5 != 0).then(|| Record::new((r % 3) as u8, Bytes::from(format!("v{r}"))));
+            m.insert(Bytes::from(key.clone()), seq.max(1), rec.clone(), 1);
+            model.insert((key, seq.max(1)), rec);
+        }
+        let newest = |k: &[u8], at: u64| {
+            model
+                .range((k.to_vec(), 0)..=(k.to_vec(), at))
+                .next_back()
+                .map(|(_, r)| r.clone())
+        };
+        for s in (0..=seq + 1).step_by(7) {
+            for i in 0..42 {
+                let k = format!("k{i:02}").into_bytes();
+                assert_eq!(m.get(&k, s), newest(&k, s), "key {i} at {s}");
+            }
+            let want: Vec<(Bytes, Option<Record>)> = (0..40)
+                .filter_map(|i| {
+                    let k = format!("k{i:02}").into_bytes();
+                    newest(&k, s).map(|r| (Bytes::from(k), r))
+                })
+                .collect();
+            assert_eq!(m.chunk(b"", None, s, usize::MAX), want);
+            assert_eq!(
+                m.chunk(b"k10", None, s, 5),
+                want.iter()
+                    .filter(|e| e.0[..] >= b"k10"[..])
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(
+                m.chunk(b"", Some(b"k10"), s, 3),
+                want.iter()
+                    .filter(|e| e.0[..] > b"k10"[..])
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            );
+        }
+        let mut walked = Vec::new();
+        m.for_each_newest(|k, r| {
+            walked.push((k.clone(), r.cloned()));
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<_> = (0..40)
+            .filter_map(|i| {
+                let k = format!("k{i:02}").into_bytes();
+                newest(&k, u64::MAX).map(|r| (Bytes::from(k), r))
+            })
+            .collect();
+        assert_eq!(walked, want);
+    }
+
+    /// Readers on other threads while the writer adds versions: a reader at a
+    /// published sequence sees exactly the versions up to it.
+    #[test]
+    fn concurrent_readers_see_published_versions() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        let m = Arc::new(Memtable::new());
+        let published = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, published) = (m.clone(), published.clone());
+                std::thread::spawn(move || {
+                    let mut checks = 0;
+                    while published.load(Ordering::Acquire) < 20_000 {
+                        let s = published.load(Ordering::Acquire);
+                        if s == 0 {
+                            continue;
+                        }
+                        // Batch s wrote key (s % 100) with value s.
+                        let k = format!("k{:03}", s % 100);
+                        let got = m.get(k.as_bytes(), s).unwrap().unwrap();
+                        assert_eq!(got.value, Bytes::from(s.to_string()));
+                        let all = m.chunk(b"", None, s, usize::MAX);
+                        assert_eq!(all.len() as u64, s.min(100));
+                        checks += 1;
+                    }
+                    checks
+                })
+            })
+            .collect();
+        for s in 1..=20_000u64 {
+            let k = format!("k{:03}", s % 100);
+            m.insert(Bytes::from(k), s, Some(Record::new(0, Bytes::from(s.to_string()))), 1);
+            published.store(s, Ordering::Release);
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
     }
 }

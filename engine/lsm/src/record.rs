@@ -72,3 +72,48 @@ impl Mutation {
         }
     }
 }
+
+/// What a put stores, borrowed (see [`MutationRef`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutRef<'a> {
+    /// The value kind.
+    pub kind: u8,
+    /// The value's bytes.
+    pub value: &'a [u8],
+    /// Absolute expiry (Unix ms), 0 = none.
+    pub expire_at_ms: i64,
+}
+
+impl<'a> From<&'a Record> for PutRef<'a> {
+    fn from(r: &'a Record) -> Self {
+        PutRef {
+            kind: r.kind,
+            value: &r.value,
+            expire_at_ms: r.expire_at_ms,
+        }
+    }
+}
+
+/// A [`Mutation`] whose key and value the caller keeps: `Db::commit_refs` encodes
+/// them straight into the batch, so a caller holding its bytes in another type
+/// copies them once (into the log record) instead of twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutationRef<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The record to store; `None` removes the key.
+    pub put: Option<PutRef<'a>>,
+}
+
+impl Mutation {
+    /// This mutation, borrowed.
+    pub fn as_ref(&self) -> MutationRef<'_> {
+        match self {
+            Mutation::Put { key, record } => MutationRef {
+                key,
+                put: Some(record.into()),
+            },
+            Mutation::Delete { key } => MutationRef { key, put: None },
+        }
+    }
+}
