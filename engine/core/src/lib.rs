@@ -23,7 +23,8 @@
 //! Nothing here panics on bytes from the network: decoders return errors
 //! carrying the protocol code to answer with.
 // `unsafe` is denied everywhere but record_buf.rs (a thin reference-counted
-// record, each block with its SAFETY comment); the PyO3 binding's macros need it too.
+// record) and memory.rs's one call of its in-place overwrite, each with its
+// SAFETY comment; the PyO3 binding's macros need it too.
 #![cfg_attr(not(feature = "python"), deny(unsafe_code))]
 
 pub mod auth;

@@ -15,8 +15,10 @@
 //! A batch locks the shards it touches in index order, so writers never
 //! deadlock and no reader sees half a batch; `get_many` and `scan_from` lock in
 //! the same order to read one state. Replacing the value of an existing key
-//! builds a new record and swaps the pointer in the table and the ordered
-//! indexes (docs/benchmarks.md "Memory per key" has the sizes).
+//! writes it into the record in place when the size and the presence of an
+//! expiry stay and no reader holds the record; otherwise it builds a new record
+//! and swaps the pointer in the table and the ordered indexes (a search of
+//! each). docs/benchmarks.md "Memory per key" has the sizes.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -71,6 +73,19 @@ impl Shard {
             }
             (None, Err(_)) => {}
             (Some(rec), Ok(mut entry)) => {
+                let held = if entry.get().expire_at_ms() != 0 { 3 } else { 2 };
+                // SAFETY: the table, `order` and (with an expiry) `ttl` hold one
+                // handle each, `held` in all, and this thread holds the shard
+                // mutably (its lock): no other thread can use them meanwhile.
+                #[allow(unsafe_code)]
+                let done = unsafe {
+                    entry
+                        .get()
+                        .overwrite_in_place(held, rec.kind, &rec.value, rec.expire_at_ms)
+                };
+                if done {
+                    return;
+                }
                 let new = RecordBuf::new(&key, rec.kind, &rec.value, rec.expire_at_ms);
                 let old = std::mem::replace(entry.get_mut(), new.clone());
                 self.data_bytes = self.data_bytes + new.data_len() as u64 - old.data_len() as u64;
@@ -459,6 +474,11 @@ mod tests {
         assert_eq!(scanned[0], (Key::from(&b"a"[..]), got));
         s.commit(0, vec![put("a", "n", 0)]).unwrap();
         assert!(s.expiring_sample(10).is_empty(), "the TTL set follows the overwrite");
+        drop((held, again, scanned));
+        let before = s.get(b"b").unwrap().unwrap().value.as_ptr();
+        s.commit(0, vec![put("b", "y", 0), put("a", "m", 0)]).unwrap();
+        let after = s.get(b"b").unwrap().unwrap();
+        assert_eq!((&*after.value, after.value.as_ptr()), (&b"y"[..], before), "in place");
         let st = s.stats();
         assert_eq!((st.keys, st.keys_with_ttl, st.data_bytes), (2, 0, 4));
         assert_eq!(s.scan_from(b"", 10).unwrap().len(), 2);

@@ -24,8 +24,12 @@
 //! A 16-byte key with a 64-byte value and no expiry takes 8 + 16 + 64 = 88
 //! bytes (a 96-byte glibc chunk), where `Arc<[u8]>` key and value took 48 + 96.
 //!
-//! Contract: a `RecordBuf` is immutable once built (only its count changes), so
-//! it is `Send + Sync` like `Arc<[u8]>`. Replacing a value builds a new one.
+//! Contract: a `RecordBuf` is immutable while more than its owner's handles
+//! exist (only its count changes), so it is `Send + Sync` like `Arc<[u8]>`.
+//! The one exception, [`RecordBuf::overwrite_in_place`], writes a new value of
+//! the same size into a block nobody else holds (as `Arc::get_mut` would): the
+//! memory store overwrites a key without searching its ordered indexes for the
+//! pointer to swap.
 //!
 //! `unsafe` is confined to this module; each block says which invariant it
 //! relies on. Miri is not installed on the build machine (offline), so the
@@ -113,8 +117,9 @@ pub struct RecordBuf {
 }
 
 // SAFETY: the block is never written after `new` returns except through the
-// atomic count, and its bytes are plain data: sharing handles between threads
-// is as safe as sharing `Arc<[u8]>`.
+// atomic count, or by `overwrite_in_place` when no other party holds a handle;
+// its bytes are plain data: sharing handles between threads is as safe as
+// sharing `Arc<[u8]>`.
 unsafe impl Send for RecordBuf {}
 // SAFETY: as above; `&RecordBuf` only reads immutable bytes and the atomic count.
 unsafe impl Sync for RecordBuf {}
@@ -218,6 +223,46 @@ impl RecordBuf {
         let s = self.shape();
         // SAFETY: as for `key`, `value_len` bytes right after the key.
         unsafe { std::slice::from_raw_parts(self.base().add(s.body + s.key_len), s.value_len) }
+    }
+
+    /// Replaces kind, value and expiry in place, if the new value has the same
+    /// length, the expiry is set or unset as before, and the count shows no
+    /// handle beyond the `held` ones. Returns whether it did (otherwise nothing
+    /// changed and the caller builds a new record).
+    ///
+    /// # Safety
+    ///
+    /// The caller owns exactly `held` handles to this block (`self` among them),
+    /// and none of them can be used by another thread until this returns (the
+    /// memory store: all are in a shard whose lock it holds). Then a count equal
+    /// to `held` proves that no reader holds a handle or a [`Value`] of the block,
+    /// and none can appear during the call (a new handle is only cloned from an
+    /// existing one): the writes below race with no read.
+    pub unsafe fn overwrite_in_place(&self, held: u32, kind: u8, value: &[u8], expire_at_ms: i64) -> bool {
+        let s = self.shape();
+        // Acquire, as `Arc::get_mut`: the reads of readers that dropped their
+        // handles (Release) happen before the writes below.
+        if s.value_len != value.len()
+            || s.expiry_at.is_some() != (expire_at_ms != 0)
+            || self.header().refs.load(Ordering::Acquire) != held
+        {
+            return false;
+        }
+        let base = self.ptr.as_ptr().cast::<u8>();
+        // SAFETY: by the caller's contract and the count, nothing reads the block
+        // concurrently and no reference into it is alive (the handles' `&[u8]`
+        // and `&Header` borrows ended: the caller holds them all and is here).
+        // Every write stays inside the layout: the same shape as before, so the
+        // expiry slot exists iff it is written and the value fits exactly; `value`
+        // cannot overlap the block (a `Value` of it would have raised the count).
+        unsafe {
+            std::ptr::addr_of_mut!((*self.ptr.as_ptr()).kind).write(kind);
+            if let Some(at) = s.expiry_at {
+                base.add(at).cast::<i64>().write(expire_at_ms);
+            }
+            std::ptr::copy_nonoverlapping(value.as_ptr(), base.add(s.body + s.key_len), value.len());
+        }
+        true
     }
 
     /// Bytes of key and value (the store's `data_bytes`).
@@ -432,6 +477,35 @@ mod tests {
             assert_eq!(t.join().unwrap(), 42);
         }
         assert_eq!(refs(&r), 1);
+    }
+
+    #[test]
+    fn an_overwrite_in_place_needs_the_same_shape_and_no_other_holder() {
+        let r = RecordBuf::new(b"key", 1, b"abc", 5);
+        let stored = r.clone();
+        // SAFETY (all calls): this test owns every handle, on this thread.
+        assert!(unsafe { r.overwrite_in_place(2, 2, b"xyz", 9) });
+        assert_eq!(
+            (stored.kind(), stored.value(), stored.expire_at_ms()),
+            (2, &b"xyz"[..], 9)
+        );
+        assert_eq!(stored.key(), b"key");
+        assert!(!unsafe { r.overwrite_in_place(2, 1, b"xy", 9) }, "a shorter value");
+        assert!(!unsafe { r.overwrite_in_place(2, 1, b"xyz", 0) }, "the expiry would go");
+        let reader = Value::of(r.clone());
+        assert!(
+            !unsafe { r.overwrite_in_place(2, 1, b"new", 9) },
+            "a reader holds a view"
+        );
+        assert_eq!(&*reader, b"xyz");
+        drop(reader);
+        let plain = RecordBuf::new(b"k", 1, b"v", 0);
+        assert!(
+            !unsafe { plain.overwrite_in_place(1, 1, b"w", 3) },
+            "an expiry would come"
+        );
+        assert!(unsafe { plain.overwrite_in_place(1, 3, b"w", 0) });
+        assert_eq!((plain.kind(), plain.value(), plain.expire_at_ms()), (3, &b"w"[..], 0));
     }
 
     #[test]
