@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use velocity_proto::ErrorCode;
 
 use crate::error::{VError, VResult};
-use crate::store::{key_hash, DurabilityWait, Key, Mutation, Record, Store, StoreError};
+use crate::store::{key_hash, DurabilityWait, Key, Mutation, Record, Store, StoreError, Value};
 
 pub const SET_ALWAYS: u8 = 0;
 pub const SET_IF_ABSENT: u8 = 1;
@@ -176,8 +176,8 @@ fn expire_at(now: impl FnOnce() -> i64, ttl_ms: i64) -> VResult<i64> {
 }
 
 /// An Int record's bytes.
-pub fn encode_int(n: i64) -> Arc<[u8]> {
-    Arc::from(&n.to_le_bytes()[..])
+pub fn encode_int(n: i64) -> Value {
+    Value::from(&n.to_le_bytes())
 }
 
 /// The integer INCR starts from (protocol.md: Int as is; a canonical decimal in
@@ -574,7 +574,7 @@ impl Keyspace {
         let at = expire_at(|| self.now(), ttl_ms)?;
         let rec = Record {
             kind,
-            value: Arc::from(value),
+            value: Value::from(value),
             expire_at_ms: at,
         };
         self.commit_one(key, Some(rec), pending)?;
@@ -675,7 +675,7 @@ impl Keyspace {
         let at = expire_at(|| self.now(), ttl_ms)?;
         let rec = Record {
             kind,
-            value: Arc::from(value),
+            value: Value::from(value),
             expire_at_ms: at,
         };
         self.commit_one(key, Some(rec), pending)?;
@@ -692,7 +692,7 @@ impl Keyspace {
                 key: e.key.into(),
                 record: Some(Record {
                     kind: e.kind,
-                    value: Arc::from(e.value),
+                    value: Value::from(e.value),
                     expire_at_ms: at,
                 }),
             });

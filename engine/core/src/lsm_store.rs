@@ -3,7 +3,7 @@
 //! compaction, recovery that migrates what the Python engine wrote).
 //!
 //! A thin delegation: every call is the `Db` call of the same name, with the
-//! record types converted (the core shares value bytes as `Arc<[u8]>`, the engine
+//! record types converted (the core shares value bytes as `store::Value`, the engine
 //! as `bytes::Bytes`; a read copies the value once) and errors mapped:
 //! - a commit the engine refuses (a failed fdatasync or write: fail-stop; a full
 //!   disk until space returns; a closed database) is `StoreError::WritesRefused`,
@@ -18,7 +18,6 @@
 //! engine keeps it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use velocity_lsm::{Db, FsyncPolicy, Options};
@@ -139,7 +138,7 @@ fn durability(c: &velocity_lsm::Commit) -> Option<crate::store::DurabilityWait> 
 fn to_core(r: velocity_lsm::Record) -> Record {
     Record {
         kind: r.kind,
-        value: Arc::from(&r.value[..]),
+        value: r.value[..].into(),
         expire_at_ms: r.expire_at_ms,
     }
 }
@@ -320,6 +319,7 @@ impl Store for LsmStore {
 mod tests {
     use std::future::Future;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     use std::sync::{Condvar, Mutex};
     use std::task::{Context, Poll, Waker};
     use std::time::Duration;
@@ -599,7 +599,7 @@ mod tests {
                 key: format!("m{i:02}").as_bytes().into(),
                 record: Some(Record {
                     kind: 0,
-                    value: Arc::from(&b"v"[..]),
+                    value: b"v"[..].into(),
                     expire_at_ms: 0,
                 }),
             })

@@ -1,86 +1,109 @@
 //! In-memory storage (`--storage memory`): volatile, nothing survives a restart.
 //!
-//! The native counterpart of engine/velocity_engine/storage/memory.py. Keys are
-//! spread over [`SHARDS`] shards by [`key_hash`]; each shard, behind its own
-//! mutex, holds
-//! - a hash table of (key, record) for point lookups: a GET touches the table's
-//!   control bytes, one entry and the key's bytes, whatever the shard's size;
-//! - the ordered set of its keys, for SCAN (the same key allocation, shared);
-//! - the keys that carry a TTL with their expiry, for the active cycle.
+//! The native counterpart of engine/velocity_engine/storage/memory.py. Each
+//! record is one allocation, a [`RecordBuf`] (header, key, value;
+//! record_buf.rs), and every index holds the same 8-byte pointer to it. Keys
+//! are spread over [`SHARDS`] shards by [`key_hash`]; each shard, behind its
+//! own mutex, holds
+//! - a hash table of records for point lookups, the key compared inside the
+//!   record: a GET touches the table's control bytes, one slot and the record,
+//!   whatever the shard's size; it returns the value as a shared view (no copy);
+//! - the records ordered by key, for SCAN;
+//! - the records that carry a TTL, ordered by key, for the active cycle (the
+//!   expiry is read from the record).
 //!
 //! A batch locks the shards it touches in index order, so writers never
 //! deadlock and no reader sees half a batch; `get_many` and `scan_from` lock in
 //! the same order to read one state. Replacing the value of an existing key
-//! touches only the hash table.
+//! writes it into the record in place when the size and the presence of an
+//! expiry stay and no reader holds the record; otherwise it builds a new record
+//! and swaps the pointer in the table and the ordered indexes (a search of
+//! each). docs/benchmarks.md "Memory per key" has the sizes.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 
 use crate::memlog::MemLog;
+use crate::record_buf::{ByKey, RecordBuf, Value};
 use crate::store::{key_hash, Commit, FullCopy, Key, Mutation, Record, Store, StoreError, StoreStats};
 
 /// Shards of the key space (a power of two).
 pub const SHARDS: usize = 64;
 
-struct Entry {
-    key: Key,
-    rec: Record,
-}
-
 #[derive(Default)]
 struct Shard {
-    table: HashTable<Entry>,
-    order: BTreeSet<Key>,
-    /// Keys with a TTL and their expiry (for the active expiry cycle).
-    ttl: BTreeMap<Key, i64>,
+    /// Every record, found by the hash of its key.
+    table: HashTable<RecordBuf>,
+    /// Every record, in key order (SCAN).
+    order: BTreeSet<ByKey>,
+    /// The records with a TTL, in key order (the active expiry cycle).
+    ttl: BTreeSet<ByKey>,
     data_bytes: u64,
 }
 
+/// What a read returns: the record's fields, its value shared with the store.
+fn record_of(r: &RecordBuf) -> Record {
+    Record {
+        kind: r.kind(),
+        value: Value::of(r.clone()),
+        expire_at_ms: r.expire_at_ms(),
+    }
+}
+
 impl Shard {
-    fn get(&self, hash: u64, key: &[u8]) -> Option<&Record> {
-        self.table.find(hash, |e| &*e.key == key).map(|e| &e.rec)
+    fn get(&self, hash: u64, key: &[u8]) -> Option<&RecordBuf> {
+        self.table.find(hash, |r| r.key() == key)
     }
 
     fn apply(&mut self, hash: u64, m: Mutation) {
         let Mutation { key, record } = m;
-        let found = self.table.find_entry(hash, |e| e.key == key);
+        let found = self.table.find_entry(hash, |r| r.key() == &*key);
         match (record, found) {
             (None, Ok(entry)) => {
                 let (old, _) = entry.remove();
-                self.data_bytes -= (old.key.len() + old.rec.value.len()) as u64;
-                self.order.remove(&old.key);
-                if old.rec.expire_at_ms != 0 {
-                    self.ttl.remove(&old.key);
+                self.data_bytes -= old.data_len() as u64;
+                self.order.remove(old.key());
+                if old.expire_at_ms() != 0 {
+                    self.ttl.remove(old.key());
                 }
             }
             (None, Err(_)) => {}
             (Some(rec), Ok(mut entry)) => {
-                let e = entry.get_mut();
-                self.data_bytes = self.data_bytes + rec.value.len() as u64 - e.rec.value.len() as u64;
-                let (was, now) = (e.rec.expire_at_ms, rec.expire_at_ms);
-                e.rec = rec;
-                if now != 0 {
-                    match self.ttl.get_mut(&e.key) {
-                        Some(at) => *at = now,
-                        None => {
-                            self.ttl.insert(e.key.clone(), now);
-                        }
-                    }
-                } else if was != 0 {
-                    self.ttl.remove(&e.key);
+                let held = if entry.get().expire_at_ms() != 0 { 3 } else { 2 };
+                // SAFETY: the table, `order` and (with an expiry) `ttl` hold one
+                // handle each, `held` in all, and this thread holds the shard
+                // mutably (its lock): no other thread can use them meanwhile.
+                #[allow(unsafe_code)]
+                let done = unsafe {
+                    entry
+                        .get()
+                        .overwrite_in_place(held, rec.kind, &rec.value, rec.expire_at_ms)
+                };
+                if done {
+                    return;
                 }
+                let new = RecordBuf::new(&key, rec.kind, &rec.value, rec.expire_at_ms);
+                let old = std::mem::replace(entry.get_mut(), new.clone());
+                self.data_bytes = self.data_bytes + new.data_len() as u64 - old.data_len() as u64;
+                if rec.expire_at_ms != 0 {
+                    self.ttl.replace(ByKey(new.clone()));
+                } else if old.expire_at_ms() != 0 {
+                    self.ttl.remove(old.key());
+                }
+                self.order.replace(ByKey(new));
             }
             (Some(rec), Err(_)) => {
-                self.data_bytes += (key.len() + rec.value.len()) as u64;
+                let new = RecordBuf::new(&key, rec.kind, &rec.value, rec.expire_at_ms);
+                self.data_bytes += new.data_len() as u64;
                 if rec.expire_at_ms != 0 {
-                    self.ttl.insert(key.clone(), rec.expire_at_ms);
+                    self.ttl.insert(ByKey(new.clone()));
                 }
-                self.order.insert(key.clone());
-                self.table.insert_unique(hash, Entry { key, rec }, |e| key_hash(&e.key));
+                self.order.insert(ByKey(new.clone()));
+                self.table.insert_unique(hash, new, |r| key_hash(r.key()));
             }
         }
     }
@@ -144,7 +167,7 @@ fn sorted_distinct(mut v: Vec<usize>) -> Vec<usize> {
 impl Store for MemoryStore {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
         let h = key_hash(key);
-        Ok(self.lock(shard_of(h)).get(h, key).cloned())
+        Ok(self.lock(shard_of(h)).get(h, key).map(record_of))
     }
 
     fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Record>>, StoreError> {
@@ -156,7 +179,7 @@ impl Store for MemoryStore {
             .zip(&hashes)
             .map(|(k, &h)| {
                 let pos = order.binary_search(&shard_of(h)).unwrap_or_default();
-                guards[pos].get(h, k).cloned()
+                guards[pos].get(h, k).map(record_of)
             })
             .collect())
     }
@@ -242,7 +265,7 @@ impl Store for MemoryStore {
         let position = self.log.position();
         let mut records = Vec::new();
         for g in &guards {
-            records.extend(g.table.iter().map(|e| (e.key.clone(), e.rec.clone())));
+            records.extend(g.table.iter().map(|r| (Key::from(r.key()), record_of(r))));
         }
         Ok((position, records))
     }
@@ -272,22 +295,19 @@ impl Store for MemoryStore {
             .iter()
             .map(|g| g.order.range::<[u8], _>((Bound::Included(start), Bound::Unbounded)))
             .collect();
-        // A k-way merge of the shards' ordered key sets, smallest key first.
+        // A k-way merge of the shards' ordered sets, smallest key first.
         let mut heap = BinaryHeap::with_capacity(SHARDS);
         for (i, it) in iters.iter_mut().enumerate() {
-            if let Some(k) = it.next() {
-                heap.push(Reverse((k, i)));
+            if let Some(r) = it.next() {
+                heap.push(Reverse((r, i)));
             }
         }
         let mut out = Vec::with_capacity(limit.min(1024));
         while out.len() < limit {
-            let Some(Reverse((k, i))) = heap.pop() else {
+            let Some(Reverse((r, i))) = heap.pop() else {
                 break;
             };
-            let h = key_hash(k);
-            if let Some(rec) = guards[i].get(h, k) {
-                out.push((k.clone(), rec.clone()));
-            }
+            out.push((Key::from(r.0.key()), record_of(&r.0)));
             if let Some(next) = iters[i].next() {
                 heap.push(Reverse((next, i)));
             }
@@ -309,12 +329,12 @@ impl Store for MemoryStore {
                 None => Bound::Unbounded,
             };
             let mut exhausted = true;
-            for (k, at) in g.ttl.range::<[u8], _>((lower, Bound::Unbounded)) {
+            for r in g.ttl.range::<[u8], _>((lower, Bound::Unbounded)) {
                 if out.len() >= n {
                     exhausted = false;
                     break;
                 }
-                out.push((k.clone(), *at));
+                out.push((Key::from(r.0.key()), r.0.expire_at_ms()));
             }
             if exhausted {
                 *shard = (*shard + 1) % SHARDS;
@@ -436,6 +456,44 @@ mod tests {
             raw,
             "the replica logs the bytes as received"
         );
+    }
+
+    #[test]
+    fn an_overwrite_swaps_the_record_in_every_index() {
+        let s = MemoryStore::new();
+        s.commit(0, vec![put("a", "old", 0), put("b", "x", 0)]).unwrap();
+        let held = s.get(b"a").unwrap().unwrap();
+        s.commit(0, vec![put("a", "newer", 77)]).unwrap();
+        assert_eq!(&*held.value, b"old", "a value read before stays as it was");
+        let got = s.get(b"a").unwrap().unwrap();
+        assert_eq!((&*got.value, got.expire_at_ms), (&b"newer"[..], 77));
+        let again = s.get(b"a").unwrap().unwrap();
+        assert_eq!(again.value.as_ptr(), got.value.as_ptr(), "reads share the stored bytes");
+        assert_eq!(s.expiring_sample(10), vec![(Key::from(&b"a"[..]), 77)]);
+        let scanned = s.scan_from(b"", 10).unwrap();
+        assert_eq!(scanned[0], (Key::from(&b"a"[..]), got));
+        s.commit(0, vec![put("a", "n", 0)]).unwrap();
+        assert!(s.expiring_sample(10).is_empty(), "the TTL set follows the overwrite");
+        drop((held, again, scanned));
+        let before = s.get(b"b").unwrap().unwrap().value.as_ptr();
+        s.commit(0, vec![put("b", "y", 0), put("a", "m", 0)]).unwrap();
+        let after = s.get(b"b").unwrap().unwrap();
+        assert_eq!((&*after.value, after.value.as_ptr()), (&b"y"[..], before), "in place");
+        let st = s.stats();
+        assert_eq!((st.keys, st.keys_with_ttl, st.data_bytes), (2, 0, 4));
+        assert_eq!(s.scan_from(b"", 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn long_keys_and_values_round_trip() {
+        let s = MemoryStore::new();
+        let key = "k".repeat(300);
+        let value = "v".repeat(70_000);
+        s.commit(0, vec![put(&key, &value, 5), put("short", "", 0)]).unwrap();
+        let got = s.get(key.as_bytes()).unwrap().unwrap();
+        assert_eq!((got.value.len(), got.expire_at_ms, got.kind), (70_000, 5, 1));
+        assert_eq!(&*s.get(b"short").unwrap().unwrap().value, b"");
+        assert_eq!(s.stats().data_bytes, 70_305);
     }
 
     #[test]

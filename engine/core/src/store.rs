@@ -19,17 +19,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// A key as stores hold it: one allocation, shared by a store's indexes.
+pub use crate::record_buf::Value;
+
+/// A key as the store contract passes it (the memory store keeps its keys
+/// inside its records, record_buf.rs).
 pub type Key = Arc<[u8]>;
 
-/// A stored value. `value` is reference counted (its counts sit next to its
-/// bytes): reading a record copies no bytes and allocates nothing.
+/// A stored value. `value` is reference counted (its count sits next to its
+/// bytes, record_buf.rs): reading a record copies no bytes and allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// The value kind (protocol.md "Keys and values"): 0 bytes, 1 string, 2 int, 3 JSON.
     pub kind: u8,
     /// The value's bytes.
-    pub value: Arc<[u8]>,
+    pub value: Value,
     /// Absolute expiry, Unix time in ms; 0 means no expiry.
     pub expire_at_ms: i64,
 }
