@@ -175,7 +175,10 @@ mod tests {
         }
     }
 
-    fn v1_batch(epoch: u64, seq: u64, muts: &[(&[u8], Option<(u8, u64, &[u8])>)]) -> Vec<u8> {
+    /// (key, None to delete or Some((kind, expire_at_ms, value))), as a test writes it.
+    type TestMutation<'a> = (&'a [u8], Option<(u8, u64, &'a [u8])>);
+
+    fn v1_batch(epoch: u64, seq: u64, muts: &[TestMutation<'_>]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&epoch.to_le_bytes());
         out.extend_from_slice(&seq.to_le_bytes());
