@@ -16,84 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VBENCH = REPO / "bench/.build/vbench"
-ENGINE = REPO / ".venv/bin/velocity-engine"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_ns(pid: int) -> tuple[int, int]:
-    """(worker-and-main ns, background ns) summed over the process's threads."""
-    fg = bg = 0
-    for t in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            ns = int((t / "schedstat").read_text().split()[0])
-            comm = (t / "comm").read_text().strip()
-        except OSError:
-            continue
-        if comm.startswith("vlsm-"):
-            bg += ns
-        else:
-            fg += ns
-    return fg, bg
+from native_engine import VBENCH, cpu_ns, pinned_engine
 
 
 def run_build(label: str, path: str, fsync: str, n: int, tests: list[str], pipes: list[int]) -> dict:
-    data = tempfile.mkdtemp(prefix="native-ab-")
-    port = free_port()
-    env = dict(os.environ, VELOCITY_DATA_PLANE="native")
-    if path:
-        env["PYTHONPATH"] = path
-    cmd = [
-        "taskset",
-        "-c",
-        "0",
-        str(ENGINE),
-        "--data-plane",
-        "native",
-        "--insecure",
-        "--storage",
-        "lsm",
-        "--appendfsync",
-        fsync,
-        "--data-dir",
-        data,
-        "--port",
-        str(port),
-        "--metrics-port",
-        "0",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = {}
-    try:
-        for _ in range(400):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        vb = ["taskset", "-c", "1", str(VBENCH), "-p", str(port), "-c", "50", "-r", "100000", "-d", "64"]
+    with pinned_engine("--appendfsync", fsync, pythonpath=path) as eng:
+        vb = ["taskset", "-c", "1", str(VBENCH), "-p", str(eng.port), "-c", "50", "-r", "100000", "-d", "64"]
         subprocess.run([*vb, "-P", "16", "-n", "200000", "-t", "set", "-q"], check=True, stdout=subprocess.DEVNULL)
         for p in pipes:
             for t in tests:
-                c0 = cpu_ns(proc.pid)
+                c0 = cpu_ns(eng.pid)
                 r = subprocess.run(
                     [*vb, "-P", str(p), "-n", str(n), "-t", t, "-json", "-"], check=True, capture_output=True, text=True
                 )
-                c1 = cpu_ns(proc.pid)
+                c1 = cpu_ns(eng.pid)
                 d = json.loads(r.stdout)["tests"][0]
                 ops = d.get("completed") or n
                 out[f"{t} P={p}"] = {
@@ -101,10 +41,6 @@ def run_build(label: str, path: str, fsync: str, n: int, tests: list[str], pipes
                     "us": (c1[0] - c0[0] + c1[1] - c0[1]) / 1000 / ops,
                     "bg_us": (c1[1] - c0[1]) / 1000 / ops,
                 }
-    finally:
-        proc.terminate()
-        proc.wait()
-        subprocess.run(["rm", "-rf", data])
     return out
 
 

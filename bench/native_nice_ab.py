@@ -14,83 +14,22 @@ ops/s, p99 / p99.9 and the CPU of the worker and of the background threads per o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-VBENCH = REPO / "bench/.build/vbench"
-ENGINE = REPO / ".venv/bin/velocity-engine"
-
-
-def threads(pid: int) -> dict[int, str]:
-    out = {}
-    for t in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            out[int(t.name)] = (t / "comm").read_text().strip()
-    return out
-
-
-def cpu_ns(pid: int) -> tuple[int, int]:
-    fg = bg = 0
-    for tid, comm in threads(pid).items():
-        try:
-            ns = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-        except OSError:
-            continue
-        if comm in ("vlsm-flush", "vlsm-compact"):
-            bg += ns
-        else:
-            fg += ns
-    return fg, bg
+from native_engine import BACKGROUND, VBENCH, cpu_ns, pinned_engine, threads
 
 
 def run(variant: str, n: int) -> dict:
-    data = tempfile.mkdtemp(prefix="native-nice-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        "taskset",
-        "-c",
-        "0",
-        str(ENGINE),
-        "--data-plane",
-        "native",
-        "--insecure",
-        "--storage",
-        "lsm",
-        "--appendfsync",
-        "everysec",
-        "--memtable-bytes",
-        str(4 << 20),
-        "--data-dir",
-        data,
-        "--port",
-        str(port),
-        "--metrics-port",
-        "0",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(400):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with pinned_engine("--appendfsync", "everysec", "--memtable-bytes", str(4 << 20)) as eng:
         if variant == "same":
-            base = os.getpriority(os.PRIO_PROCESS, proc.pid)
-            for tid, comm in threads(proc.pid).items():
-                if comm in ("vlsm-flush", "vlsm-compact"):
+            base = os.getpriority(os.PRIO_PROCESS, eng.pid)
+            for tid, comm in threads(eng.pid).items():
+                if comm in BACKGROUND:
                     os.setpriority(os.PRIO_PROCESS, tid, base)
-        c0 = cpu_ns(proc.pid)
+        c0 = cpu_ns(eng.pid)
         r = subprocess.run(
             [
                 "taskset",
@@ -98,7 +37,7 @@ def run(variant: str, n: int) -> dict:
                 "1",
                 str(VBENCH),
                 "-p",
-                str(port),
+                str(eng.port),
                 "-c",
                 "50",
                 "-r",
@@ -118,7 +57,7 @@ def run(variant: str, n: int) -> dict:
             capture_output=True,
             text=True,
         )
-        c1 = cpu_ns(proc.pid)
+        c1 = cpu_ns(eng.pid)
         d = json.loads(r.stdout)["tests"][0]
         done = d.get("completed") or n
         return {
@@ -128,10 +67,6 @@ def run(variant: str, n: int) -> dict:
             "fg_us": (c1[0] - c0[0]) / 1000 / done,
             "bg_us": (c1[1] - c0[1]) / 1000 / done,
         }
-    finally:
-        proc.terminate()
-        proc.wait()
-        subprocess.run(["rm", "-rf", data])
 
 
 def main() -> None:
