@@ -246,7 +246,7 @@ fn sync_mode_waits_for_the_quorum_and_refuses_without_replicas() {
     }
     let batches: Vec<_> = frames.iter().filter(|(op, _)| *op == Opcode::REPL_BATCHES).collect();
     assert_eq!(batches.len(), 1, "{frames:?}");
-    let raws = stream::decode_batches(&batches[0].1).unwrap();
+    let raws = stream::decode_batches(&batches[0].1, stream::STREAM_VERSION).unwrap();
     assert_eq!(
         raws,
         primary.shared().keyspace.store().raw_batches_since(before).unwrap()

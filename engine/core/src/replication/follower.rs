@@ -470,7 +470,8 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress,
         return Err(fail(format!("unexpected reply 0x{:02x} to REPL_SYNC", op.0)));
     }
     let resp = stream::decode_sync_response(&b).map_err(|e| fail(e.message))?;
-    let v1 = stream::accept(resp.stream_version, primary).map_err(fail)? == stream::LEGACY_VERSION;
+    // From here on, what the primary sends is read in the version it answered with.
+    let version = stream::accept(resp.stream_version, primary).map_err(fail)?;
     progress
         .stream_version
         .store(stream::announced(resp.stream_version), Ordering::Release);
@@ -519,11 +520,7 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress,
                     let Some(records) = copy.as_mut() else {
                         return Err(fail("REPL_SNAPSHOT outside a full copy".into()));
                     };
-                    let (recs, last) = if v1 {
-                        stream::decode_snapshot_v1(&b).map_err(|e| fail(e.message))?
-                    } else {
-                        stream::decode_snapshot(&b).map_err(|e| fail(e.message))?
-                    };
+                    let (recs, last) = stream::decode_snapshot(&b, version).map_err(|e| fail(e.message))?;
                     records.extend(recs);
                     if last {
                         let records = copy.take().unwrap_or_default();
@@ -539,12 +536,7 @@ async fn session_inner(shared: &Arc<Shared>, primary: &str, progress: &Progress,
                     if copy.is_some() {
                         return Err(fail("REPL_BATCHES before the full copy ended".into()));
                     }
-                    let raws = if v1 {
-                        stream::decode_batches_v1(&b)
-                    } else {
-                        stream::decode_batches(&b)
-                    };
-                    for raw in raws.map_err(|e| fail(e.message))? {
+                    for raw in stream::decode_batches(&b, version).map_err(|e| fail(e.message))? {
                         let c = store.apply_replicated(raw).map_err(|e| fail(e.to_string()))?;
                         // Batches become durable in order: the newest wait covers the rest.
                         if c.durable.is_some() {

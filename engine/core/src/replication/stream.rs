@@ -250,22 +250,17 @@ pub fn batches_body(payload: &[u8]) -> Vec<u8> {
     finish(fbb, root)
 }
 
-pub fn decode_batches(b: &[u8]) -> VResult<Vec<Bytes>> {
+/// A REPL_BATCHES body of stream `version`, as the version-2 batches this node logs
+/// (version 1, from a Python primary, is translated by stream_v1.rs).
+pub fn decode_batches(b: &[u8], version: u16) -> VResult<Vec<Bytes>> {
     let r = body::decode::<fbs::ReplBatches>(b).map_err(|e| body_error("REPL_BATCHES", e))?;
-    unpack_batches(r.batches().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)
-}
-
-/// A version-1 REPL_BATCHES body, as the version-2 batches this node logs.
-pub fn decode_batches_v1(b: &[u8]) -> VResult<Vec<Bytes>> {
-    let r = body::decode::<fbs::ReplBatches>(b).map_err(|e| body_error("REPL_BATCHES", e))?;
-    stream_v1::batches(r.batches().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)
-}
-
-/// A version-1 REPL_SNAPSHOT chunk.
-pub fn decode_snapshot_v1(b: &[u8]) -> VResult<(Vec<(Key, Record)>, bool)> {
-    let r = body::decode::<fbs::ReplSnapshot>(b).map_err(|e| body_error("REPL_SNAPSHOT", e))?;
-    let recs = stream_v1::records(r.records().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)?;
-    Ok((recs, r.last()))
+    let payload = r.batches().map(|v| v.bytes()).unwrap_or_default();
+    if version == LEGACY_VERSION {
+        stream_v1::batches(payload)
+    } else {
+        unpack_batches(payload)
+    }
+    .map_err(VError::body)
 }
 
 pub fn snapshot_body(records: &[u8], last: bool) -> Vec<u8> {
@@ -275,9 +270,16 @@ pub fn snapshot_body(records: &[u8], last: bool) -> Vec<u8> {
     finish(fbb, root)
 }
 
-pub fn decode_snapshot(b: &[u8]) -> VResult<(Vec<(Key, Record)>, bool)> {
+/// A REPL_SNAPSHOT chunk of stream `version`: its records and whether it is the last.
+pub fn decode_snapshot(b: &[u8], version: u16) -> VResult<(Vec<(Key, Record)>, bool)> {
     let r = body::decode::<fbs::ReplSnapshot>(b).map_err(|e| body_error("REPL_SNAPSHOT", e))?;
-    let recs = unpack_records(r.records().map(|v| v.bytes()).unwrap_or_default()).map_err(VError::body)?;
+    let payload = r.records().map(|v| v.bytes()).unwrap_or_default();
+    let recs = if version == LEGACY_VERSION {
+        stream_v1::records(payload)
+    } else {
+        unpack_records(payload)
+    }
+    .map_err(VError::body)?;
     Ok((recs, r.last()))
 }
 
@@ -406,7 +408,7 @@ mod tests {
         let got = unpack_batches(&[]).unwrap_err();
         assert!(got.contains("without a batch"));
         let body = batches_body(&payload);
-        let got = decode_batches(&body).unwrap();
+        let got = decode_batches(&body, STREAM_VERSION).unwrap();
         assert_eq!(got, vec![a.clone(), b.clone()]);
         for cut in (1..payload.len()).filter(|&c| c != 30) {
             assert!(unpack_batches(&payload[..cut]).is_err(), "cut at {cut}");
@@ -419,7 +421,7 @@ mod tests {
         let mut payload = Vec::new();
         pack_record(b"a", &rec("1", 0), &mut payload);
         pack_record(b"b", &rec("22", 99), &mut payload);
-        let (got, last) = decode_snapshot(&snapshot_body(&payload, true)).unwrap();
+        let (got, last) = decode_snapshot(&snapshot_body(&payload, true), STREAM_VERSION).unwrap();
         assert!(last);
         assert_eq!(
             got,
