@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vproto import messages as m
 from vproto.errors import ErrorCode, VelocityError
@@ -53,6 +53,17 @@ log = logging.getLogger(__name__)
 ACK_POLL_S = 0.005  # how often a switchover re-reads the replicas' acknowledged positions
 ADMIN_WAIT_S = 0.25  # one admin_next call: how long a stopping shell may wait for its thread
 INFO_PUSH_S = 0.1  # how stale INFO's lease holder and switchover report may be
+
+
+class _CoreRole(NamedTuple):
+    """Core.role(), field by field (_core.pyi)."""
+
+    is_primary: bool
+    primary: str
+    epoch: int
+    seq: int
+    incomplete: bool
+    sync_pending: bool
 
 
 class NativeLeaseHost:
@@ -152,6 +163,9 @@ class NativeLeaseHost:
             self.core.set_lease_info(shown)
             self._shown = shown
 
+    def _role(self) -> _CoreRole:
+        return _CoreRole(*self.core.role())
+
     # -- LeaseHost ---------------------------------------------------------------------
 
     @property
@@ -173,23 +187,23 @@ class NativeLeaseHost:
 
     @property
     def seq(self) -> int:
-        return self.core.role()[3]
+        return self._role().seq
 
     @property
     def incomplete(self) -> bool:
-        return self.core.role()[4]
+        return self._role().incomplete
 
     @property
     def epoch(self) -> int:
-        return self.core.role()[2]
+        return self._role().epoch
 
     @property
     def current_primary(self) -> str:
-        return self.core.role()[1]
+        return self._role().primary
 
     @property
     def is_primary(self) -> bool:
-        return self.core.role()[0]
+        return self._role().is_primary
 
     def promote_for_lease(self, min_epoch: int) -> None:
         self.core.promote(min_epoch)
@@ -216,7 +230,7 @@ class NativeLeaseHost:
         await asyncio.sleep(min(timeout, ACK_POLL_S))
 
     def sync_pending(self) -> bool:
-        return self.core.role()[5]
+        return self._role().sync_pending
 
     def cut_replica_streams(self) -> None:
         self.core.fence("shutting down", False)
