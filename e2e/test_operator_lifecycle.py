@@ -1,6 +1,11 @@
 """One cluster's life under the operator, with clients running: scale 1 -> 3 with data,
-an image update, a certificate rotation, an operator killed in the middle of a rolling
-update, a live config change that restarts nothing, scale 3 -> 1.
+an image update, the move from the Python data plane to the native one, a certificate
+rotation, an operator killed in the middle of a rolling update, a live config change that
+restarts nothing, scale 3 -> 1.
+
+The cluster starts on the Python data plane (spec.config.dataPlane: python) and rolls to the
+native one halfway, the path a cluster created before issue 13 takes: every test after that
+runs native pods.
 
 The tests run in order on one VelocityCluster (`life`) to keep the suite short. During
 each rolling update an SDK write loop (a pod, through the client Service, one long-lived
@@ -41,6 +46,7 @@ NAME = "life"
 ENGINE_PODS = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=engine"
 KEYS = 1000
 TLS_HASH = "vdb.io/tls-hash"  # pod template annotation: a new certificate rolls the pods
+CONFIG_HASH = "vdb.io/config-hash"  # pod template annotation: restart-only settings
 CLUSTER_DIR = Path(os.environ.get("VELOCITY_CLUSTER_DIR", "/var/lib/velocity-cluster"))
 CONTAINERD_SOCK = CLUSTER_DIR / "containerd" / "containerd.sock"
 
@@ -176,7 +182,8 @@ def test_scale_1_to_3_new_replicas_catch_up(namespace: Kubectl, operator: Operat
     namespace.apply({"apiVersion": "vdb.io/v1alpha1", "kind": "VelocityCluster", "metadata": {"name": NAME},
                      "spec": {"replicas": 1, "image": ENGINE_IMAGE, "imagePullPolicy": PULL_POLICY,
                               "nodeSelector": {HOSTNAME_LABEL: pinned_node(namespace)},
-                              "storage": {"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}}}})
+                              "storage": {"aof": {"size": "256Mi"}, "snapshots": {"size": "256Mi"}},
+                              "config": {"dataPlane": "python"}}})
     _wait_converged(namespace, 1)
     assert "OK" in run_client(namespace, NAME, "fill", service_endpoint(namespace, NAME), "fill", "seed", str(KEYS))
     start = time.monotonic()
@@ -213,6 +220,48 @@ def test_image_update_rolls_one_pod_at_a_time(namespace: Kubectl, operator: Oper
     assert result.failed == 0, result
     assert result.lost_count == 0, f"acknowledged writes lost: {result.lost}"
     assert _status(namespace)[1]["image"] == image_b
+
+
+def _config_hashes(ns: Kubectl) -> tuple[str, set[str]]:
+    """The config hash of the StatefulSet's template and the set of the pods' own."""
+    template = ns.json("get", "statefulset", NAME)["spec"]["template"]["metadata"]["annotations"]
+    pods = {p["metadata"].get("annotations", {}).get(CONFIG_HASH, "") for p in _pods(ns)}
+    return str(template[CONFIG_HASH]), pods
+
+
+def test_python_to_native_data_plane_rolls_without_loss(namespace: Kubectl, operator: OperatorProcess) -> None:
+    """spec.config.dataPlane python -> native: a rolling restart, replicas first, the primary
+    handed over to a native replica that followed it in stream version 1. Every pod then
+    serves from the native core, on the directory the Python engine wrote."""
+    config_file = namespace.json("get", "configmap", f"{NAME}-config")["data"]["velocity.toml"]
+    assert 'data_plane = "python"' in config_file, config_file
+    before, _ = _config_hashes(namespace)
+    loop = WriteLoop(namespace, NAME, "plane-writer", service_endpoint(namespace, NAME))
+    loop.wait_acked(50)
+    start = time.monotonic()
+    with NotReadyWatch(namespace, 3) as watch:
+        namespace.run("patch", "vc", NAME, "--type=merge", "-p", '{"spec": {"config": {"dataPlane": "native"}}}')
+        wait_for(lambda: _config_hashes(namespace)[0] != before, timeout=60,
+                 what="the StatefulSet template to carry the new config hash")
+        after, _ = _config_hashes(namespace)
+        wait_for(lambda: _config_hashes(namespace)[1] == {after} and _converged(namespace, 3), timeout=300,
+                 interval=2, what=f"{NAME}: every pod restarted with dataPlane native and ready")
+        elapsed = time.monotonic() - start
+        loop.wait_acked(loop.acked() + 50)  # still writing after the roll
+    result = loop.stop()
+    _report("data plane python -> native (3 pods)", result, watch, elapsed)
+    for ordinal in range(3):
+        out = run_client(namespace, NAME, f"plane-{ordinal}", pod_endpoint(namespace, NAME, ordinal),
+                         "wait-setting", "server.data_plane", "native")
+        assert "SETTING server.data_plane native" in out, out
+    assert watch.samples > 10 and watch.worst == 1, f"{watch.worst} pods were not ready at once"
+    assert result.failed == 0, result
+    assert result.lost_count == 0, f"acknowledged writes lost: {result.lost}"
+    # The keys written on the Python plane before the roll are served by the native one.
+    assert f"MATCH {KEYS}" in run_client(namespace, NAME, "seed-native", service_endpoint(namespace, NAME),
+                                         "count-stale", "seed", str(KEYS))
+    with pytest.raises(KubectlError, match="can only change from python to native"):
+        namespace.run("patch", "vc", NAME, "--type=merge", "-p", '{"spec": {"config": {"dataPlane": "python"}}}')
 
 
 def test_certificate_rotation_keeps_clients(namespace: Kubectl, operator: OperatorProcess) -> None:

@@ -45,7 +45,7 @@ log = logging.getLogger("velocity_engine")
 @click.option("--storage", type=click.Choice(["lsm", "memory"]), help="lsm: durable (default); memory: volatile.")
 @click.option(
     "--data-plane", type=click.Choice(["python", "native"]),
-    help="native: the Rust core serves every request (storage, replication, snapshots, Lease election) [python].",
+    help="native: the Rust core serves every request [native]; python: the previous data plane (fallback).",
 )
 @click.option(
     "--appendfsync", type=click.Choice(["always", "everysec", "no"]),

@@ -87,9 +87,10 @@ class EngineSettings(BaseSettings):
         "lsm", description="lsm: durable (WAL, SSTables) in DATA_DIR/storage; memory: volatile, for tests."
     )
     data_plane: Literal["python", "native"] = Field(
-        "python",
+        "native",
         description="native: the Rust core (velocity_engine._core, built by `make install`) serves every "
-        "request: storage, replication, snapshots, Lease election (issue 13; not yet the default).",
+        "request: storage, replication, snapshots, Lease election. python: the previous data plane, kept "
+        "for one release as a fallback (it cannot open a directory the native plane wrote; issue 13).",
     )
     appendfsync: Literal["always", "everysec", "no"] = Field(
         "everysec",

@@ -66,6 +66,14 @@ def test_storage_class_is_immutable(kubectl: Kubectl, crds: None, ns: str) -> No
     assert done.returncode != 0 and "immutable" in done.stderr
 
 
+def test_data_plane_changes_only_from_python_to_native(kubectl: Kubectl, crds: None, ns: str) -> None:
+    kubectl.apply(cluster("plane", ns, config={"dataPlane": "python"}))
+    kubectl.apply(cluster("plane", ns, config={"dataPlane": "native"}))
+    done = kubectl.apply(cluster("plane", ns, config={"dataPlane": "python"}), check=False)
+    assert done.returncode != 0, "the API server accepted dataPlane native -> python"
+    assert "config.dataPlane can only change from python to native" in done.stderr, done.stderr
+
+
 def test_bootstrap_only_at_creation(kubectl: Kubectl, crds: None, ns: str) -> None:
     kubectl.apply(cluster("boot", ns))
     done = kubectl.apply(cluster("boot", ns, bootstrap={"fromBackup": {"name": "b1"}}), check=False)

@@ -60,12 +60,8 @@ class EngineProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         metrics_port: int | None = None,
-        python_only: str | None = None,
     ) -> None:
-        """`python_only`: why this engine needs the Python data plane even under
-        VELOCITY_TEST_DATA_PLANE=native (what the native core does not serve yet)."""
         self.base = base
-        self.python_only = python_only
         self.data_dir = base / "data"
         self.insecure = insecure
         self.extra_args = list(extra_args or [])
@@ -86,18 +82,18 @@ class EngineProcess:
         return a + self.extra_args + self.data_plane_args()
 
     def data_plane_args(self) -> list[str]:
-        """VELOCITY_TEST_DATA_PLANE=native: run this engine on the native data plane (issue 13)
-        with the storage it would have on Python (LSM by default), replicated or elected by a
-        Lease, unless it needs what the core cannot do yet (`python_only`); those engines
-        keep the Python data plane."""
-        if os.environ.get("VELOCITY_TEST_DATA_PLANE") != "native" or self.python_only:
+        """VELOCITY_TEST_DATA_PLANE=python: run this engine on the previous (Python) data plane
+        instead of the default native one (`make test-integration-python`), unless the test
+        chose a plane itself (a --data-plane flag, or VELOCITY_DATA_PLANE in its env)."""
+        plane = os.environ.get("VELOCITY_TEST_DATA_PLANE")
+        if plane is None:
             return []
         args, env = self.extra_args, {**os.environ, **self.env}
         if "--data-plane" in args:
             return []
         if env.get("VELOCITY_DATA_PLANE"):
             return []
-        return ["--data-plane", "native"]
+        return ["--data-plane", plane]
 
     def start(self, timeout: float = 20.0, wait_ready: bool = True) -> EngineProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"

@@ -207,7 +207,7 @@ class EngineConfig(ApiModel):
     """Engine settings written to the pods' config file (ConfigMap NAME-config).
 
     logLevel, maxConnections and appendfsync are applied by the running engines once kubelet
-    has updated the mounted file (no restart); changing maxValueBytes rolls the pods.
+    has updated the mounted file (no restart); changing maxValueBytes or dataPlane rolls the pods.
     """
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
@@ -236,6 +236,24 @@ class EngineConfig(ApiModel):
         "everysec (at most one second of writes lost on a crash) or no (left to the OS). "
         "Defaults to everysec. Applied live, without a restart: after the switch to always, "
         "no write is acknowledged before it is synced.",
+    )
+    data_plane: Literal["native", "python"] | None = Field(
+        default=None,
+        description="The engine's data plane: native (the Rust core, the default of the engine "
+        "image) or python (the previous one, kept for one release as a fallback). Changing it "
+        "restarts the pods one at a time, replicas first; only python to native is allowed, "
+        "because the Python plane cannot open a directory the native one wrote (to go back, "
+        "restore a backup into a new cluster).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self == oldSelf || oldSelf == 'python'",
+                    "config.dataPlane can only change from python to native: the Python data "
+                    "plane cannot open a directory the native one wrote",
+                    reason="FieldValueForbidden",
+                )
+            ]
+        },
     )
 
 

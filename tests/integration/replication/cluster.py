@@ -25,7 +25,7 @@ class Node(EngineProcess):
 
     def __init__(
         self, base: Path, tls: TlsFiles, token_file: Path, extra: list[str],
-        host: str = "127.0.0.1", netns: str | None = None, python_only: str | None = None,
+        host: str = "127.0.0.1", netns: str | None = None,
     ) -> None:
         assert tls.ca is not None
         self.tls = tls
@@ -41,7 +41,7 @@ class Node(EngineProcess):
             "--replica-ca", str(tls.ca), "--storage", os.environ.get("REPL_TEST_STORAGE", "lsm"),
             "--host", host, "--metrics-host", host, *extra,
         ]
-        super().__init__(base, extra_args=args, python_only=python_only)
+        super().__init__(base, extra_args=args)
 
     def args(self) -> list[str]:
         a = super().args()
@@ -98,9 +98,8 @@ class Cluster:
 
     def node(
         self, name: str, *extra: str, start: bool = True, host: str = "127.0.0.1", netns: str | None = None,
-        python_only: str | None = None,
     ) -> Node:
-        n = Node(self.base / name, self.tls, self.token_file, list(extra), host, netns, python_only)
+        n = Node(self.base / name, self.tls, self.token_file, list(extra), host, netns)
         self.nodes.append(n)
         if start:
             n.start()

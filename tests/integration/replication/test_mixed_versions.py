@@ -85,7 +85,7 @@ def test_a_new_replica_follows_an_old_primary(cluster: Cluster, old_source: Path
     cluster.nodes.append(old)
     old.start()
     _write(old, "before")
-    # Under VELOCITY_TEST_DATA_PLANE=native the new replica is native: it falls back to the
+    # The new replica is native (the default): it falls back to the
     # client token as the Python follower does, and follows the old primary in stream version 1
     # (that primary ignores the version field and answers as version 1).
     new = cluster.node("new", "--replica-of", old.endpoint)

@@ -34,12 +34,14 @@ def test_tls_config_points_at_the_mounted_secrets(owner: Owner) -> None:
 
 def test_engine_accepts_the_generated_file(owner: Owner, tmp_path: Path) -> None:
     """The engine forbids unknown keys: the file must load with its real settings model."""
-    spec = make_spec(config={"logLevel": "DEBUG", "maxConnections": 50, "appendfsync": "always"})
+    spec = make_spec(config={"logLevel": "DEBUG", "maxConnections": 50, "appendfsync": "always",
+                             "dataPlane": "python"})
     path = tmp_path / "velocity.toml"
     path.write_text(config.config_map(owner, spec)["data"][config.CONFIG_KEY])
     settings = load_settings({}, path)
     assert settings.log_level == "DEBUG"
     assert settings.max_connections == 50
+    assert settings.data_plane == "python"
     assert settings.port == 2005
     assert str(settings.tls_cert) == "/etc/velocity/tls/tls.crt"
     assert str(settings.admin_token_file) == "/etc/velocity/admin/token"
@@ -68,6 +70,10 @@ def test_hash_changes_with_restart_only_config_only(owner: Owner) -> None:
     base = config.config_hash(config.config_map(owner, make_spec()))
     assert base == config.config_hash(config.config_map(owner, make_spec(replicas=3)))
     assert base != config.config_hash(config.config_map(owner, make_spec(config={"maxValueBytes": 7})))
+    # Moving a cluster from the Python data plane to the native one is a rolling restart.
+    python = config.config_hash(config.config_map(owner, make_spec(config={"dataPlane": "python"})))
+    native = config.config_hash(config.config_map(owner, make_spec(config={"dataPlane": "native"})))
+    assert len({base, python, native}) == 3
     # Live keys are applied by the running engines (test_config_live_reload.py).
     assert base == config.config_hash(config.config_map(owner, make_spec(config={"maxConnections": 7})))
 
