@@ -116,6 +116,29 @@ def test_restarted_replica_resumes_from_its_position(cluster: Cluster, how: str)
     assert got == {f"k{i}": i for i in range(400)}
 
 
+def test_a_replica_resuming_with_nothing_to_fetch_is_not_reported_behind(cluster: Cluster) -> None:
+    """A replica that reconnects while no write comes holds everything: the primary counts its
+    REPL_SYNC position as acknowledged (a switchover to it, which waits for that, found it
+    at 0 on the native plane until the next write: the e2e scale-down waited minutes)."""
+    p = cluster.node("p")
+    r = cluster.node("r", "--replica-of", p.endpoint)
+
+    async def write() -> None:
+        async with p.pool() as vdb:
+            await asyncio.gather(*(vdb.set(f"k{i}", i) for i in range(50)))
+
+    asyncio.run(write())
+    seq = cluster.wait_caught_up(p, r)
+    assert r.stop() == 0
+    r.start()
+
+    def acked() -> list[tuple[str, int]]:
+        return [(x["state"], int(x["acked_seq"])) for x in p.repl().get("replicas", [])]
+
+    wait_until(lambda: acked() == [("streaming", seq)], 15, what=f"the primary to count seq {seq} as acknowledged")
+    assert p.seq() == seq, "no write happened meanwhile"
+
+
 def test_replica_takes_a_full_copy_when_the_backlog_moved_on(cluster: Cluster) -> None:
     p = cluster.node("p", "--replication-backlog-bytes", "4096")
     r = cluster.node("r", "--replica-of", p.endpoint)

@@ -59,7 +59,11 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut drain: watch::Receiver<bool>,
 ) {
     let repl = shared.repl.clone();
-    let (id, state) = repl.register_feed(&plan.node_id, &plan.endpoint);
+    let (id, state) = repl.register_feed(
+        &plan.node_id,
+        &plan.endpoint,
+        if plan.copy.is_some() { 0 } else { plan.from_seq },
+    );
     let mut generation = repl.generation.subscribe();
     let mut log = repl.log_tx.subscribe();
     let why = feed(

@@ -512,12 +512,16 @@ impl Replication {
             .count()
     }
 
-    pub fn register_feed(&self, node_id: &str, endpoint: &str) -> (u64, Arc<FeedState>) {
+    /// `holds`: the position the replica already holds (its REPL_SYNC position on a partial
+    /// resync; 0 before a full copy). It counts as acknowledged from the start, as
+    /// feed.py's `acked_seq = start_seq - 1`: a replica that reconnects while no write
+    /// comes is then not reported behind, and a switchover to it does not wait for a write.
+    pub fn register_feed(&self, node_id: &str, endpoint: &str, holds: u64) -> (u64, Arc<FeedState>) {
         let id = self.next_feed.fetch_add(1, Ordering::Relaxed);
         let f = Arc::new(FeedState {
             node_id: node_id.to_string(),
             endpoint: endpoint.to_string(),
-            acked: AtomicU64::new(0),
+            acked: AtomicU64::new(holds),
             streaming: AtomicBool::new(false),
             connected: Instant::now(),
             contact: Mutex::new(None),
