@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Restart time of the LSM storage engine with ~1 GB of data (issue 3: target <= 10 s).
+"""Restart time of the Python data plane's LSM storage with ~1 GB of data (issue 3: target <= 10 s).
 
 Loads data through a real `velocity-engine` (plaintext, MSET batches over
 the Python SDK), stops it, and measures the time from exec of a new engine
@@ -58,8 +58,13 @@ def free_port() -> int:
 
 
 def engine_cmd() -> list[str]:
+    """The engine on the Python data plane: the `tables` case and table_reads.py empty the
+    memtable with a SNAPSHOT_BEGIN, which freezes and flushes it there only (the native
+    plane snapshots without a flush). Native restart and replay figures come from
+    velocity-lsm's restart_bench example (`make bench-native-storage`)."""
     venv = ROOT / ".venv" / "bin" / "velocity-engine"
-    return [str(venv)] if venv.exists() else [sys.executable, "-m", "velocity_engine.cli"]
+    cmd = [str(venv)] if venv.exists() else [sys.executable, "-m", "velocity_engine.cli"]
+    return [*cmd, "--data-plane", "python"]
 
 
 def du_bytes(path: Path) -> int:

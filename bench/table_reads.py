@@ -3,7 +3,7 @@
 
 Loads `--keys` keys (`key:%012d` of the even numbers 0, 2, 4, ..., 64-byte
 values, in random order so that every table spans the whole key range) into
-a real `velocity-engine` with a small `--memtable-bytes`, has the
+a real `velocity-engine` (Python data plane, see restart.engine_cmd) with a small `--memtable-bytes`, has the
 last memtable flushed (SNAPSHOT_BEGIN) and every pending compaction finish,
 checks `velocityctl info`-style storage stats (memtable empty, all keys in
 tables), then restarts the engine (empty block cache) and measures with one
