@@ -36,8 +36,10 @@ bench-deps: install $(VBENCH_BIN) ## redis-server + redis-tools (apt-get, if mis
 bench-quick: bench-deps ## Smoke run of bench/compare.py (small -n; numbers not for the record)
 	$(PY) bench/compare.py --quick --no-doc --json-out bench/.build/quick.json
 
-bench-profile: bench-deps ## py-spy the engine under load (bench/results/profile.md + collapsed stacks)
-	$(PY) bench/compare.py --profile --scenarios velocity-tls --no-doc --json-out bench/.build/profile.json
+# py-spy sees Python frames only, so this profiles the Python data plane (the fallback);
+# the native core's flame graph is bench/native_flame.sh (perf).
+bench-profile: bench-deps ## py-spy the Python data plane under load (bench/results/profile.md + collapsed stacks)
+	VELOCITY_DATA_PLANE=python $(PY) bench/compare.py --profile --scenarios velocity-tls --no-doc --json-out bench/.build/profile.json
 
 # Storage benchmarks (issue 3; docs/benchmarks.md "Storage"). Long (minutes, ~2 GB of
 # temporary data): NOT part of `make test`; tests/bench/test_storage_scripts.py runs
