@@ -97,8 +97,9 @@ pub struct Memtable {
     index: [RwLock<HashTable<Versions>>; SHARDS],
     /// Keys in order: those the ordered reads have moved out of `unsorted`.
     keys: SkipSet<Bytes>,
-    /// Keys new to this memtable and not yet in `keys`, in arrival order. Every
-    /// key of the memtable is in exactly one of the two.
+    /// Keys new to this memtable and not yet in `keys`, in arrival order. With
+    /// `drain` held (a drain in progress holds it) every key of the memtable is in
+    /// exactly one of the two.
     unsorted: Mutex<Vec<Bytes>>,
     /// Held while keys move from `unsorted` to `keys` (taken before `unsorted`).
     drain: Mutex<()>,
@@ -466,8 +467,9 @@ mod tests {
         for i in [5, 1, 9, 3] {
             m.insert(Bytes::from(format!("k{i}")), i, rec("x"), 1);
         }
-        assert_eq!(m.chunk(b"", None, u64::MAX, 1).len(), 1); // k1,k3,k5,k9 now sorted
-                                                              // Keys listed after a drain (a writer that read `scanned` before the reader set it).
+        // k1, k3, k5, k9 now sorted; the next keys listed after the drain (as by a
+        // writer that read `scanned` before the reader set it).
+        assert_eq!(m.chunk(b"", None, u64::MAX, 1).len(), 1);
         m.scanned.store(false, Ordering::Relaxed);
         for (s, i) in [(10, 7), (11, 0), (12, 4), (13, 8)] {
             m.insert(Bytes::from(format!("k{i}")), s, rec("y"), 1);
