@@ -107,6 +107,9 @@ pub struct Memtable {
     /// into `keys` itself, so a memtable that is scanned pays one drain, not one
     /// per scan (a drain of N keys stalls its reader: ~185 ms for 300,000).
     scanned: AtomicBool,
+    /// A key was added (`is_empty` without the locks: during a drain a key is in
+    /// neither `keys` nor `unsorted`).
+    has_keys: AtomicBool,
     bytes: AtomicUsize,
 }
 
@@ -129,6 +132,7 @@ impl Memtable {
             unsorted: Mutex::new(Vec::new()),
             drain: Mutex::new(()),
             scanned: AtomicBool::new(false),
+            has_keys: AtomicBool::new(false),
             bytes: AtomicUsize::new(0),
         }
     }
@@ -178,6 +182,7 @@ impl Memtable {
         // A new key: ordered (or listed for the ordered reads) before its version
         // can be read. A key listed after a reader took the list waits for the next
         // ordered read, which drains it first.
+        self.has_keys.store(true, Ordering::Release);
         if self.scanned.load(Ordering::Relaxed) {
             self.keys.insert(key.clone());
         } else {
@@ -291,7 +296,7 @@ impl Memtable {
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && lock(&self.unsorted).is_empty()
+        !self.has_keys.load(Ordering::Acquire)
     }
 }
 
