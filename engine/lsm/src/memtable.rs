@@ -493,6 +493,15 @@ mod tests {
         assert_eq!(walked, want);
         assert!(!m.is_empty());
         assert!(Memtable::new().is_empty());
+        // Mid-drain the keys are in neither set: the memtable is still not empty.
+        let fresh = Memtable::new();
+        fresh.insert(Bytes::from_static(b"a"), 1, rec("x"), 1);
+        {
+            let _draining = lock(&fresh.drain);
+            let taken = std::mem::take(&mut *lock(&fresh.unsorted));
+            assert!(fresh.keys.is_empty() && !taken.is_empty());
+            assert!(!fresh.is_empty());
+        }
         // Scanned once: later new keys go straight into the skiplist.
         m.chunk(b"", None, u64::MAX, 1);
         assert!(lock(&m.unsorted).is_empty());
