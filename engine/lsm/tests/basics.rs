@@ -221,3 +221,51 @@ fn a_batch_writing_a_key_twice_keeps_the_key_count() {
     assert_eq!(db.len(), 2);
     assert_eq!(dump(&db), vec![("b".into(), "5".into()), ("c".into(), "3".into())]);
 }
+
+/// New keys reach the memtable unsorted (memtable.rs) and are ordered by the first
+/// SCAN that needs them, or by the flush: a scan sees every key committed before
+/// it, in order, while the writer adds keys in random order; flushes (of memtables
+/// that were scanned and of ones that were not) and a reopen keep every key once.
+#[test]
+fn scans_and_flushes_order_keys_that_arrived_unsorted() {
+    let fs = SimFs::new(SIM_ROOT);
+    let mut opts = sim_opts(&fs);
+    opts.fsync = FsyncPolicy::No;
+    opts.memtable_bytes = 64 * 1024;
+    let db = std::sync::Arc::new(Db::open(opts.clone()).unwrap());
+    let key = |i: u64| format!("k{:08}", i.wrapping_mul(2_654_435_761) % 100_000_000);
+    const N: u64 = 3000;
+    let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let scanner = {
+        let (db, committed) = (db.clone(), committed.clone());
+        std::thread::spawn(move || {
+            let mut scans = 0;
+            while committed.load(std::sync::atomic::Ordering::Acquire) < N {
+                let before = committed.load(std::sync::atomic::Ordering::Acquire);
+                let rows = db.scan_from(b"", usize::MAX).unwrap();
+                assert!(rows.len() as u64 >= before, "a scan misses a committed key");
+                assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "keys out of order or twice");
+                scans += 1;
+            }
+            scans
+        })
+    };
+    for i in 1..=N {
+        db.commit(1, vec![put(&key(i), &i.to_string())]).unwrap();
+        committed.store(i, std::sync::atomic::Ordering::Release);
+        if i % 700 == 0 {
+            db.flush().unwrap();
+        }
+    }
+    assert!(scanner.join().unwrap() > 0);
+    let mut want: Vec<(String, String)> = (1..=N).map(|i| (key(i), i.to_string())).collect();
+    want.sort();
+    assert_eq!(dump(&db), want);
+    db.flush().unwrap();
+    db.wait_for_compactions().unwrap();
+    assert_eq!(dump(&db), want);
+    drop(db);
+    let db = Db::open(opts).unwrap();
+    assert_eq!(dump(&db), want);
+    assert_eq!(db.len(), N);
+}

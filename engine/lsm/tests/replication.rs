@@ -57,6 +57,14 @@ fn a_replica_fed_from_the_backlog_holds_the_same_log_and_data() {
     assert_eq!(a, b);
     // After a restart the replica resumes from its log position, and still serves the
     // feed from the batches replayed from its WAL (those not flushed to tables yet).
+    // At least one flush must have finished first (the flush thread runs on its own
+    // time; a close before it has published one left the whole log to replay, and
+    // the test failed about once in 16 runs on a busy machine).
+    let t0 = std::time::Instant::now();
+    while replica.stats().flushes == 0 {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "no flush in 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     replica.close().unwrap();
     let replica = open_at(&fs, "r");
     assert_eq!(replica.last_seq(), (3, 300));
