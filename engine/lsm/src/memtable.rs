@@ -304,6 +304,45 @@ impl Memtable {
 mod tests {
     use super::*;
 
+    /// Two reader threads run `check(memtable, s)` at each sequence s the writer has
+    /// published (s >= 1) while the writer's batch s (1..=n) writes `key(s)` = s.
+    fn readers_during_writes(
+        n: u64,
+        key: impl Fn(u64) -> String,
+        check: impl Fn(&Memtable, u64) + Send + Sync + 'static,
+    ) {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        let m = Arc::new(Memtable::new());
+        let published = Arc::new(AtomicU64::new(0));
+        let check = Arc::new(check);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (m, published, check) = (m.clone(), published.clone(), check.clone());
+                std::thread::spawn(move || {
+                    while published.load(Ordering::Acquire) < n {
+                        let s = published.load(Ordering::Acquire);
+                        if s > 0 {
+                            check(&m, s);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in 1..=n {
+            m.insert(
+                Bytes::from(key(s)),
+                s,
+                Some(Record::new(0, Bytes::from(s.to_string()))),
+                1,
+            );
+            published.store(s, Ordering::Release);
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+    }
+
     fn rec(v: &str) -> Option<Record> {
         Some(Record::new(0, Bytes::copy_from_slice(v.as_bytes())))
     }
@@ -428,40 +467,18 @@ mod tests {
     /// published sequence sees exactly the versions up to it.
     #[test]
     fn concurrent_readers_see_published_versions() {
-        use std::sync::atomic::AtomicU64;
-        use std::sync::Arc;
-        let m = Arc::new(Memtable::new());
-        let published = Arc::new(AtomicU64::new(0));
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let (m, published) = (m.clone(), published.clone());
-                std::thread::spawn(move || {
-                    let mut checks = 0;
-                    while published.load(Ordering::Acquire) < 20_000 {
-                        let s = published.load(Ordering::Acquire);
-                        if s == 0 {
-                            continue;
-                        }
-                        // Batch s wrote key (s % 100) with value s.
-                        let k = format!("k{:03}", s % 100);
-                        let got = m.get(k.as_bytes(), s).unwrap().unwrap();
-                        assert_eq!(got.value, Bytes::from(s.to_string()));
-                        let all = m.chunk(b"", None, s, usize::MAX);
-                        assert_eq!(all.len() as u64, s.min(100));
-                        checks += 1;
-                    }
-                    checks
-                })
-            })
-            .collect();
-        for s in 1..=20_000u64 {
-            let k = format!("k{:03}", s % 100);
-            m.insert(Bytes::from(k), s, Some(Record::new(0, Bytes::from(s.to_string()))), 1);
-            published.store(s, Ordering::Release);
-        }
-        for r in readers {
-            r.join().unwrap();
-        }
+        readers_during_writes(
+            20_000,
+            |s| format!("k{:03}", s % 100),
+            |m, s| {
+                // Batch s wrote key (s % 100) with value s.
+                let k = format!("k{:03}", s % 100);
+                let got = m.get(k.as_bytes(), s).unwrap().unwrap();
+                assert_eq!(got.value, Bytes::from(s.to_string()));
+                let all = m.chunk(b"", None, s, usize::MAX);
+                assert_eq!(all.len() as u64, s.min(100));
+            },
+        );
     }
 
     /// The flush walk merges the keys an ordered read moved into the skiplist with
@@ -516,38 +533,18 @@ mod tests {
     /// exactly the S keys written up to S, in order.
     #[test]
     fn scans_see_every_new_key_published_before_them() {
-        use std::sync::atomic::AtomicU64;
-        use std::sync::Arc;
-        const N: u64 = 3000;
-        let m = Arc::new(Memtable::new());
-        let published = Arc::new(AtomicU64::new(0));
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let (m, published) = (m.clone(), published.clone());
-                std::thread::spawn(move || {
-                    while published.load(Ordering::Acquire) < N {
-                        let s = published.load(Ordering::Acquire);
-                        let all = m.chunk(b"", None, s, usize::MAX);
-                        assert_eq!(all.len() as u64, s);
-                        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
-                        // A page from the middle: the keys after it, in order.
-                        if s > 2 {
-                            let page = m.chunk(b"", Some(&all[0].0), s, 2);
-                            assert_eq!(page, all[1..3].to_vec());
-                        }
-                    }
-                })
-            })
-            .collect();
-        for s in 1..=N {
-            // Key order unrelated to arrival order.
-            let k = format!("k{:08}", s.wrapping_mul(2_654_435_761) % 100_000_000);
-            m.insert(Bytes::from(k), s, Some(Record::new(0, Bytes::from(s.to_string()))), 1);
-            published.store(s, Ordering::Release);
-        }
-        for r in readers {
-            r.join().unwrap();
-        }
+        // Key order unrelated to arrival order.
+        let key = |s: u64| format!("k{:08}", s.wrapping_mul(2_654_435_761) % 100_000_000);
+        readers_during_writes(3000, key, |m, s| {
+            let all = m.chunk(b"", None, s, usize::MAX);
+            assert_eq!(all.len() as u64, s);
+            assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+            // A page from the middle: the keys after it, in order.
+            if s > 2 {
+                let page = m.chunk(b"", Some(&all[0].0), s, 2);
+                assert_eq!(page, all[1..3].to_vec());
+            }
+        });
     }
 
     /// A flush walk while a reader moves the unsorted keys into the skiplist (the

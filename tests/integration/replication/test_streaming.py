@@ -23,6 +23,19 @@ async def _contents(node: Node, *, stale_ok: bool) -> dict[str, Any]:
         return dict(zip(keys, values, strict=True))
 
 
+def _primary_and_replica_with_keys(cluster: Cluster, n: int = 50) -> tuple[Node, Node]:
+    """A primary and its replica, with k0..k{n-1} written on the primary."""
+    p = cluster.node("p")
+    r = cluster.node("r", "--replica-of", p.endpoint)
+
+    async def write() -> None:
+        async with p.pool() as vdb:
+            await asyncio.gather(*(vdb.set(f"k{i}", i) for i in range(n)))
+
+    asyncio.run(write())
+    return p, r
+
+
 async def _workload(node: Node) -> None:
     async with node.pool(pool_size=4) as vdb:
         await asyncio.gather(*(vdb.set(f"user:{i}", {"n": i}) for i in range(300)))
@@ -120,14 +133,7 @@ def test_a_replica_resuming_with_nothing_to_fetch_is_not_reported_behind(cluster
     """A replica that reconnects while no write comes holds everything: the primary counts its
     REPL_SYNC position as acknowledged (a switchover to it, which waits for that, found it
     at 0 on the native plane until the next write: the e2e scale-down waited minutes)."""
-    p = cluster.node("p")
-    r = cluster.node("r", "--replica-of", p.endpoint)
-
-    async def write() -> None:
-        async with p.pool() as vdb:
-            await asyncio.gather(*(vdb.set(f"k{i}", i) for i in range(50)))
-
-    asyncio.run(write())
+    p, r = _primary_and_replica_with_keys(cluster)
     seq = cluster.wait_caught_up(p, r)
     assert r.stop() == 0
     r.start()
@@ -162,14 +168,7 @@ def test_replica_takes_a_full_copy_when_the_backlog_moved_on(cluster: Cluster) -
 
 
 def test_lag_and_role_are_exported(cluster: Cluster) -> None:
-    p = cluster.node("p")
-    r = cluster.node("r", "--replica-of", p.endpoint)
-
-    async def write() -> None:
-        async with p.pool() as vdb:
-            await asyncio.gather(*(vdb.set(f"k{i}", i) for i in range(50)))
-
-    asyncio.run(write())
+    p, r = _primary_and_replica_with_keys(cluster)
     cluster.wait_caught_up(p, r)
     wait_until(lambda: 'velocity_replicas_connected 1.0' in p.metrics(), 5, what="replica in metrics")
     pm, rm = p.metrics(), r.metrics()
